@@ -1,0 +1,432 @@
+//! The build: base image + model layers + config, for every platform of the base at once.
+//!
+//! Checks come first (model directory, format, base binaries), then the model layers are written
+//! once and shared by every platform's manifest. The image becomes visible only when its name is
+//! written into the store's index, after every blob it references is in place.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use oci_spec::image::{Descriptor, ImageIndex, MediaType};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::formats::{self, FormatReport, Severity};
+use crate::image::{self, PlatformFilter, PlatformImage};
+use crate::json;
+use crate::layer::{self, BuiltLayer, CompressionChoice, EntrySettings, LayerMode};
+use crate::model::ModelTree;
+use crate::progress::Progress;
+use crate::reference::{ImageRef, Location};
+use crate::rootfs::{self, RootFs};
+use crate::store::Store;
+use crate::transport;
+
+/// Annotation (and label) recording the model format.
+pub const FORMAT_ANNOTATION: &str = "io.modelcar.model.format";
+/// Binaries KServe's init container and sidecar run.
+pub const REQUIRED_BINARIES: [&str; 5] = ["sh", "ln", "sleep", "ls", "mkdir"];
+/// Files at or above this size get a layer of their own (see the README for why 32 MiB).
+pub const DEFAULT_LAYER_THRESHOLD: u64 = 32 << 20;
+/// Model layers at most; runtimes accept about 125 layers in all.
+pub const DEFAULT_MAX_MODEL_LAYERS: usize = 64;
+
+/// Everything a build needs to know.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    pub reference: ImageRef,
+    pub models: PathBuf,
+    pub base: Location,
+    pub format: Option<String>,
+    pub uid: u64,
+    pub gid: u64,
+    pub dir_mode: u32,
+    pub file_mode: u32,
+    pub user: String,
+    pub layers: LayerMode,
+    pub layer_threshold: u64,
+    pub max_model_layers: usize,
+    pub compression: CompressionChoice,
+    pub platform: Option<PlatformFilter>,
+    /// Seconds since the epoch for `created` and file mtimes.
+    pub epoch: u64,
+    pub base_check: bool,
+    /// Worker threads for writing layers (output does not depend on it).
+    pub threads: usize,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildOutcome {
+    pub reference: String,
+    pub digest: String,
+    pub media_type: String,
+    pub platforms: Vec<String>,
+    pub layers: Vec<BuiltLayer>,
+    pub format: FormatReport,
+    pub base: String,
+    pub base_digest: String,
+    /// Things the user should know (removed entrypoint, warnings of checks).
+    pub notes: Vec<String>,
+}
+
+/// `SOURCE_DATE_EPOCH` when set, else 0.
+pub fn source_date_epoch() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
+            Error::invalid(format!(
+                "SOURCE_DATE_EPOCH `{v}` is not a whole number of seconds"
+            ))
+            .with_hint("set it to a Unix time such as $(git log -1 --format=%ct), or unset it")
+        }),
+        _ => Ok(0),
+    }
+}
+
+pub fn rfc3339(epoch: u64) -> String {
+    chrono::DateTime::from_timestamp(epoch as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Check the model directory and its format; nothing is written.
+pub fn check_models(spec: &BuildSpec) -> Result<(ModelTree, FormatReport)> {
+    let tree = ModelTree::scan(&spec.models)?;
+    let report = formats::check(&tree, spec.format.as_deref())?;
+    let fails: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Fail)
+        .map(|f| match &f.hint {
+            Some(h) => format!("{} ({h})", f.message),
+            None => f.message.clone(),
+        })
+        .collect();
+    if !fails.is_empty() {
+        return Err(Error::invalid(format!(
+            "model directory {}: {}",
+            spec.models.display(),
+            fails.join("; ")
+        )));
+    }
+    Ok((tree, report))
+}
+
+/// Check that a base platform provides what KServe runs; returns missing binaries.
+pub fn missing_binaries(store: &Store, img: &PlatformImage) -> Result<Vec<&'static str>> {
+    let config = image::read_config(store, img.manifest.config())?;
+    let fs = RootFs::from_layers(store, img.manifest.layers())?;
+    let path = rootfs::search_path(&config);
+    Ok(REQUIRED_BINARIES
+        .iter()
+        .copied()
+        .filter(|b| fs.find_executable(b, &path).is_none())
+        .collect())
+}
+
+/// Build the image and tag it in the store.
+pub fn build(store: &Store, spec: &BuildSpec, progress: &Progress) -> Result<BuildOutcome> {
+    let (tree, format) = check_models(spec)?;
+    let mut notes: Vec<String> = Vec::new();
+    if format.detected {
+        if let Some(f) = &format.format {
+            notes.push(format!(
+                "detected model format {f} (from {})",
+                format.model_file.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    for f in format
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warn)
+    {
+        notes.push(match &f.hint {
+            Some(h) => format!("warning: {} (hint: {h})", f.message),
+            None => format!("warning: {}", f.message),
+        });
+    }
+
+    let base = transport::resolve(store, &spec.base, spec.platform.as_ref())?;
+    let base_images = image::platform_images(store, &base.descriptor)?;
+    let selected: Vec<PlatformImage> = base_images
+        .into_iter()
+        .filter(|i| match (&spec.platform, &i.platform) {
+            (Some(f), Some(p)) => f.matches(p),
+            _ => true,
+        })
+        .collect();
+    if selected.is_empty() {
+        return Err(Error::invalid(format!(
+            "base image {} has no platform {}",
+            base.name,
+            spec.platform
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        ))
+        .with_hint(
+            "leave out --platform, or name one the base provides (modelcar inspect shows them)",
+        ));
+    }
+    if spec.base_check {
+        for img in &selected {
+            let missing = missing_binaries(store, img)?;
+            if !missing.is_empty() {
+                let plat = img
+                    .platform
+                    .as_ref()
+                    .map(image::platform_string)
+                    .unwrap_or_else(|| "its platform".into());
+                return Err(Error::invalid(format!(
+                    "base image {} ({plat}) lacks {}: KServe's modelcar-init container runs `sh -c '[ -d /models ] && [ \"$(ls -A /models)\" ] ...'` and its sidecar runs `sh -c 'ln -sf /proc/$$/root/models /mnt/models && sleep infinity'` (newer releases prefix `mkdir -p`), so the base must provide sh, ln, sleep, ls and mkdir",
+                    base.name,
+                    missing.join(", ")
+                ))
+                .with_hint("use a base such as registry.access.redhat.com/ubi10/ubi-micro or busybox; pass --no-base-check only if the image will be mounted as an image volume (oci+native://), never run"));
+            }
+        }
+    }
+
+    let settings = EntrySettings {
+        uid: spec.uid,
+        gid: spec.gid,
+        dir_mode: spec.dir_mode,
+        file_mode: spec.file_mode,
+        mtime: spec.epoch,
+    };
+    let plans = layer::plan_layers(
+        &tree,
+        spec.layers,
+        spec.layer_threshold,
+        spec.max_model_layers,
+    );
+    progress.start_bytes(tree.total_size(), &format!("writing {}", spec.reference));
+    let layers = write_layers_parallel(store, &tree, &plans, &settings, spec, progress)?;
+    progress.finish();
+
+    let created = rfc3339(spec.epoch);
+    let base_name = base_display_name(&spec.base, &base);
+    let version = spec
+        .reference
+        .tag
+        .clone()
+        .unwrap_or_else(|| "latest".into());
+    let title = spec
+        .reference
+        .repository
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut common: HashMap<String, String> = HashMap::new();
+    common.insert("org.opencontainers.image.created".into(), created.clone());
+    common.insert("org.opencontainers.image.version".into(), version);
+    common.insert("org.opencontainers.image.title".into(), title);
+    if let Some(n) = &base_name {
+        common.insert("org.opencontainers.image.base.name".into(), n.clone());
+    }
+    if let Some(f) = &format.format {
+        common.insert(FORMAT_ANNOTATION.into(), f.clone());
+    }
+
+    let mut manifests = Vec::new();
+    let mut entrypoint_removed = false;
+    for img in &selected {
+        let mut annotations = common.clone();
+        annotations.insert(
+            "org.opencontainers.image.base.digest".into(),
+            img.descriptor.digest().to_string(),
+        );
+        let mut config = image::read_config(store, img.manifest.config())?;
+        entrypoint_removed |= edit_config(
+            &mut config,
+            spec,
+            &layers,
+            img.manifest.layers().len(),
+            &annotations,
+            &created,
+        );
+        let config_desc = store.put_document(MediaType::ImageConfig, &json::canonical(&config))?;
+        let mut layer_descs = Vec::new();
+        for l in img.manifest.layers() {
+            let mut d = Descriptor::new(
+                image::oci_layer_media_type(l.media_type())?,
+                l.size(),
+                l.digest().clone(),
+            );
+            d.set_urls(l.urls().clone());
+            layer_descs.push(d);
+        }
+        layer_descs.extend(layers.iter().map(BuiltLayer::descriptor));
+        let mut manifest = image::new_manifest(config_desc, layer_descs);
+        manifest.set_annotations(Some(annotations));
+        let mut desc = store.put_document(MediaType::ImageManifest, &json::canonical(&manifest))?;
+        desc.set_platform(
+            img.platform
+                .clone()
+                .or_else(|| transport::platform_of_config(&config)),
+        );
+        manifests.push(desc);
+    }
+    if entrypoint_removed {
+        notes.push("removed the base image's ENTRYPOINT: KServe passes only args, and an entrypoint would be put in front of its `sh -c` commands".into());
+    }
+    let platforms: Vec<String> = manifests
+        .iter()
+        .filter_map(|d| d.platform().as_ref().map(image::platform_string))
+        .collect();
+    let top =
+        if image::Document::classify(base.descriptor.media_type()) == image::DocumentKind::Index {
+            let mut annotations = common.clone();
+            annotations.insert(
+                "org.opencontainers.image.base.digest".into(),
+                base.descriptor.digest().to_string(),
+            );
+            let mut index = ImageIndex::default();
+            index.set_schema_version(2);
+            index.set_media_type(Some(MediaType::ImageIndex));
+            index.set_manifests(manifests);
+            index.set_annotations(Some(annotations));
+            store.put_document(MediaType::ImageIndex, &json::canonical(&index))?
+        } else {
+            let mut d = manifests.remove(0);
+            d.set_platform(None);
+            d
+        };
+    store.tag(&spec.reference.tagged(), &top)?;
+    Ok(BuildOutcome {
+        reference: spec.reference.tagged(),
+        digest: top.digest().to_string(),
+        media_type: top.media_type().to_string(),
+        platforms,
+        layers,
+        format,
+        base: base_name.unwrap_or(base.name),
+        base_digest: base.descriptor.digest().to_string(),
+        notes,
+    })
+}
+
+/// A base name that does not depend on where files sit on this machine.
+fn base_display_name(location: &Location, base: &transport::Resolved) -> Option<String> {
+    match location {
+        Location::Registry(r) | Location::Remote(r) => Some(r.to_string()),
+        Location::OciDir { reference, .. }
+        | Location::OciArchive { reference, .. }
+        | Location::DockerArchive { reference, .. } => reference.clone().or_else(|| {
+            base.descriptor
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(crate::store::REF_NAME).cloned())
+        }),
+    }
+}
+
+fn write_layers_parallel(
+    store: &Store,
+    tree: &ModelTree,
+    plans: &[layer::LayerPlan],
+    settings: &EntrySettings,
+    spec: &BuildSpec,
+    progress: &Progress,
+) -> Result<Vec<BuiltLayer>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<BuiltLayer>>>> =
+        Mutex::new((0..plans.len()).map(|_| None).collect());
+    let workers = spec.threads.max(1).min(plans.len().max(1));
+    let tick = |n: u64| progress.inc(n);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= plans.len() {
+                    break;
+                }
+                let r =
+                    layer::write_layer(store, tree, &plans[i], settings, spec.compression, &tick);
+                let failed = r.is_err();
+                results.lock().expect("no worker panics")[i] = Some(r);
+                if failed {
+                    // Stop handing out work; running layers finish.
+                    next.store(plans.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(plans.len());
+    for r in results
+        .into_inner()
+        .expect("no worker panics")
+        .into_iter()
+        .flatten()
+    {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+/// Set user, drop the entrypoint, add labels, diff IDs and history. Returns whether an
+/// entrypoint was removed.
+fn edit_config(
+    config: &mut serde_json::Value,
+    spec: &BuildSpec,
+    layers: &[BuiltLayer],
+    base_layers: usize,
+    labels: &HashMap<String, String>,
+    created: &str,
+) -> bool {
+    use serde_json::{json, Value};
+    if !config.is_object() {
+        *config = json!({});
+    }
+    let obj = config.as_object_mut().expect("object");
+    obj.insert("created".into(), json!(created));
+    let inner = obj.entry("config").or_insert_with(|| json!({}));
+    if !inner.is_object() {
+        *inner = json!({});
+    }
+    let inner = inner.as_object_mut().expect("object");
+    inner.insert("User".into(), json!(spec.user));
+    let had_entrypoint = inner
+        .remove("Entrypoint")
+        .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
+    let label_map = inner.entry("Labels").or_insert_with(|| json!({}));
+    if !label_map.is_object() {
+        *label_map = json!({});
+    }
+    for (k, v) in labels {
+        label_map[k] = json!(v);
+    }
+    let rootfs = obj
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    if let Some(ids) = rootfs.get_mut("diff_ids").and_then(Value::as_array_mut) {
+        ids.extend(layers.iter().map(|l| json!(l.diff_id)));
+    }
+    let history = obj.entry("history").or_insert_with(|| json!([]));
+    if let Some(h) = history.as_array_mut() {
+        if h.is_empty() && base_layers > 0 {
+            for _ in 0..base_layers {
+                h.push(json!({"created": created, "created_by": "base image layer", "comment": "history not recorded by the base image"}));
+            }
+        }
+        for l in layers {
+            let what = if l.files.len() == 1 {
+                l.files[0].clone()
+            } else {
+                format!("{} files", l.files.len())
+            };
+            h.push(json!({
+                "created": created,
+                "created_by": format!(
+                    "modelcar build: COPY {what} /models/ (owner {}:{}, dirs {:04o}, files {:04o})",
+                    spec.uid, spec.gid, spec.dir_mode, spec.file_mode
+                ),
+            }));
+        }
+    }
+    had_entrypoint
+}

@@ -1,0 +1,196 @@
+//! `modelcar build`: images of the project file, or one image from a model directory.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use modelcar::build::{self, BuildSpec};
+use modelcar::error::Error;
+use modelcar::layer::{CompressionChoice, LayerMode};
+use modelcar::progress::Progress;
+use modelcar::project::{self, Overrides};
+use modelcar::reference::{ImageRef, Location};
+
+use super::Context;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Images of the project file to build (default: all of them).
+    pub names: Vec<String>,
+    /// Build every image of the project file.
+    #[arg(long)]
+    pub all: bool,
+    /// Model directory, for a build without a project file.
+    #[arg(long, value_name = "DIR", requires = "tag")]
+    pub models: Option<PathBuf>,
+    /// Reference of the image built from --models (for example quay.io/me/model:v1).
+    #[arg(long, value_name = "REF", requires = "models")]
+    pub tag: Option<String>,
+    /// Base image: REF (local store), oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
+    /// Model format (sklearn, xgboost, lightgbm, or any KServe format name); detected when absent.
+    #[arg(long, value_name = "FMT")]
+    pub format: Option<String>,
+    /// Registry and namespace of project images (overrides REGISTRY and the file).
+    #[arg(long, value_name = "REGISTRY")]
+    pub registry: Option<String>,
+    /// Tag of project images (overrides VERSION and the file).
+    #[arg(long = "image-version", value_name = "VERSION")]
+    pub image_version: Option<String>,
+    /// Build only this platform of a multi-platform base (os/arch[/variant]).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Layer compression: auto (compress where it pays), none, gzip or zstd.
+    #[arg(long, value_name = "C")]
+    pub compression: Option<String>,
+    /// split (a layer per large file) or single (one model layer).
+    #[arg(long, value_name = "MODE")]
+    pub layers: Option<String>,
+    /// Size from which a file gets its own layer (default 32MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub layer_threshold: Option<String>,
+    /// Owner of the model files, UID:GID (standalone builds; default 1001:0).
+    #[arg(long, value_name = "UID:GID")]
+    pub owner: Option<String>,
+    /// Skip the check that the base provides sh, ln, sleep, ls and mkdir (for image volumes).
+    #[arg(long)]
+    pub no_base_check: bool,
+    /// Threads writing layers (default: all cores); the output does not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let specs = specs(ctx, &args)?;
+    let store = ctx.store()?;
+    let progress = Progress::new(!ctx.quiet && !args.json);
+    let mut outcomes = Vec::new();
+    for spec in &specs {
+        let outcome = build::build(&store, spec, &progress)
+            .with_context(|| format!("building {}", spec.reference.tagged()))?;
+        for note in &outcome.notes {
+            ctx.note(note);
+        }
+        if !args.json {
+            println!("{}@{}", outcome.reference, outcome.digest);
+        }
+        outcomes.push(outcome);
+    }
+    if args.json {
+        super::print_json(&outcomes)?;
+    }
+    Ok(())
+}
+
+fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let epoch = build::source_date_epoch()?;
+    let platform = args.platform.as_deref().map(str::parse).transpose()?;
+    if let (Some(models), Some(tag)) = (&args.models, &args.tag) {
+        if !args.names.is_empty() || args.all {
+            bail!(Error::invalid(
+                "--models/--tag build one image; leave out image names and --all"
+            ));
+        }
+        let reference: ImageRef = tag.parse()?;
+        let (uid, gid) = project::parse_owner(args.owner.as_deref().unwrap_or("1001:0"))?;
+        let base = args
+            .base
+            .clone()
+            .or_else(|| std::env::var("BASE_IMAGE").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| project::DEFAULT_BASE.to_string());
+        return Ok(vec![BuildSpec {
+            reference,
+            models: models.clone(),
+            base: base.parse::<Location>()?,
+            format: args.format.clone(),
+            uid,
+            gid,
+            dir_mode: 0o555,
+            file_mode: 0o444,
+            user: uid.to_string(),
+            layers: args
+                .layers
+                .as_deref()
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or(LayerMode::Split),
+            layer_threshold: args
+                .layer_threshold
+                .as_deref()
+                .map(project::parse_size)
+                .transpose()?
+                .unwrap_or(build::DEFAULT_LAYER_THRESHOLD),
+            max_model_layers: build::DEFAULT_MAX_MODEL_LAYERS,
+            compression: args
+                .compression
+                .as_deref()
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or(CompressionChoice::Auto),
+            platform,
+            epoch,
+            base_check: !args.no_base_check,
+            threads,
+        }]);
+    }
+    let Some(project) = ctx.project()? else {
+        bail!(Error::invalid(format!("no {} here and no --models/--tag given", project::FILE_NAME))
+            .with_hint("run in a directory with modelcar.toml, pass --file, or build one image with --models DIR --tag REF"));
+    };
+    if args.format.is_some() || args.owner.is_some() {
+        bail!(Error::invalid(
+            "--format and --owner apply to --models builds; set them in the project file"
+        ));
+    }
+    let names = if args.names.is_empty() || args.all {
+        project.names()
+    } else {
+        args.names.clone()
+    };
+    let overrides = Overrides {
+        registry: args.registry.clone(),
+        version: args.image_version.clone(),
+        base: args.base.clone(),
+        platform: args.platform.clone(),
+        compression: args.compression.clone(),
+        layers: args.layers.clone(),
+        layer_threshold: args.layer_threshold.clone(),
+    };
+    let mut specs = Vec::new();
+    for name in names {
+        let s = project.image(&name, &overrides)?;
+        let reference: ImageRef = s
+            .reference()
+            .parse()
+            .with_context(|| format!("image `{name}` of {}", project.path.display()))?;
+        let platform = s.platform.as_deref().map(str::parse).transpose()?;
+        specs.push(BuildSpec {
+            reference,
+            models: s.models.clone(),
+            base: s.base.parse::<Location>()?,
+            format: s.format.clone(),
+            uid: s.uid,
+            gid: s.gid,
+            dir_mode: s.dir_mode,
+            file_mode: s.file_mode,
+            user: s.user.clone(),
+            layers: s.layers,
+            layer_threshold: s.layer_threshold.unwrap_or(build::DEFAULT_LAYER_THRESHOLD),
+            max_model_layers: build::DEFAULT_MAX_MODEL_LAYERS,
+            compression: s.compression,
+            platform,
+            epoch,
+            base_check: !args.no_base_check,
+            threads,
+        });
+    }
+    Ok(specs)
+}

@@ -1,0 +1,64 @@
+//! `modelcar clean`: remove images and collect the blobs nothing references.
+
+use anyhow::bail;
+use indicatif::BinaryBytes;
+use modelcar::error::Error;
+use modelcar::project::Overrides;
+use modelcar::store;
+
+use super::Context;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Project image names or references to remove (default: every image of the project file).
+    pub names: Vec<String>,
+    /// Remove every image in the store.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let references: Vec<String> = if args.all {
+        store
+            .entries()?
+            .iter()
+            .filter_map(store::ref_name)
+            .map(str::to_string)
+            .collect()
+    } else if args.names.is_empty() {
+        let Some(project) = ctx.project()? else {
+            bail!(Error::invalid("no image named and no modelcar.toml here")
+                .with_hint("name the images to remove, or pass --all to empty the store"));
+        };
+        let overrides = Overrides::default();
+        project
+            .names()
+            .iter()
+            .map(|n| project.image(n, &overrides).map(|s| s.reference()))
+            .collect::<Result<_, _>>()?
+    } else {
+        let mut refs = Vec::new();
+        for n in &args.names {
+            let r = ctx.resolve_name(n)?;
+            // Accept short forms (busybox) as the store spells them (docker.io/library/busybox:latest).
+            refs.push(
+                r.parse::<modelcar::reference::ImageRef>()
+                    .map(|x| x.tagged())
+                    .unwrap_or(r),
+            );
+        }
+        refs
+    };
+    let removed = store.untag(&references)?;
+    for r in &removed {
+        ctx.note(&format!("removed {r}"));
+    }
+    let gc = store.gc()?;
+    ctx.note(&format!(
+        "freed {} in {} blobs",
+        BinaryBytes(gc.bytes),
+        gc.blobs
+    ));
+    Ok(())
+}

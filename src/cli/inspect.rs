@@ -1,0 +1,244 @@
+//! `modelcar inspect`: an image's index, manifests, config and model files.
+
+use indicatif::BinaryBytes;
+use modelcar::image;
+use modelcar::rootfs::{Node, RootFs};
+use modelcar::transport;
+use serde::Serialize;
+
+use super::Context;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Project image name, store reference, oci:DIR[:REF], oci-archive:FILE or docker-archive:FILE.
+    pub image: String,
+    /// List the files under /models with owner, mode and size.
+    #[arg(long)]
+    pub files: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    name: String,
+    digest: String,
+    media_type: String,
+    annotations: std::collections::BTreeMap<String, String>,
+    manifests: Vec<ManifestSummary>,
+}
+
+#[derive(Serialize)]
+struct ManifestSummary {
+    platform: String,
+    digest: String,
+    config_digest: String,
+    user: Option<String>,
+    entrypoint: serde_json::Value,
+    cmd: serde_json::Value,
+    created: Option<String>,
+    labels: serde_json::Value,
+    layers: Vec<LayerSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<Vec<FileSummary>>,
+}
+
+#[derive(Serialize)]
+struct LayerSummary {
+    digest: String,
+    size: u64,
+    media_type: String,
+    title: Option<String>,
+}
+
+#[derive(Serialize)]
+struct FileSummary {
+    path: String,
+    kind: &'static str,
+    uid: u64,
+    gid: u64,
+    mode: String,
+    size: u64,
+    target: Option<String>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    let resolved = super::locate(ctx, &store, &args.image)?;
+    let top = &resolved.descriptor;
+    let mut manifests = Vec::new();
+    for img in image::platform_images(&store, top)? {
+        let config = image::read_config(&store, img.manifest.config())?;
+        let platform = img
+            .platform
+            .clone()
+            .or_else(|| transport::platform_of_config(&config))
+            .map(|p| image::platform_string(&p))
+            .unwrap_or_else(|| "?".into());
+        let files = if args.files {
+            let fs = RootFs::from_layers(&store, img.manifest.layers())?;
+            Some(model_files(&fs))
+        } else {
+            None
+        };
+        manifests.push(ManifestSummary {
+            platform,
+            digest: img.descriptor.digest().to_string(),
+            config_digest: img.manifest.config().digest().to_string(),
+            user: config
+                .pointer("/config/User")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            entrypoint: config
+                .pointer("/config/Entrypoint")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+            cmd: config
+                .pointer("/config/Cmd")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+            created: config
+                .get("created")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            labels: config
+                .pointer("/config/Labels")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+            layers: img
+                .manifest
+                .layers()
+                .iter()
+                .map(|l| LayerSummary {
+                    digest: l.digest().to_string(),
+                    size: l.size(),
+                    media_type: l.media_type().to_string(),
+                    title: l
+                        .annotations()
+                        .as_ref()
+                        .and_then(|a| a.get("org.opencontainers.image.title").cloned()),
+                })
+                .collect(),
+            files,
+        });
+    }
+    let annotations = match image::Document::classify(top.media_type()) {
+        image::DocumentKind::Index => image::read_index(&store, top)?.annotations().clone(),
+        _ => image::read_manifest(&store, top)?.annotations().clone(),
+    }
+    .unwrap_or_default()
+    .into_iter()
+    .collect();
+    let summary = Summary {
+        name: resolved.name.clone(),
+        digest: top.digest().to_string(),
+        media_type: top.media_type().to_string(),
+        annotations,
+        manifests,
+    };
+    if args.json {
+        return super::print_json(&summary);
+    }
+    print_human(&summary);
+    Ok(())
+}
+
+fn model_files(fs: &RootFs) -> Vec<FileSummary> {
+    fs.entries
+        .iter()
+        .filter(|(p, _)| p.as_str() == "models" || p.starts_with("models/"))
+        .map(|(p, node)| {
+            let (kind, uid, gid, mode, size, target) = match node {
+                Node::Dir { mode, uid, gid } => ("dir", *uid, *gid, *mode, 0, None),
+                Node::File {
+                    mode,
+                    uid,
+                    gid,
+                    size,
+                } => ("file", *uid, *gid, *mode, *size, None),
+                Node::Symlink { target } => ("symlink", 0, 0, 0o777, 0, Some(target.clone())),
+                Node::Hardlink { target } => ("hardlink", 0, 0, 0, 0, Some(format!("/{target}"))),
+                Node::Other => ("other", 0, 0, 0, 0, None),
+            };
+            FileSummary {
+                path: format!("/{p}"),
+                kind,
+                uid,
+                gid,
+                mode: format!("{mode:04o}"),
+                size,
+                target,
+            }
+        })
+        .collect()
+}
+
+fn print_human(s: &Summary) {
+    println!("Name:       {}", s.name);
+    println!("Digest:     {}", s.digest);
+    println!("Media type: {}", s.media_type);
+    for (k, v) in &s.annotations {
+        println!("  {k}: {v}");
+    }
+    for m in &s.manifests {
+        println!();
+        println!("Platform {}  manifest {}", m.platform, m.digest);
+        println!(
+            "  User:       {}",
+            m.user.as_deref().unwrap_or("(unset: root)")
+        );
+        println!(
+            "  Entrypoint: {}",
+            if m.entrypoint.is_null() {
+                "(none)".to_string()
+            } else {
+                m.entrypoint.to_string()
+            }
+        );
+        println!(
+            "  Cmd:        {}",
+            if m.cmd.is_null() {
+                "(none)".to_string()
+            } else {
+                m.cmd.to_string()
+            }
+        );
+        println!("  Created:    {}", m.created.as_deref().unwrap_or("?"));
+        println!("  Layers:");
+        for l in &m.layers {
+            println!(
+                "    {}  {:>10}  {}{}",
+                &l.digest[..19.min(l.digest.len())],
+                BinaryBytes(l.size).to_string(),
+                l.media_type
+                    .trim_start_matches("application/vnd.oci.image.layer.v1."),
+                l.title
+                    .as_ref()
+                    .map(|t| format!("  {t}"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(files) = &m.files {
+            println!("  Files:");
+            for f in files {
+                println!(
+                    "    {} {:>5}:{:<3} {:>10}  {}{}",
+                    f.mode,
+                    f.uid,
+                    f.gid,
+                    if f.kind == "file" {
+                        BinaryBytes(f.size).to_string()
+                    } else {
+                        f.kind.to_string()
+                    },
+                    f.path,
+                    f.target
+                        .as_ref()
+                        .map(|t| format!(" -> {t}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Argument definitions and the dispatch to one module per subcommand.
+
+mod build;
+mod clean;
+mod export;
+mod images;
+mod inspect;
+mod kserve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use modelcar::error::Error;
+use modelcar::project::{self, Project};
+use modelcar::store::Store;
+
+/// Pack machine-learning models into OCI images that KServe serves from a registry.
+#[derive(Debug, Parser)]
+#[command(name = "modelcar", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The local image store (an OCI layout); default $MODELCAR_STORE or ~/.local/share/modelcar/store.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// The project file; default ./modelcar.toml when present.
+    #[arg(long = "file", short = 'f', global = true, value_name = "FILE")]
+    pub project_file: Option<PathBuf>,
+    /// Print only results and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// More detail on standard error (repeat for more).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build images: those of the project file, or one from --models and --tag.
+    Build(Box<build::Args>),
+    /// List the images in the local store.
+    Images(images::Args),
+    /// Show an image's index, manifests and config (--files: the model files).
+    Inspect(inspect::Args),
+    /// Write an image to oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE.
+    Export(export::Args),
+    /// Remove images from the local store and the blobs nothing references any more.
+    Clean(clean::Args),
+    /// Print a KServe InferenceService for an image.
+    Kserve(kserve::Args),
+}
+
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MODELCAR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("modelcar={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// Shared context of a command run.
+pub struct Context {
+    pub quiet: bool,
+    store_path: PathBuf,
+    project_file: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.store_path)?)
+    }
+
+    /// The project file: the one given, else ./modelcar.toml if present.
+    pub fn project(&self) -> anyhow::Result<Option<Project>> {
+        Ok(match &self.project_file {
+            Some(p) => Some(Project::load(p)?),
+            None => Project::find(std::path::Path::new("."))?,
+        })
+    }
+
+    /// Print a note to standard error unless quiet.
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Turn a project image name or an image reference into a store reference.
+    pub fn resolve_name(&self, name_or_ref: &str) -> anyhow::Result<String> {
+        if let Some(project) = self.project()? {
+            if project.names().iter().any(|n| n == name_or_ref) {
+                return Ok(project
+                    .image(name_or_ref, &project::Overrides::default())?
+                    .reference());
+            }
+        }
+        Ok(name_or_ref.to_string())
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context {
+        quiet: cli.quiet,
+        store_path: cli.store.clone().unwrap_or_else(Store::default_path),
+        project_file: cli.project_file.clone(),
+    };
+    match cli.command {
+        Command::Build(a) => build::run(&ctx, *a),
+        Command::Images(a) => images::run(&ctx, a),
+        Command::Inspect(a) => inspect::run(&ctx, a),
+        Command::Export(a) => export::run(&ctx, a),
+        Command::Clean(a) => clean::run(&ctx, a),
+        Command::Kserve(a) => kserve::run(&ctx, a),
+    }
+}
+
+/// Print an error as `error: reason`, its causes, and a hint when there is one.
+pub fn report(err: &anyhow::Error) {
+    let mut line = format!("error: {err}");
+    for cause in err.chain().skip(1) {
+        line.push_str(&format!(": {cause}"));
+    }
+    eprintln!("{line}");
+    if let Some(hint) = err.downcast_ref::<Error>().and_then(Error::hint) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+/// Print a value as pretty JSON on standard output.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Find an image given as a project image name, a store reference or a location, importing it
+/// into the store when it lives elsewhere.
+pub fn locate(
+    ctx: &Context,
+    store: &Store,
+    name_or_ref: &str,
+) -> anyhow::Result<modelcar::transport::Resolved> {
+    let text = ctx.resolve_name(name_or_ref)?;
+    let location: modelcar::reference::Location = text.parse()?;
+    Ok(modelcar::transport::resolve(store, &location, None)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -1,0 +1,162 @@
+//! SHA-256 content digests, computed while bytes stream past.
+//!
+//! Layers are never held in memory: writers and readers here hash and count what flows through
+//! them, so a blob's digest and size are known the moment its last byte is written or read.
+
+use std::io::{self, Read, Write};
+
+use oci_spec::image::Digest;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+
+/// `sha256:<hex>` of a byte slice.
+pub fn sha256_of(bytes: &[u8]) -> Digest {
+    from_hasher(Sha256::new_with_prefix(bytes))
+}
+
+/// Finish a hasher into an OCI digest.
+pub fn from_hasher(hasher: Sha256) -> Digest {
+    let hex = hex::encode(hasher.finalize());
+    format!("sha256:{hex}")
+        .parse()
+        .expect("a sha256 hex string is a valid digest")
+}
+
+/// Parse a digest given by a user or a document, refusing anything but well-formed SHA-256.
+pub fn parse(text: &str) -> Result<Digest> {
+    let ok = text.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    });
+    if !ok {
+        return Err(Error::invalid(format!(
+            "`{text}` is not a sha256 digest (expected sha256: and 64 lowercase hex digits)"
+        )));
+    }
+    text.parse()
+        .map_err(|e| Error::invalid(format!("`{text}` is not a valid digest: {e}")))
+}
+
+/// A writer that hashes and counts everything written through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The inner writer, the digest and the byte count.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, from_hasher(self.hasher), self.written)
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.hasher.update(buf);
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes and counts everything read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
+    }
+
+    /// The digest and byte count of everything read.
+    pub fn finish(self) -> (Digest, u64) {
+        (from_hasher(self.hasher), self.read)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// The hex part of a sha256 digest (the file name of a blob in an OCI layout).
+pub fn hex_of(digest: &Digest) -> &str {
+    digest.digest()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_of_empty_json_matches_the_spec() {
+        assert_eq!(
+            sha256_of(b"{}").to_string(),
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+    }
+
+    #[test]
+    fn hashing_writer_and_reader_agree() {
+        let data = vec![7u8; 100_000];
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(&data).unwrap();
+        let (out, d1, n1) = w.finish();
+        let mut r = HashingReader::new(&data[..]);
+        io::copy(&mut r, &mut io::sink()).unwrap();
+        let (d2, n2) = r.finish();
+        assert_eq!(out, data);
+        assert_eq!((d1.clone(), n1), (d2, n2));
+        assert_eq!(d1, sha256_of(&data));
+    }
+
+    #[test]
+    fn parse_rejects_malformed_digests() {
+        assert!(parse("sha256:abc").is_err());
+        assert!(parse("md5:d41d8cd98f00b204e9800998ecf8427e").is_err());
+        assert!(parse(&format!("sha256:{}", "A".repeat(64))).is_err());
+        assert!(parse(&format!("sha256:{}", "a".repeat(64))).is_ok());
+    }
+}

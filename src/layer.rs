@@ -1,0 +1,777 @@
+//! Model layers: the files of a model directory as reproducible tar layers under `/models`.
+//!
+//! A layer is written in one pass: tar entries go through a SHA-256 of the uncompressed stream
+//! (the diff ID), the compressor and a SHA-256 of the compressed stream (the digest) straight into
+//! a temporary blob of the store; nothing is held in memory whole and each model byte is read
+//! once. Entries carry fixed owner, modes and mtime and no user names or extended attributes, so
+//! the bytes depend only on file contents, paths and settings.
+//!
+//! Large files (at or above a threshold) get a layer each, so an unchanged weights file keeps its
+//! digest across versions and registries can receive layers in parallel; the rest share a layer.
+//! A cache keyed on each file's path and `stat` fields lets an unchanged rebuild reuse a layer
+//! without reading the files again.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use oci_spec::image::{Descriptor, Digest, MediaType};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::HashingWriter;
+use crate::error::{io_err, Error, Result};
+use crate::image::Compression;
+use crate::model::{EntryKind, ModelEntry, ModelTree};
+use crate::store::{BlobWriter, Store};
+
+/// Directory of the model inside the image (and inside each layer tar, without the slash).
+pub const MODEL_ROOT: &str = "models";
+/// Bumped whenever the bytes written for the same inputs change, to invalidate the cache.
+const LAYER_FORMAT_VERSION: u32 = 1;
+const IO_BUFFER: usize = 1 << 20;
+/// Bytes sampled per layer to decide whether compression pays.
+const SAMPLE_BUDGET: usize = 4 << 20;
+const SAMPLE_WINDOW: u64 = 128 << 10;
+/// Compress only when sampling shows at least this much saving.
+const AUTO_MIN_SAVING: f64 = 0.10;
+
+/// How layers are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionChoice {
+    None,
+    Gzip,
+    Zstd,
+    /// Compress (gzip) only where a sample of the content shrinks by at least 10%.
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for CompressionChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            "zstd" => Ok(Self::Zstd),
+            "auto" => Ok(Self::Auto),
+            _ => Err(Error::invalid(format!("compression `{s}` is not known"))
+                .with_hint("use one of none, gzip, zstd, auto")),
+        }
+    }
+}
+
+/// How model files are split into layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerMode {
+    /// Files at or above the threshold get a layer each; the rest share one.
+    #[default]
+    Split,
+    /// One layer for the whole model.
+    Single,
+}
+
+impl std::str::FromStr for LayerMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "split" => Ok(Self::Split),
+            "single" => Ok(Self::Single),
+            _ => Err(Error::invalid(format!("layers `{s}` is not known"))
+                .with_hint("use split (a layer per large file) or single")),
+        }
+    }
+}
+
+/// Ownership, modes and time of every entry in the model layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EntrySettings {
+    pub uid: u64,
+    pub gid: u64,
+    pub dir_mode: u32,
+    pub file_mode: u32,
+    /// Seconds since the epoch written as every entry's mtime.
+    pub mtime: u64,
+}
+
+/// One layer to write: which entries of the tree it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerPlan {
+    /// Indices into [`ModelTree::entries`] of the directories written (all ancestors of the
+    /// files, and for the shared layer every directory).
+    pub dirs: Vec<usize>,
+    /// Indices of files and symlinks.
+    pub items: Vec<usize>,
+}
+
+/// Split the tree into layers.
+///
+/// With [`LayerMode::Split`], each file of at least `threshold` bytes gets its own layer (at most
+/// `max_layers - 1` of them; beyond that large files are grouped in path order) and everything else
+/// shares one layer, which also carries every directory so empty directories survive.
+pub fn plan_layers(
+    tree: &ModelTree,
+    mode: LayerMode,
+    threshold: u64,
+    max_layers: usize,
+) -> Vec<LayerPlan> {
+    let all_dirs: Vec<usize> = (0..tree.entries.len())
+        .filter(|&i| tree.entries[i].kind == EntryKind::Dir)
+        .collect();
+    let non_dirs = (0..tree.entries.len()).filter(|&i| tree.entries[i].kind != EntryKind::Dir);
+    if mode == LayerMode::Single {
+        return vec![LayerPlan {
+            dirs: all_dirs,
+            items: non_dirs.collect(),
+        }];
+    }
+    let (big, small): (Vec<usize>, Vec<usize>) = non_dirs.partition(
+        |&i| matches!(tree.entries[i].kind, EntryKind::File { size } if size >= threshold),
+    );
+    let mut plans = Vec::new();
+    if !small.is_empty() || big.is_empty() || !all_dirs.is_empty() {
+        plans.push(LayerPlan {
+            dirs: all_dirs,
+            items: small,
+        });
+    }
+    let slots = max_layers.saturating_sub(plans.len()).max(1);
+    let per_layer = big.len().div_ceil(slots).max(1);
+    for group in big.chunks(per_layer) {
+        plans.push(LayerPlan {
+            dirs: ancestors(tree, group),
+            items: group.to_vec(),
+        });
+    }
+    plans
+}
+
+fn ancestors(tree: &ModelTree, items: &[usize]) -> Vec<usize> {
+    let mut wanted = BTreeSet::new();
+    for &i in items {
+        let rel = &tree.entries[i].rel;
+        let mut end = 0;
+        while let Some(pos) = rel[end..].find('/') {
+            wanted.insert(rel[..end + pos].to_string());
+            end += pos + 1;
+        }
+    }
+    (0..tree.entries.len())
+        .filter(|&i| {
+            tree.entries[i].kind == EntryKind::Dir && wanted.contains(&tree.entries[i].rel)
+        })
+        .collect()
+}
+
+/// A model layer in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltLayer {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    pub diff_id: String,
+    pub compression: Compression,
+    /// Model files in the layer (relative paths), for annotations and output.
+    pub files: Vec<String>,
+    /// Uncompressed bytes of file content.
+    pub content_bytes: u64,
+    /// Whether the layer came from the cache without reading the files.
+    #[serde(skip)]
+    pub cached: bool,
+}
+
+impl BuiltLayer {
+    pub fn descriptor(&self) -> Descriptor {
+        let mut d = Descriptor::new(
+            MediaType::from(self.media_type.as_str()),
+            self.size,
+            self.digest
+                .parse::<Digest>()
+                .expect("digest written by this crate"),
+        );
+        if self.files.len() == 1 {
+            let mut a = std::collections::HashMap::new();
+            a.insert(
+                "org.opencontainers.image.title".to_string(),
+                self.files[0].clone(),
+            );
+            d.set_annotations(Some(a));
+        }
+        d
+    }
+}
+
+/// Write (or reuse from the cache) one layer.
+pub fn write_layer(
+    store: &Store,
+    tree: &ModelTree,
+    plan: &LayerPlan,
+    settings: &EntrySettings,
+    choice: CompressionChoice,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<BuiltLayer> {
+    let key = cache_key(tree, plan, settings, choice);
+    let cache_file = store.cache_dir().join("layers").join(format!("{key}.json"));
+    if let Some(mut hit) = read_cache(&cache_file) {
+        if let Ok(digest) = hit.digest.parse::<Digest>() {
+            if store.has_blob(&digest, hit.size) {
+                hit.cached = true;
+                progress(hit.content_bytes);
+                return Ok(hit);
+            }
+        }
+    }
+    let compression = match choice {
+        CompressionChoice::None => Compression::None,
+        CompressionChoice::Gzip => Compression::Gzip,
+        CompressionChoice::Zstd => Compression::Zstd,
+        CompressionChoice::Auto => {
+            if compression_pays(tree, plan)? {
+                Compression::Gzip
+            } else {
+                Compression::None
+            }
+        }
+    };
+    let mut sink = Sink::new(store.blob_writer()?, compression)?;
+    let mut buf = vec![0u8; IO_BUFFER];
+    let mut content_bytes = 0;
+    let tmp_err = |e: io::Error| Error::Io {
+        op: "write a layer into the store at",
+        path: store.root().to_path_buf(),
+        source: e,
+    };
+    write_dir(&mut sink, MODEL_ROOT, settings).map_err(tmp_err)?;
+    let mut order: Vec<usize> = plan.dirs.iter().chain(&plan.items).copied().collect();
+    order.sort_by(|&a, &b| tree.entries[a].rel.cmp(&tree.entries[b].rel));
+    let mut files = Vec::new();
+    for i in order {
+        let entry = &tree.entries[i];
+        let path = format!("{MODEL_ROOT}/{}", entry.rel);
+        match &entry.kind {
+            EntryKind::Dir => write_dir(&mut sink, &path, settings).map_err(tmp_err)?,
+            EntryKind::Symlink { target } => {
+                let h = header(
+                    &path,
+                    tar::EntryType::Symlink,
+                    0,
+                    0o777,
+                    Some(target),
+                    settings,
+                )?;
+                sink.write_all(&h).map_err(tmp_err)?;
+            }
+            EntryKind::File { size } => {
+                let h = header(
+                    &path,
+                    tar::EntryType::Regular,
+                    *size,
+                    settings.file_mode,
+                    None,
+                    settings,
+                )?;
+                sink.write_all(&h).map_err(tmp_err)?;
+                copy_file(entry, *size, &mut sink, &mut buf, progress, store)?;
+                pad(&mut sink, *size).map_err(tmp_err)?;
+                content_bytes += size;
+                files.push(entry.rel.clone());
+            }
+        }
+    }
+    // End of archive: two zero blocks.
+    sink.write_all(&[0u8; 1024]).map_err(tmp_err)?;
+    let (blob, diff) = sink.finish().map_err(tmp_err)?;
+    let (digest, size) = blob.commit(store, None)?;
+    let diff_id = diff.map(|(d, _)| d).unwrap_or_else(|| digest.clone());
+    let layer = BuiltLayer {
+        media_type: compression.oci_media_type().to_string(),
+        digest: digest.to_string(),
+        size,
+        diff_id: diff_id.to_string(),
+        compression,
+        files,
+        content_bytes,
+        cached: false,
+    };
+    write_cache(&cache_file, &layer);
+    Ok(layer)
+}
+
+fn copy_file(
+    entry: &ModelEntry,
+    size: u64,
+    sink: &mut Sink,
+    buf: &mut [u8],
+    progress: &(dyn Fn(u64) + Sync),
+    store: &Store,
+) -> Result<()> {
+    let mut file = File::open(&entry.source).map_err(io_err("open model file", &entry.source))?;
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = file
+            .read(&mut buf[..want])
+            .map_err(io_err("read model file", &entry.source))?;
+        if n == 0 {
+            return Err(Error::invalid(format!(
+                "model file {} shrank while it was being read (expected {size} bytes)",
+                entry.source.display()
+            ))
+            .with_hint("do not change model files during a build; run the build again"));
+        }
+        sink.write_all(&buf[..n])
+            .map_err(io_err("write a layer into the store at", store.root()))?;
+        progress(n as u64);
+        left -= n as u64;
+    }
+    // A file that grew would make the layer differ from what its header says: refuse it.
+    if file
+        .read(&mut buf[..1])
+        .map_err(io_err("read model file", &entry.source))?
+        != 0
+    {
+        return Err(Error::invalid(format!(
+            "model file {} grew while it was being read (expected {size} bytes)",
+            entry.source.display()
+        ))
+        .with_hint("do not change model files during a build; run the build again"));
+    }
+    Ok(())
+}
+
+fn write_dir(sink: &mut Sink, path: &str, s: &EntrySettings) -> io::Result<()> {
+    let h = header(
+        &format!("{path}/"),
+        tar::EntryType::Directory,
+        0,
+        s.dir_mode,
+        None,
+        s,
+    )
+    .map_err(io::Error::other)?;
+    sink.write_all(&h)
+}
+
+fn pad(sink: &mut Sink, size: u64) -> io::Result<()> {
+    let rem = (size % 512) as usize;
+    if rem != 0 {
+        sink.write_all(&[0u8; 512][..512 - rem])?;
+    }
+    Ok(())
+}
+
+/// The header block(s) of one tar entry: a PAX extended header when the path, link target or
+/// size does not fit ustar, then the ustar header.
+pub fn header(
+    path: &str,
+    kind: tar::EntryType,
+    size: u64,
+    mode: u32,
+    link: Option<&str>,
+    s: &EntrySettings,
+) -> Result<Vec<u8>> {
+    let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(s.uid);
+    h.set_gid(s.gid);
+    h.set_mtime(s.mtime);
+    h.set_size(size);
+    if size > 0o77777777777 {
+        pax.push(("size", size.to_string().into_bytes()));
+    }
+    if !path.is_ascii() || h.set_path(path).is_err() {
+        pax.push(("path", path.as_bytes().to_vec()));
+        let short: String = path.chars().filter(char::is_ascii).take(99).collect();
+        h.set_path(short)
+            .map_err(|e| Error::invalid(format!("cannot write tar path {path}: {e}")))?;
+    }
+    if let Some(target) = link {
+        if target.len() > 100 || !target.is_ascii() || h.set_link_name(target).is_err() {
+            pax.push(("linkpath", target.as_bytes().to_vec()));
+            h.set_link_name("")
+                .map_err(|e| Error::invalid(e.to_string()))?;
+        }
+    }
+    h.set_cksum();
+    let mut out = Vec::with_capacity(1536);
+    if !pax.is_empty() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))
+            .map_err(|e| Error::invalid(format!("cannot write tar header for {path}: {e}")))?;
+        out.extend_from_slice(b.get_ref());
+    }
+    out.extend_from_slice(h.as_bytes());
+    Ok(out)
+}
+
+/// Where layer bytes go: straight into the blob, or through a diff-ID hash and a compressor.
+enum Sink {
+    Raw(BlobWriter),
+    Gzip(HashingWriter<flate2::write::GzEncoder<BlobWriter>>),
+    Zstd(HashingWriter<zstd::stream::write::Encoder<'static, BlobWriter>>),
+}
+
+impl Sink {
+    fn new(blob: BlobWriter, c: Compression) -> Result<Sink> {
+        Ok(match c {
+            Compression::None => Sink::Raw(blob),
+            Compression::Gzip => Sink::Gzip(HashingWriter::new(flate2::write::GzEncoder::new(
+                blob,
+                flate2::Compression::new(6),
+            ))),
+            Compression::Zstd => {
+                let enc = zstd::stream::write::Encoder::new(blob, 3)
+                    .map_err(|e| Error::invalid(format!("cannot start zstd: {e}")))?;
+                Sink::Zstd(HashingWriter::new(enc))
+            }
+        })
+    }
+
+    /// The blob writer and, for compressed layers, the diff ID and uncompressed size.
+    fn finish(self) -> io::Result<(BlobWriter, Option<(Digest, u64)>)> {
+        Ok(match self {
+            Sink::Raw(b) => (b, None),
+            Sink::Gzip(h) => {
+                let (enc, d, n) = h.finish();
+                (enc.finish()?, Some((d, n)))
+            }
+            Sink::Zstd(h) => {
+                let (enc, d, n) = h.finish();
+                (enc.finish()?, Some((d, n)))
+            }
+        })
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Raw(w) => w.write(buf),
+            Sink::Gzip(w) => w.write(buf),
+            Sink::Zstd(w) => w.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Raw(w) => w.write_all(buf),
+            Sink::Gzip(w) => w.write_all(buf),
+            Sink::Zstd(w) => w.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Raw(w) => w.flush(),
+            Sink::Gzip(w) => w.flush(),
+            Sink::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+/// Decide from a bounded sample of the layer's content whether compression saves enough.
+///
+/// Up to three windows per file (start, middle, end) are read, [`SAMPLE_BUDGET`] bytes in all,
+/// and compressed with fast zstd; the result depends only on the content.
+fn compression_pays(tree: &ModelTree, plan: &LayerPlan) -> Result<bool> {
+    let mut sample = Vec::new();
+    for &i in &plan.items {
+        let entry = &tree.entries[i];
+        let EntryKind::File { size } = entry.kind else {
+            continue;
+        };
+        if sample.len() >= SAMPLE_BUDGET {
+            break;
+        }
+        let mut f = File::open(&entry.source).map_err(io_err("open model file", &entry.source))?;
+        let offsets = if size <= 3 * SAMPLE_WINDOW {
+            vec![(0, size)]
+        } else {
+            vec![
+                (0, SAMPLE_WINDOW),
+                (size / 2 - SAMPLE_WINDOW / 2, SAMPLE_WINDOW),
+                (size - SAMPLE_WINDOW, SAMPLE_WINDOW),
+            ]
+        };
+        for (off, len) in offsets {
+            let len = len.min((SAMPLE_BUDGET - sample.len().min(SAMPLE_BUDGET)) as u64);
+            if len == 0 {
+                break;
+            }
+            f.seek(SeekFrom::Start(off))
+                .map_err(io_err("read model file", &entry.source))?;
+            let start = sample.len();
+            (&mut f)
+                .take(len)
+                .read_to_end(&mut sample)
+                .map_err(io_err("read model file", &entry.source))?;
+            debug_assert!(sample.len() >= start);
+        }
+    }
+    if sample.is_empty() {
+        return Ok(false);
+    }
+    let compressed = zstd::bulk::compress(&sample, 1)
+        .map_err(|e| Error::invalid(format!("zstd failed while sampling: {e}")))?;
+    Ok((compressed.len() as f64) <= (1.0 - AUTO_MIN_SAVING) * sample.len() as f64)
+}
+
+#[derive(Serialize)]
+struct CacheKeyInput<'a> {
+    version: u32,
+    settings: &'a EntrySettings,
+    choice: CompressionChoice,
+    root: PathBuf,
+    entries: Vec<(&'a str, &'a EntryKind, &'a crate::model::StatKey)>,
+}
+
+impl Serialize for EntryKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            EntryKind::Dir => s.serialize_str("dir"),
+            EntryKind::File { size } => s.serialize_str(&format!("file:{size}")),
+            EntryKind::Symlink { target } => s.serialize_str(&format!("link:{target}")),
+        }
+    }
+}
+
+fn cache_key(
+    tree: &ModelTree,
+    plan: &LayerPlan,
+    settings: &EntrySettings,
+    choice: CompressionChoice,
+) -> String {
+    let mut idx: Vec<usize> = plan.dirs.iter().chain(&plan.items).copied().collect();
+    idx.sort();
+    let input = CacheKeyInput {
+        version: LAYER_FORMAT_VERSION,
+        settings,
+        choice,
+        root: fs::canonicalize(&tree.root).unwrap_or_else(|_| tree.root.clone()),
+        entries: idx
+            .iter()
+            .map(|&i| {
+                let e = &tree.entries[i];
+                (e.rel.as_str(), &e.kind, &e.stat)
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&input).expect("cache key serialises");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+fn read_cache(path: &std::path::Path) -> Option<BuiltLayer> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_cache(path: &std::path::Path, layer: &BuiltLayer) {
+    // The cache is an optimisation: failing to write it must not fail the build.
+    let Some(dir) = path.parent() else { return };
+    if fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) {
+        if tmp
+            .write_all(&serde_json::to_vec(layer).unwrap_or_default())
+            .is_ok()
+        {
+            let _ = tmp.persist(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> EntrySettings {
+        EntrySettings {
+            uid: 1001,
+            gid: 0,
+            dir_mode: 0o555,
+            file_mode: 0o444,
+            mtime: 0,
+        }
+    }
+
+    fn tree_with(files: &[(&str, usize)]) -> (tempfile::TempDir, ModelTree) {
+        let d = tempfile::tempdir().unwrap();
+        for (name, size) in files {
+            let p = d.path().join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, vec![b'x'; *size]).unwrap();
+        }
+        let t = ModelTree::scan(d.path()).unwrap();
+        (d, t)
+    }
+
+    #[test]
+    fn big_files_get_their_own_layers() {
+        let (_d, t) = tree_with(&[("a/big1", 100), ("big2", 200), ("small", 5), ("a/tiny", 1)]);
+        let plans = plan_layers(&t, LayerMode::Split, 100, 64);
+        assert_eq!(plans.len(), 3);
+        let names = |p: &LayerPlan| {
+            p.items
+                .iter()
+                .map(|&i| t.entries[i].rel.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&plans[0]), ["a/tiny", "small"]);
+        assert_eq!(names(&plans[1]), ["a/big1"]);
+        assert_eq!(t.entries[plans[1].dirs[0]].rel, "a");
+        assert_eq!(names(&plans[2]), ["big2"]);
+        assert!(plans[2].dirs.is_empty());
+        let single = plan_layers(&t, LayerMode::Single, 100, 64);
+        assert_eq!(single.len(), 1);
+        assert_eq!(single[0].items.len(), 4);
+    }
+
+    #[test]
+    fn the_layer_count_stays_within_the_budget() {
+        let files: Vec<(String, usize)> = (0..50).map(|i| (format!("shard-{i:03}"), 10)).collect();
+        let refs: Vec<(&str, usize)> = files.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        let (_d, t) = tree_with(&refs);
+        let plans = plan_layers(&t, LayerMode::Split, 10, 8);
+        assert!(plans.len() <= 8, "{}", plans.len());
+        let total: usize = plans.iter().map(|p| p.items.len()).sum();
+        assert_eq!(total, 50);
+    }
+
+    #[test]
+    fn long_paths_and_huge_sizes_use_pax_records() {
+        // A 9 GiB file and a path no ustar prefix/name split can hold.
+        let long = format!("models/{}/weights.bin", "x".repeat(180));
+        let h = header(
+            &long,
+            tar::EntryType::Regular,
+            9 << 30,
+            0o444,
+            None,
+            &settings(),
+        )
+        .unwrap();
+        assert_eq!(
+            h.len(),
+            512 * 3,
+            "PAX header, its records, then the entry header"
+        );
+        let mut a = tar::Archive::new(io::Cursor::new([h, vec![0u8; 1024]].concat()));
+        let mut entries = a.entries().unwrap();
+        let e = entries.next().unwrap().unwrap();
+        assert_eq!(e.path().unwrap().to_str().unwrap(), long);
+        assert_eq!(e.size(), 9 << 30);
+        // An ordinary entry needs no PAX header.
+        let h = header(
+            "models/model.bst",
+            tar::EntryType::Regular,
+            10,
+            0o444,
+            None,
+            &settings(),
+        )
+        .unwrap();
+        assert_eq!(h.len(), 512);
+    }
+
+    #[test]
+    fn auto_compression_follows_the_content() {
+        let (_d, t) = tree_with(&[("zeros", 1 << 20)]);
+        let plan = &plan_layers(&t, LayerMode::Single, 1, 64)[0];
+        assert!(compression_pays(&t, plan).unwrap());
+        let d = tempfile::tempdir().unwrap();
+        let mut state = 0x12345678u64;
+        let random: Vec<u8> = (0..(1 << 20))
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        fs::write(d.path().join("w"), random).unwrap();
+        let t = ModelTree::scan(d.path()).unwrap();
+        let plan = &plan_layers(&t, LayerMode::Single, 1, 64)[0];
+        assert!(!compression_pays(&t, plan).unwrap());
+    }
+
+    #[test]
+    fn layers_are_reproducible_and_cached() {
+        let (d, t) = tree_with(&[("model.joblib", 3000), ("sub/x", 10)]);
+        let sd = tempfile::tempdir().unwrap();
+        let store = Store::open(sd.path()).unwrap();
+        let plan = &plan_layers(&t, LayerMode::Single, 1, 64)[0];
+        let a = write_layer(
+            &store,
+            &t,
+            plan,
+            &settings(),
+            CompressionChoice::Gzip,
+            &|_| {},
+        )
+        .unwrap();
+        assert!(!a.cached);
+        let b = write_layer(
+            &store,
+            &t,
+            plan,
+            &settings(),
+            CompressionChoice::Gzip,
+            &|_| {},
+        )
+        .unwrap();
+        assert!(b.cached);
+        assert_eq!(a.digest, b.digest);
+        // Same content, new stat fields: read again, same bytes.
+        let copy = tempfile::tempdir().unwrap();
+        fs::create_dir(copy.path().join("sub")).unwrap();
+        fs::copy(
+            d.path().join("model.joblib"),
+            copy.path().join("model.joblib"),
+        )
+        .unwrap();
+        fs::copy(d.path().join("sub/x"), copy.path().join("sub/x")).unwrap();
+        let t2 = ModelTree::scan(copy.path()).unwrap();
+        let c = write_layer(
+            &store,
+            &t2,
+            &plan_layers(&t2, LayerMode::Single, 1, 64)[0],
+            &settings(),
+            CompressionChoice::Gzip,
+            &|_| {},
+        )
+        .unwrap();
+        assert!(!c.cached);
+        assert_eq!(a.digest, c.digest);
+        assert_eq!(a.diff_id, c.diff_id);
+        // The layer unpacks to the expected entries.
+        let blob = store.open_blob(&a.digest.parse().unwrap()).unwrap();
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+        let got: Vec<(String, u32, u64, u64)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("models/".to_string(), 0o555, 1001, 0),
+                ("models/model.joblib".to_string(), 0o444, 1001, 0),
+                ("models/sub/".to_string(), 0o555, 1001, 0),
+                ("models/sub/x".to_string(), 0o444, 1001, 0),
+            ]
+        );
+    }
+}

@@ -1,0 +1,361 @@
+//! The merged filesystem of an image's layers, as a container runtime would see it.
+//!
+//! Layers are applied in order with OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`); symlinks (also
+//! of directories, as in usr-merged bases where `/bin` points to `usr/bin`) and hard links are
+//! followed when a path is resolved. Only metadata is kept, never file contents, so even large
+//! layers are read in a single streaming pass.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+
+use oci_spec::image::Descriptor;
+
+use crate::error::{Error, Result};
+use crate::image::{layer_compression, Compression};
+use crate::store::Store;
+
+/// Metadata of one path in the merged filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir {
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    },
+    File {
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A hard link to another path of the image.
+    Hardlink {
+        target: String,
+    },
+    Other,
+}
+
+/// Paths (relative, without a leading `/`) and their metadata.
+#[derive(Debug, Default, Clone)]
+pub struct RootFs {
+    pub entries: BTreeMap<String, Node>,
+}
+
+/// Open a layer blob as an uncompressed tar stream.
+pub fn open_layer(store: &Store, desc: &Descriptor) -> Result<Box<dyn Read>> {
+    let compression = layer_compression(desc.media_type())?;
+    let file = io::BufReader::with_capacity(1 << 20, store.open_blob(desc.digest())?);
+    Ok(match compression {
+        Compression::None => Box::new(file),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(file)
+                .map_err(|e| Error::corrupt(format!("layer {}: {e}", desc.digest())))?,
+        ),
+    })
+}
+
+/// Normalise a tar path: no leading `./` or `/`, no trailing `/`.
+pub fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
+impl RootFs {
+    /// Apply the layers of an image in order.
+    pub fn from_layers(store: &Store, layers: &[Descriptor]) -> Result<RootFs> {
+        let mut fs = RootFs::default();
+        for layer in layers {
+            let reader = open_layer(store, layer)?;
+            fs.apply(reader).map_err(|e| {
+                Error::corrupt(format!(
+                    "layer {} cannot be read as tar: {e}",
+                    layer.digest()
+                ))
+            })?;
+        }
+        Ok(fs)
+    }
+
+    /// Apply one uncompressed layer tar stream.
+    pub fn apply(&mut self, reader: impl Read) -> io::Result<()> {
+        let mut archive = tar::Archive::new(reader);
+        let mut added: Vec<(String, Node)> = Vec::new();
+        let mut whiteouts: Vec<String> = Vec::new();
+        let mut opaque: Vec<String> = Vec::new();
+        for entry in archive.entries()? {
+            let entry = entry?;
+            let raw = entry.path_bytes();
+            let path = clean_path(&String::from_utf8_lossy(&raw));
+            if path.is_empty() {
+                continue;
+            }
+            let (dir, name) = match path.rsplit_once('/') {
+                Some((d, n)) => (d.to_string(), n),
+                None => (String::new(), path.as_str()),
+            };
+            if name == ".wh..wh..opq" {
+                opaque.push(dir);
+                continue;
+            }
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                whiteouts.push(if dir.is_empty() {
+                    hidden.to_string()
+                } else {
+                    format!("{dir}/{hidden}")
+                });
+                continue;
+            }
+            let h = entry.header();
+            let mode = h.mode().unwrap_or(0);
+            let uid = h.uid().unwrap_or(0);
+            let gid = h.gid().unwrap_or(0);
+            let link = || {
+                entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            };
+            let node = match h.entry_type() {
+                tar::EntryType::Directory => Node::Dir { mode, uid, gid },
+                tar::EntryType::Regular | tar::EntryType::Continuous => Node::File {
+                    mode,
+                    uid,
+                    gid,
+                    size: entry.size(),
+                },
+                tar::EntryType::Symlink => Node::Symlink { target: link() },
+                tar::EntryType::Link => Node::Hardlink {
+                    target: clean_path(&link()),
+                },
+                _ => Node::Other,
+            };
+            added.push((path, node));
+        }
+        for dir in opaque {
+            let prefix = if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            };
+            self.entries
+                .retain(|p, _| !p.starts_with(&prefix) || p == &dir);
+        }
+        for gone in whiteouts {
+            self.remove_tree(&gone);
+        }
+        for (path, node) in added {
+            // A non-directory replaces a whole subtree.
+            if !matches!(node, Node::Dir { .. }) {
+                self.remove_tree(&path);
+            }
+            self.entries.insert(path, node);
+        }
+        Ok(())
+    }
+
+    fn remove_tree(&mut self, path: &str) {
+        self.entries.remove(path);
+        let prefix = format!("{path}/");
+        let doomed: Vec<String> = self
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.entries.remove(&k);
+        }
+    }
+
+    /// Resolve a path following symlinks (in every component) and hard links. Returns the final
+    /// path and its node, or `None` when it does not exist or links loop.
+    pub fn resolve(&self, path: &str) -> Option<(String, &Node)> {
+        let mut pending: Vec<String> = clean_path(path)
+            .split('/')
+            .rev()
+            .map(str::to_string)
+            .collect();
+        let mut current = String::new();
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            if part.is_empty() || part == "." {
+                continue;
+            }
+            if part == ".." {
+                current = current
+                    .rsplit_once('/')
+                    .map(|(d, _)| d.to_string())
+                    .unwrap_or_default();
+                continue;
+            }
+            let candidate = if current.is_empty() {
+                part.clone()
+            } else {
+                format!("{current}/{part}")
+            };
+            match self.entries.get(&candidate) {
+                Some(Node::Symlink { target }) => {
+                    hops += 1;
+                    if hops > 40 {
+                        return None;
+                    }
+                    if target.starts_with('/') {
+                        current.clear();
+                    }
+                    for p in target.split('/').rev() {
+                        pending.push(p.to_string());
+                    }
+                }
+                Some(_) => current = candidate,
+                // Directories implied by deeper paths exist even without an entry of their own.
+                None if !pending.is_empty() && self.has_children(&candidate) => current = candidate,
+                None => return None,
+            }
+        }
+        let mut node = self.entries.get(&current)?;
+        let mut final_path = current;
+        if let Node::Hardlink { target } = node {
+            final_path = target.clone();
+            node = self.entries.get(&final_path)?;
+        }
+        Some((final_path, node))
+    }
+
+    fn has_children(&self, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        self.entries
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+
+    /// Find an executable by name on `search_path`, as a shell would. Returns the path searched
+    /// and where it resolves to.
+    pub fn find_executable(&self, name: &str, search_path: &[String]) -> Option<(String, String)> {
+        for dir in search_path {
+            let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
+            if let Some((resolved, Node::File { mode, .. })) = self.resolve(&candidate) {
+                if mode & 0o111 != 0 {
+                    return Some((
+                        format!("/{}", clean_path(&candidate)),
+                        format!("/{resolved}"),
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The `PATH` of an image config, or the default a runtime uses.
+pub fn search_path(config: &serde_json::Value) -> Vec<String> {
+    let env = config
+        .pointer("/config/Env")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let path = env
+        .iter()
+        .filter_map(|v| v.as_str())
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, link) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(*kind);
+            h.set_mode(0o755);
+            h.set_size(0);
+            if !link.is_empty() {
+                h.set_link_name(link).unwrap();
+            }
+            b.append_data(&mut h, path, io::empty()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn usr_merge_and_busybox_links_resolve() {
+        use tar::EntryType::*;
+        let mut fs = RootFs::default();
+        fs.apply(
+            &layer(&[
+                ("usr/", Directory, ""),
+                ("usr/bin/", Directory, ""),
+                ("usr/bin/busybox", Regular, ""),
+                ("usr/bin/sh", Symlink, "busybox"),
+                ("bin", Symlink, "usr/bin"),
+                ("usr/bin/ls", Link, "usr/bin/busybox"),
+            ])[..],
+        )
+        .unwrap();
+        let path = vec!["/bin".to_string()];
+        assert_eq!(
+            fs.find_executable("sh", &path).unwrap().1,
+            "/usr/bin/busybox"
+        );
+        assert_eq!(
+            fs.find_executable("ls", &path).unwrap().1,
+            "/usr/bin/busybox"
+        );
+        assert!(fs.find_executable("sleep", &path).is_none());
+    }
+
+    #[test]
+    fn whiteouts_hide_lower_layers() {
+        use tar::EntryType::*;
+        let mut fs = RootFs::default();
+        fs.apply(
+            &layer(&[
+                ("bin/", Directory, ""),
+                ("bin/sh", Regular, ""),
+                ("etc/", Directory, ""),
+                ("etc/a", Regular, ""),
+            ])[..],
+        )
+        .unwrap();
+        fs.apply(
+            &layer(&[
+                ("bin/.wh.sh", Regular, ""),
+                ("etc/.wh..wh..opq", Regular, ""),
+                ("etc/b", Regular, ""),
+            ])[..],
+        )
+        .unwrap();
+        assert!(fs.resolve("bin/sh").is_none());
+        assert!(fs.resolve("etc/a").is_none());
+        assert!(fs.resolve("etc/b").is_some());
+    }
+
+    #[test]
+    fn link_loops_end() {
+        use tar::EntryType::*;
+        let mut fs = RootFs::default();
+        fs.apply(&layer(&[("a", Symlink, "b"), ("b", Symlink, "a")])[..])
+            .unwrap();
+        assert!(fs.resolve("a").is_none());
+    }
+}

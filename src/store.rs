@@ -1,0 +1,478 @@
+//! The local image store: an OCI image layout on disk.
+//!
+//! The store is a plain [OCI image layout], so `skopeo` and `umoci` read it as `oci:PATH:REF`.
+//! Each image is an entry of `index.json` whose `org.opencontainers.image.ref.name` annotation
+//! holds its full reference (`quay.io/org/repo:tag`). Private state lives under `.modelcar/`:
+//! temporary files, the layer cache and two lock files.
+//!
+//! Writes are atomic. A blob is written to a temporary file, checked against its digest and
+//! renamed into `blobs/sha256/`; `index.json` is rewritten to a temporary file and renamed over
+//! the old one while holding an exclusive lock. A process killed at any moment leaves at most a
+//! stray temporary file, which the next garbage collection removes, and never a name pointing at
+//! missing or partial content. Every open [`Store`] holds a shared lock for its lifetime; garbage
+//! collection takes it exclusively, so it never deletes the blobs of a build still running.
+//!
+//! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, Digest, ImageIndex, MediaType};
+
+use crate::digest::{self, HashingWriter};
+use crate::error::{io_err, Error, Result};
+use crate::json;
+
+/// Annotation holding an image's reference in an OCI layout's `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+const LAYOUT_FILE: &str = "oci-layout";
+const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Largest image document (manifest, index, config) read into memory.
+pub const MAX_DOCUMENT: u64 = 8 << 20;
+
+/// An open OCI layout used as the local store.
+pub struct Store {
+    root: PathBuf,
+    lock: File,
+}
+
+impl Store {
+    /// Where the store lives: `MODELCAR_STORE`, else `$XDG_DATA_HOME/modelcar/store`, else
+    /// `~/.local/share/modelcar/store`.
+    pub fn default_path() -> PathBuf {
+        if let Some(p) = std::env::var_os("MODELCAR_STORE").filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        data.join("modelcar").join("store")
+    }
+
+    /// Open the layout at `root`, creating it when absent, and take the shared lock.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        if root.exists() && !root.join(LAYOUT_FILE).exists() {
+            let empty = fs::read_dir(&root)
+                .map_err(io_err("read the store directory", &root))?
+                .next()
+                .is_none();
+            if !empty {
+                return Err(Error::invalid(format!(
+                    "{} is not empty and is not an OCI image layout",
+                    root.display()
+                ))
+                .with_hint("point MODELCAR_STORE (or --store) at an empty or new directory"));
+            }
+        }
+        let private = root.join(".modelcar");
+        for dir in [
+            root.join("blobs/sha256"),
+            private.join("tmp"),
+            private.join("cache"),
+        ] {
+            fs::create_dir_all(&dir).map_err(io_err("create the store directory", &dir))?;
+        }
+        let lock_path = private.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("open the store lock", &lock_path))?;
+        lock.lock_shared()
+            .map_err(io_err("lock the store", &lock_path))?;
+        let store = Store { root, lock };
+        if !store.root.join(LAYOUT_FILE).exists() {
+            store.write_atomic(&store.root.join(LAYOUT_FILE), LAYOUT_CONTENT)?;
+        }
+        if !store.index_path().exists() {
+            store.write_index(&[])?;
+        }
+        Ok(store)
+    }
+
+    /// The layout's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory for this crate's caches inside the store.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join(".modelcar/cache")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join(".modelcar/tmp")
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    /// Path of a blob, whether or not it exists.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_ref())
+            .join(digest.digest())
+    }
+
+    /// Whether the blob is present with the expected size.
+    pub fn has_blob(&self, digest: &Digest, size: u64) -> bool {
+        fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Open a blob for streaming.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::corrupt(format!(
+                    "blob {digest} is missing from the store at {}",
+                    self.root.display()
+                ))
+            } else {
+                io_err("open blob", &path)(e)
+            }
+        })
+    }
+
+    /// Read a small document blob, checking its size and digest.
+    pub fn read_document(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        if desc.size() > MAX_DOCUMENT {
+            return Err(Error::corrupt(format!(
+                "document {} is {} bytes, more than the {} accepted",
+                desc.digest(),
+                desc.size(),
+                MAX_DOCUMENT
+            )));
+        }
+        let mut bytes = Vec::with_capacity(desc.size() as usize);
+        self.open_blob(desc.digest())?
+            .take(MAX_DOCUMENT + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err("read blob", self.blob_path(desc.digest())))?;
+        let actual = digest::sha256_of(&bytes);
+        if &actual != desc.digest() || bytes.len() as u64 != desc.size() {
+            return Err(Error::corrupt(format!(
+                "blob {} in the store does not match its digest or size (found {actual}, {} bytes)",
+                desc.digest(),
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Start writing a blob. Nothing is visible until [`BlobWriter::commit`].
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let dir = self.tmp_dir();
+        let file = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&dir)
+            .map_err(io_err("create a temporary blob in", &dir))?;
+        Ok(BlobWriter {
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    /// Store bytes as a blob and return their digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = digest::sha256_of(bytes);
+        if self.has_blob(&digest, bytes.len() as u64) {
+            return Ok(digest);
+        }
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes)
+            .map_err(io_err("write a blob in", self.tmp_dir()))?;
+        w.commit(self, Some((&digest, bytes.len() as u64)))?;
+        Ok(digest)
+    }
+
+    /// Store a document and return its descriptor.
+    pub fn put_document(&self, media_type: MediaType, bytes: &[u8]) -> Result<Descriptor> {
+        let digest = self.put_bytes(bytes)?;
+        Ok(Descriptor::new(media_type, bytes.len() as u64, digest))
+    }
+
+    /// The entries of `index.json`.
+    pub fn entries(&self) -> Result<Vec<Descriptor>> {
+        let path = self.index_path();
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::corrupt(format!(
+                "{} is not a valid image index: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(index.manifests().clone())
+    }
+
+    /// Find the entry tagged `reference`.
+    pub fn lookup(&self, reference: &str) -> Result<Option<Descriptor>> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .find(|d| ref_name(d) == Some(reference)))
+    }
+
+    /// Point `reference` at `target`, replacing any previous entry of that name.
+    pub fn tag(&self, reference: &str, target: &Descriptor) -> Result<()> {
+        let mut entry = target.clone();
+        let mut annotations = entry.annotations().clone().unwrap_or_default();
+        annotations.insert(REF_NAME.to_string(), reference.to_string());
+        entry.set_annotations(Some(annotations));
+        self.update_index(|entries| {
+            entries.retain(|d| ref_name(d) != Some(reference));
+            entries.push(entry);
+            entries.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)));
+        })
+    }
+
+    /// Remove the entries named `references`; returns the names that were present.
+    pub fn untag(&self, references: &[String]) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        self.update_index(|entries| {
+            entries.retain(|d| match ref_name(d) {
+                Some(name) if references.iter().any(|r| r == name) => {
+                    removed.push(name.to_string());
+                    false
+                }
+                _ => true,
+            })
+        })?;
+        Ok(removed)
+    }
+
+    fn update_index(&self, change: impl FnOnce(&mut Vec<Descriptor>)) -> Result<()> {
+        let lock_path = self.root.join(".modelcar/index.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("open the index lock", &lock_path))?;
+        lock.lock().map_err(io_err("lock", &lock_path))?;
+        let mut entries = self.entries()?;
+        change(&mut entries);
+        self.write_index(&entries)
+    }
+
+    fn write_index(&self, entries: &[Descriptor]) -> Result<()> {
+        let mut index = ImageIndex::default();
+        index.set_schema_version(2);
+        index.set_media_type(Some(MediaType::ImageIndex));
+        index.set_manifests(entries.to_vec());
+        self.write_atomic(&self.index_path(), &json::canonical(&index))
+    }
+
+    /// Write a small file atomically: temporary file, fsync, rename, fsync of the directory.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let dir = self.tmp_dir();
+        let mut tmp = tempfile::Builder::new()
+            .prefix("doc-")
+            .tempfile_in(&dir)
+            .map_err(io_err("create a temporary file in", &dir))?;
+        tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err("sync", tmp.path()))?;
+        tmp.persist(path)
+            .map_err(|e| io_err("replace", path)(e.error))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")));
+        Ok(())
+    }
+
+    /// Delete every blob no tagged image reaches, and stray temporary files.
+    ///
+    /// Waits for running builds (which hold the shared lock) to finish.
+    pub fn gc(&self) -> Result<GcReport> {
+        let lock_path = self.root.join(".modelcar/lock");
+        self.lock
+            .lock()
+            .map_err(io_err("lock the store exclusively", &lock_path))?;
+        let result = self.gc_locked();
+        // Back to shared: this handle stays usable.
+        let _ = self.lock.lock_shared();
+        result
+    }
+
+    fn gc_locked(&self) -> Result<GcReport> {
+        let mut live = BTreeSet::new();
+        for entry in self.entries()? {
+            self.mark(&entry, &mut live)?;
+        }
+        let mut report = GcReport::default();
+        let blobs = self.root.join("blobs/sha256");
+        for item in fs::read_dir(&blobs).map_err(io_err("list", &blobs))? {
+            let item = item.map_err(io_err("list", &blobs))?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            if !live.contains(&name) {
+                let len = item.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(item.path()).map_err(io_err("remove", item.path()))?;
+                report.blobs += 1;
+                report.bytes += len;
+            }
+        }
+        let tmp = self.tmp_dir();
+        for item in fs::read_dir(&tmp).map_err(io_err("list", &tmp))?.flatten() {
+            let _ = fs::remove_file(item.path());
+        }
+        Ok(report)
+    }
+
+    /// Add `desc` and everything it references to `live` (hex digests).
+    fn mark(&self, desc: &Descriptor, live: &mut BTreeSet<String>) -> Result<()> {
+        if !live.insert(desc.digest().digest().to_string()) {
+            return Ok(());
+        }
+        match crate::image::Document::classify(desc.media_type()) {
+            crate::image::DocumentKind::Index => {
+                let index = crate::image::read_index(self, desc)?;
+                for child in index.manifests() {
+                    // Children a partial pull never fetched are not an error here.
+                    if self.has_blob(child.digest(), child.size()) {
+                        self.mark(child, live)?;
+                    }
+                }
+            }
+            crate::image::DocumentKind::Manifest => {
+                let manifest = crate::image::read_manifest(self, desc)?;
+                live.insert(manifest.config().digest().digest().to_string());
+                for layer in manifest.layers() {
+                    live.insert(layer.digest().digest().to_string());
+                }
+            }
+            crate::image::DocumentKind::Other => {}
+        }
+        Ok(())
+    }
+}
+
+/// What a garbage collection removed.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct GcReport {
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
+/// The `ref.name` annotation of an index entry.
+pub fn ref_name(desc: &Descriptor) -> Option<&str> {
+    desc.annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str)
+}
+
+fn sync_dir(dir: &Path) {
+    // Best effort: some filesystems refuse fsync on directories.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// A blob being written; hashed as it goes, invisible until committed.
+pub struct BlobWriter {
+    inner: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.inner.written()
+    }
+
+    /// Finish the blob: check it against `expected` when given, sync it and move it into
+    /// place. Returns its digest and size. On any error the temporary file is removed.
+    pub fn commit(self, store: &Store, expected: Option<(&Digest, u64)>) -> Result<(Digest, u64)> {
+        let (buf, digest, size) = self.inner.finish();
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| io_err("write a blob in", store.tmp_dir())(e.into_error()))?;
+        if let Some((want, want_size)) = expected {
+            if want != &digest || want_size != size {
+                return Err(Error::corrupt(format!(
+                    "content does not match its descriptor: expected {want} ({want_size} bytes), got {digest} ({size} bytes)"
+                )));
+            }
+        }
+        let target = store.blob_path(&digest);
+        if store.has_blob(&digest, size) {
+            return Ok((digest, size));
+        }
+        tmp.as_file()
+            .sync_data()
+            .map_err(io_err("sync", tmp.path()))?;
+        tmp.persist(&target)
+            .map_err(|e| io_err("move a blob into", &target)(e.error))?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_is_an_oci_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        assert!(store.root().join("oci-layout").is_file());
+        assert!(store.entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_blob_with_the_wrong_digest_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(b"hello").unwrap();
+        let wrong = digest::sha256_of(b"other");
+        assert!(w.commit(&store, Some((&wrong, 5))).is_err());
+        assert!(!store.has_blob(&wrong, 5));
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn tagging_replaces_the_previous_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store
+            .put_document(MediaType::ImageManifest, b"{\"a\":1}")
+            .unwrap();
+        let b = store
+            .put_document(MediaType::ImageManifest, b"{\"b\":1}")
+            .unwrap();
+        store.tag("x/y:1", &a).unwrap();
+        store.tag("x/y:1", &b).unwrap();
+        let entries = store.entries().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].digest(), b.digest());
+    }
+
+    #[test]
+    fn a_non_empty_foreign_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("something"), b"x").unwrap();
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("not an OCI image layout"), "{err}");
+    }
+}
