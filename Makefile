@@ -1,0 +1,66 @@
+# Build and push the example model images with modelcar: no Docker, Podman or daemon.
+#
+#   make build-all                      build every image of modelcar.toml into the local store
+#   make REGISTRY=quay.io/me VERSION=v2.0.0 all
+#   make BASE_IMAGE=oci:build/base:busybox build-all
+#
+# REGISTRY, VERSION and BASE_IMAGE given here (or in the environment) override modelcar.toml.
+
+CARGO    ?= cargo
+MODELCAR ?= target/release/modelcar
+IMAGES   := sklearn xgboost lightgbm
+STORE    ?= $(or $(MODELCAR_STORE),$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/modelcar/store)
+
+# Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
+export REGISTRY VERSION BASE_IMAGE
+
+.PHONY: help bin build-all push-all all clean test lint e2e offline-base \
+	$(addprefix build-,$(IMAGES)) $(addprefix push-,$(IMAGES))
+
+help: ## Display help information
+	@echo "Targets:"
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-16s %s\n", $$1, $$2}'
+	@echo "  build-NAME       Build one image (NAME: $(IMAGES))"
+	@echo "  push-NAME        Push one image"
+	@echo
+	@echo "Variables (defaults from modelcar.toml):"
+	@echo "  REGISTRY=$(or $(REGISTRY),$(shell sed -n 's/^registry *= *"\(.*\)"/\1/p' modelcar.toml))"
+	@echo "  VERSION=$(or $(VERSION),$(shell sed -n 's/^version *= *"\(.*\)"/\1/p' modelcar.toml))"
+	@echo "  BASE_IMAGE=$(or $(BASE_IMAGE),$(shell sed -n 's/^base *= *"\(.*\)"/\1/p' modelcar.toml))"
+
+bin: ## Build the modelcar binary
+	$(CARGO) build --release --locked --quiet
+
+$(addprefix build-,$(IMAGES)): build-%: bin
+	$(MODELCAR) build $*
+
+build-all: bin ## Build all model images
+	$(MODELCAR) build --all
+
+# Until modelcar pushes by itself, skopeo copies from the store (an OCI layout) to the registry.
+$(addprefix push-,$(IMAGES)): push-%: bin
+	@ref=$$($(MODELCAR) inspect $* --json | sed -n 's/^  "name": "\(.*\)",/\1/p'); \
+	echo "skopeo copy --multi-arch all oci:$(STORE):$$ref docker://$$ref"; \
+	skopeo copy --multi-arch all "oci:$(STORE):$$ref" "docker://$$ref"
+
+push-all: $(addprefix push-,$(IMAGES)) ## Push all images to the registry
+
+all: build-all push-all ## Build and push all images
+
+clean: bin ## Remove the project's images from the local store
+	$(MODELCAR) clean
+
+offline-base: ## Make build/base, a busybox base for machines without registry access
+	scripts/offline-base.sh build/base
+
+test: ## Run every test (installs missing test tools first)
+	scripts/test-deps.sh
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --locked --no-fail-fast; \
+	else \
+		$(CARGO) test --locked --no-fail-fast; \
+	fi
+
+lint: ## Formatting and lints
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what the tests need, when it is missing: the tools that check modelcar's output
+# (skopeo, umoci, GNU tar, zstd), Debian's static busybox for the test base images, util-linux's
+# setpriv, and Python's PyYAML and jsonschema for validating InferenceService manifests.
+set -euo pipefail
+
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need skopeo skopeo
+need umoci umoci
+need zstd zstd
+need tar tar
+need setpriv util-linux
+need mkfifo coreutils
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || missing+=(busybox-static)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "test-deps: missing Debian packages: ${missing[*]}; install them (sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "test-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import yaml, jsonschema' 2>/dev/null; then
+  echo "test-deps: installing PyYAML and jsonschema" >&2
+  python3 -m pip install --quiet --disable-pip-version-check pyyaml jsonschema
+fi
