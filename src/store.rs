@@ -469,6 +469,29 @@ mod tests {
     }
 
     #[test]
+    fn garbage_collection_waits_for_open_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let builder = Store::open(dir.path()).unwrap();
+        let orphan = builder.put_bytes(b"written by a build still running").unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let path = dir.path().to_path_buf();
+        let cleaner = std::thread::spawn(move || {
+            let store = Store::open(&path).unwrap();
+            let report = store.gc().unwrap();
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            report
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!done.load(std::sync::atomic::Ordering::SeqCst), "gc ran while a store was open");
+        assert!(builder.has_blob(&orphan, 32));
+        drop(builder);
+        let report = cleaner.join().unwrap();
+        assert_eq!(report.blobs, 1);
+        assert!(!dir.path().join("blobs/sha256").join(orphan.digest()).exists());
+    }
+
+    #[test]
     fn a_non_empty_foreign_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("something"), b"x").unwrap();
