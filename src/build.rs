@@ -127,7 +127,12 @@ pub fn missing_binaries(store: &Store, img: &PlatformImage) -> Result<Vec<&'stat
 }
 
 /// Build the image and tag it in the store.
-pub fn build(store: &Store, spec: &BuildSpec, progress: &Progress) -> Result<BuildOutcome> {
+pub fn build(
+    store: &Store,
+    spec: &BuildSpec,
+    remote: Option<&transport::Remote>,
+    progress: &Progress,
+) -> Result<BuildOutcome> {
     let (tree, format) = check_models(spec)?;
     let mut notes: Vec<String> = Vec::new();
     if format.detected {
@@ -149,7 +154,7 @@ pub fn build(store: &Store, spec: &BuildSpec, progress: &Progress) -> Result<Bui
         });
     }
 
-    let base = transport::resolve(store, &spec.base, spec.platform.as_ref())?;
+    let base = transport::resolve(store, &spec.base, spec.platform.as_ref(), remote)?;
     let base_images = image::platform_images(store, &base.descriptor)?;
     let selected: Vec<PlatformImage> = base_images
         .into_iter()

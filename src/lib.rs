@@ -10,6 +10,7 @@
 //!   OCI archives and Docker archives;
 //! - [`rootfs`] merges an image's layers to see what a runtime would see (for the base check);
 //! - [`build`] is the pipeline from base image and model directory to a tagged image;
+//! - [`registry`] pulls from and pushes to registries, with their authentication;
 //! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests.
 //!
 //! ```no_run
@@ -28,7 +29,7 @@
 //!     compression: layer::CompressionChoice::Auto,
 //!     platform: None, epoch: 0, base_check: true, threads: 2,
 //! };
-//! let outcome = build::build(&store, &spec, &Progress::hidden())?;
+//! let outcome = build::build(&store, &spec, None, &Progress::hidden())?;
 //! println!("{}@{}", outcome.reference, outcome.digest);
 //! # Ok(()) }
 //! ```
@@ -45,6 +46,7 @@ pub mod model;
 pub mod progress;
 pub mod project;
 pub mod reference;
+pub mod registry;
 pub mod rootfs;
 pub mod store;
 pub mod transport;

@@ -58,12 +58,21 @@ struct ImageEntry {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RegistryEntry {
+    tls_verify: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileContents {
     #[serde(flatten)]
     defaults: Settings,
     #[serde(default)]
     images: BTreeMap<String, ImageEntry>,
+    /// Per-registry settings, keyed by host[:port].
+    #[serde(default)]
+    registries: BTreeMap<String, RegistryEntry>,
 }
 
 /// A loaded project file.
@@ -139,6 +148,16 @@ impl Project {
             path: path.to_path_buf(),
             contents,
         })
+    }
+
+    /// Registries marked `tls-verify = false`.
+    pub fn insecure_registries(&self) -> Vec<String> {
+        self.contents
+            .registries
+            .iter()
+            .filter(|(_, r)| r.tls_verify == Some(false))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Image names in the file, sorted.

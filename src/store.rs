@@ -472,7 +472,9 @@ mod tests {
     fn garbage_collection_waits_for_open_stores() {
         let dir = tempfile::tempdir().unwrap();
         let builder = Store::open(dir.path()).unwrap();
-        let orphan = builder.put_bytes(b"written by a build still running").unwrap();
+        let orphan = builder
+            .put_bytes(b"written by a build still running")
+            .unwrap();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = done.clone();
         let path = dir.path().to_path_buf();
@@ -483,12 +485,19 @@ mod tests {
             report
         });
         std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(!done.load(std::sync::atomic::Ordering::SeqCst), "gc ran while a store was open");
+        assert!(
+            !done.load(std::sync::atomic::Ordering::SeqCst),
+            "gc ran while a store was open"
+        );
         assert!(builder.has_blob(&orphan, 32));
         drop(builder);
         let report = cleaner.join().unwrap();
         assert_eq!(report.blobs, 1);
-        assert!(!dir.path().join("blobs/sha256").join(orphan.digest()).exists());
+        assert!(!dir
+            .path()
+            .join("blobs/sha256")
+            .join(orphan.digest())
+            .exists());
     }
 
     #[test]

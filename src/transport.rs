@@ -16,7 +16,9 @@ use crate::digest::{self, HashingReader};
 use crate::error::{io_err, Error, Result};
 use crate::image::{self, Compression, Document, DocumentKind, PlatformFilter};
 use crate::json;
+use crate::progress::Progress;
 use crate::reference::Location;
+use crate::registry::{self, pull::PullPolicy, Client};
 use crate::store::{self, Store, MAX_DOCUMENT};
 
 /// An image found in (or imported into) the store.
@@ -69,40 +71,64 @@ impl BlobSource for LayoutDir {
     }
 }
 
+/// How registry references are reached while resolving an image.
+pub struct Remote<'a> {
+    pub client: &'a Client,
+    pub policy: PullPolicy,
+    pub progress: &'a Progress,
+}
+
 /// Find an image in the store, importing it from its location first where needed.
 ///
-/// `platforms` narrows what is copied out of a multi-platform source.
+/// `platform` narrows what is copied out of a multi-platform source. Without `remote`, registry
+/// references are looked up in the store only.
 pub fn resolve(
     store: &Store,
     location: &Location,
     platform: Option<&PlatformFilter>,
+    remote: Option<&Remote>,
 ) -> Result<Resolved> {
     let name = location.to_string();
     match location {
-        Location::Registry(r) => {
-            if let Some(d) = find_in_store(store, &r.to_string())? {
-                return Ok(Resolved { descriptor: d, name: r.to_string() });
+        Location::Registry(r) | Location::Remote(r) => {
+            let explicit = matches!(location, Location::Remote(_));
+            let always = explicit || remote.is_some_and(|x| x.policy == PullPolicy::Always);
+            if !always {
+                if let Some(d) = find_in_store(store, &r.to_string())? {
+                    return Ok(Resolved {
+                        descriptor: d,
+                        name: r.to_string(),
+                    });
+                }
             }
-            Err(Error::NotFound {
-                reference: r.to_string(),
-                place: format!("the local store ({})", store.root().display()),
-                hint: Some(
-                    "pulling from registries is not available in this version: build it with modelcar, or give the image as oci:DIR[:REF], oci-archive:FILE or docker-archive:FILE"
-                        .into(),
-                ),
-            })
+            match remote {
+                Some(remote) if explicit || remote.policy != PullPolicy::Never => {
+                    let d =
+                        registry::pull::pull(remote.client, store, r, platform, remote.progress)?;
+                    Ok(Resolved {
+                        descriptor: d,
+                        name: r.to_string(),
+                    })
+                }
+                _ => Err(Error::NotFound {
+                    reference: r.to_string(),
+                    place: format!("the local store ({})", store.root().display()),
+                    hint: Some("pull it (modelcar pull, or --pull=missing), or build it".into()),
+                }),
+            }
         }
-        Location::Remote(r) => Err(Error::Unsupported {
-            what: format!("cannot reach registry for docker://{r}: registry access is not available in this version"),
-            hint: Some("give the image as oci:DIR[:REF], oci-archive:FILE or docker-archive:FILE".into()),
-        }),
         Location::OciDir { path, reference } => {
             let index = read_layout_index(path)?;
             let top = select_entry(&index, reference.as_deref(), &name)?;
             copy_into_store(&LayoutDir(path.clone()), store, &top, platform)?;
-            Ok(Resolved { descriptor: strip_ref(top), name })
+            Ok(Resolved {
+                descriptor: strip_ref(top),
+                name,
+            })
         }
-        Location::OciArchive { path, reference } => import_oci_archive(store, path, reference.as_deref(), &name),
+        Location::OciArchive { path, reference } => {
+            import_oci_archive(store, path, reference.as_deref(), &name)
+        }
         Location::DockerArchive { path, reference } => {
             import_docker_archive(store, path, reference.as_deref(), &name)
         }

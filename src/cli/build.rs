@@ -58,6 +58,9 @@ pub struct Args {
     /// Threads writing layers (default: all cores); the output does not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// When to pull the base from its registry: always, missing (default) or never.
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pub pull: String,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -67,9 +70,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let specs = specs(ctx, &args)?;
     let store = ctx.store()?;
     let progress = Progress::new(!ctx.quiet && !args.json);
+    let remote = modelcar::transport::Remote {
+        client: ctx.client()?,
+        policy: args.pull.parse()?,
+        progress: &progress,
+    };
     let mut outcomes = Vec::new();
     for spec in &specs {
-        let outcome = build::build(&store, spec, &progress)
+        let outcome = build::build(&store, spec, Some(&remote), &progress)
             .with_context(|| format!("building {}", spec.reference.tagged()))?;
         for note in &outcome.notes {
             ctx.note(note);

@@ -6,6 +6,7 @@ mod export;
 mod images;
 mod inspect;
 mod kserve;
+mod registry;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,15 @@ pub struct Cli {
     /// More detail on standard error (repeat for more).
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Verify registries' TLS certificates (false also allows plain HTTP).
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+    /// Extra trusted CA certificates for registries (*.crt files).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Blobs transferred at once with registries.
+    #[arg(long, global = true, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -48,6 +58,14 @@ pub enum Command {
     Clean(clean::Args),
     /// Print a KServe InferenceService for an image.
     Kserve(kserve::Args),
+    /// Copy an image from a registry into the local store.
+    Pull(registry::PullArgs),
+    /// Push images to their registry (project images, or IMAGE [DEST]).
+    Push(registry::PushArgs),
+    /// Store a registry credential in auth.json (podman's format).
+    Login(registry::LoginArgs),
+    /// Remove a registry credential from auth.json.
+    Logout(registry::LogoutArgs),
 }
 
 pub fn init_logging(verbose: u8, quiet: bool) {
@@ -71,9 +89,26 @@ pub struct Context {
     pub quiet: bool,
     store_path: PathBuf,
     project_file: Option<PathBuf>,
+    registry_options: modelcar::registry::Options,
+    client: std::sync::OnceLock<modelcar::registry::Client>,
 }
 
 impl Context {
+    /// The registry client, set up on first use (with the project file's registry settings).
+    pub fn client(&self) -> anyhow::Result<&modelcar::registry::Client> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let mut options = self.registry_options.clone();
+        if let Some(project) = self.project()? {
+            options
+                .insecure_registries
+                .extend(project.insecure_registries());
+        }
+        let client = modelcar::registry::Client::new(options)?;
+        Ok(self.client.get_or_init(|| client))
+    }
+
     pub fn store(&self) -> anyhow::Result<Store> {
         Ok(Store::open(&self.store_path)?)
     }
@@ -111,6 +146,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         quiet: cli.quiet,
         store_path: cli.store.clone().unwrap_or_else(Store::default_path),
         project_file: cli.project_file.clone(),
+        registry_options: modelcar::registry::Options {
+            tls_verify: cli.tls_verify,
+            cert_dir: cli.cert_dir.clone(),
+            jobs: cli.jobs.max(1),
+            ..Default::default()
+        },
+        client: std::sync::OnceLock::new(),
     };
     match cli.command {
         Command::Build(a) => build::run(&ctx, *a),
@@ -119,6 +161,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(a) => export::run(&ctx, a),
         Command::Clean(a) => clean::run(&ctx, a),
         Command::Kserve(a) => kserve::run(&ctx, a),
+        Command::Pull(a) => registry::pull(&ctx, a),
+        Command::Push(a) => registry::push(&ctx, a),
+        Command::Login(a) => registry::login(&ctx, a),
+        Command::Logout(a) => registry::logout(&ctx, a),
     }
 }
 
@@ -149,7 +195,18 @@ pub fn locate(
 ) -> anyhow::Result<modelcar::transport::Resolved> {
     let text = ctx.resolve_name(name_or_ref)?;
     let location: modelcar::reference::Location = text.parse()?;
-    Ok(modelcar::transport::resolve(store, &location, None)?)
+    let progress = modelcar::progress::Progress::new(!ctx.quiet);
+    let remote = modelcar::transport::Remote {
+        client: ctx.client()?,
+        policy: modelcar::registry::pull::PullPolicy::Missing,
+        progress: &progress,
+    };
+    Ok(modelcar::transport::resolve(
+        store,
+        &location,
+        None,
+        Some(&remote),
+    )?)
 }
 
 #[cfg(test)]

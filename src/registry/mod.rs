@@ -1,0 +1,14 @@
+//! Registries: pull images into the store and push them out, with real authentication.
+//!
+//! [`Client`] speaks the OCI distribution API over HTTPS (HTTP only for loopback registries and
+//! those marked `tls-verify = false`), answers `WWW-Authenticate` challenges (Basic, and Bearer
+//! tokens cached per registry and scope), and retries with backoff on 5xx, 429 (honouring
+//! `Retry-After`) and dropped connections. [`pull`] and [`push`] move images between a registry
+//! and the local [`Store`](crate::store::Store), verifying every byte against its digest.
+
+pub mod auth;
+mod client;
+pub mod pull;
+pub mod push;
+
+pub use client::{Client, Options, Scope};

@@ -1,0 +1,419 @@
+//! Push: blobs first, then manifests, then the index, then the tag.
+//!
+//! Blobs the registry already has are skipped (HEAD), a blob of the base image is mounted from
+//! the base's repository when both live on the same registry, and the rest is uploaded straight
+//! from the store's files. reqwest streams a request body from any reader, but the upload
+//! protocol around it (chunk sizes the registry asks for, resuming from the offset it reports
+//! after a dropped connection, falling back from chunks to one PUT when a registry rejects them)
+//! is specific to the distribution API, so it is written here. Memory stays bounded: bodies are
+//! streamed from disk in fixed-size reads.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use oci_spec::image::Descriptor;
+use reqwest::blocking::Body;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::StatusCode;
+use serde::Serialize;
+
+use super::client::unexpected;
+use super::pull::parallel;
+use super::{Client, Scope};
+use crate::error::{io_err, Error, Result};
+use crate::image::{Document, DocumentKind};
+use crate::progress::Progress;
+use crate::reference::ImageRef;
+use crate::store::Store;
+use crate::transport;
+
+/// Blobs up to this size go in one PUT; larger ones in chunks (resumable).
+pub const MONOLITHIC_MAX: u64 = 64 << 20;
+/// Chunk size, unless the registry asks for more (`OCI-Chunk-Min-Length`).
+pub const CHUNK: u64 = 64 << 20;
+/// Layer sizes registries are known to refuse above.
+const LAYER_LIMITS: [(&str, u64); 1] = [("ghcr.io", 10_000_000_000)];
+
+/// What a push did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushOutcome {
+    pub reference: String,
+    pub digest: String,
+    pub blobs_uploaded: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    pub bytes_uploaded: u64,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    uploaded: AtomicU64,
+    mounted: AtomicU64,
+    present: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Push an image from the store to `target`. `mount_from` is a repository on the same registry
+/// that may already hold some blobs (the base image's).
+pub fn push(
+    client: &Client,
+    store: &Store,
+    top: &Descriptor,
+    target: &ImageRef,
+    mount_from: Option<&ImageRef>,
+    progress: &Progress,
+) -> Result<PushOutcome> {
+    let all = transport::closure(store, top)?;
+    let (docs, blobs): (Vec<Descriptor>, Vec<Descriptor>) = all
+        .into_iter()
+        .partition(|d| Document::classify(d.media_type()) != DocumentKind::Other);
+    let mut warnings = Vec::new();
+    for (host, limit) in LAYER_LIMITS {
+        if target.registry == host {
+            for b in blobs.iter().filter(|b| b.size() > limit) {
+                warnings.push(format!(
+                    "layer {} is {} bytes; {host} refuses layers over {limit} bytes (split the file, or lower --layer-threshold does not help: the file itself is the layer)",
+                    b.digest(),
+                    b.size()
+                ));
+            }
+        }
+    }
+    let mount =
+        mount_from.filter(|m| m.registry == target.registry && m.repository != target.repository);
+    let counters = Counters::default();
+    progress.start_bytes(
+        blobs.iter().map(|b| b.size()).sum(),
+        &format!("pushing {}", target.name()),
+    );
+    parallel(client.options().jobs, &blobs, |b| {
+        push_blob(client, store, target, b, mount, &counters, progress)
+    })?;
+    progress.finish();
+    for d in &docs {
+        let bytes = store.read_document(d)?;
+        put_manifest(client, target, d.digest().as_ref(), d, &bytes)?;
+    }
+    if let Some(tag) = &target.tag {
+        let bytes = store.read_document(top)?;
+        put_manifest(client, target, tag, top, &bytes)?;
+    }
+    Ok(PushOutcome {
+        reference: target.tagged(),
+        digest: top.digest().to_string(),
+        blobs_uploaded: counters.uploaded.load(Ordering::Relaxed),
+        blobs_mounted: counters.mounted.load(Ordering::Relaxed),
+        blobs_present: counters.present.load(Ordering::Relaxed),
+        bytes_uploaded: counters.bytes.load(Ordering::Relaxed),
+        warnings,
+    })
+}
+
+fn put_manifest(
+    client: &Client,
+    target: &ImageRef,
+    reference: &str,
+    desc: &Descriptor,
+    bytes: &[u8],
+) -> Result<()> {
+    let repo = target.repository.clone();
+    let media_type = desc.media_type().to_string();
+    let resp = client.send(
+        &target.registry,
+        &repo,
+        &Scope::push(&repo),
+        &|http, base| {
+            Ok(http
+                .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+                .header(CONTENT_TYPE, media_type.clone())
+                .body(bytes.to_vec()))
+        },
+    )?;
+    if !resp.status().is_success() {
+        return Err(unexpected(
+            &format!(
+                "pushing manifest {} to {}:{reference}",
+                desc.digest(),
+                target.name()
+            ),
+            resp,
+        ));
+    }
+    if let Some(got) = resp
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+    {
+        if got != desc.digest().to_string() {
+            return Err(Error::corrupt(format!(
+                "registry {} stored manifest {} under digest {got}; it rewrote the manifest",
+                target.registry,
+                desc.digest()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_string()
+    } else {
+        format!(
+            "{base}{}{location}",
+            if location.starts_with('/') { "" } else { "/" }
+        )
+    }
+}
+
+fn with_query(url: &str, key: &str, value: &str) -> String {
+    format!(
+        "{url}{}{key}={value}",
+        if url.contains('?') { "&" } else { "?" }
+    )
+}
+
+fn location_of(resp: &reqwest::blocking::Response, what: &str) -> Result<String> {
+    resp.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| Error::corrupt(format!("{what}: the registry gave no upload location")))
+}
+
+fn push_blob(
+    client: &Client,
+    store: &Store,
+    target: &ImageRef,
+    desc: &Descriptor,
+    mount: Option<&ImageRef>,
+    counters: &Counters,
+    progress: &Progress,
+) -> Result<()> {
+    let repo = target.repository.clone();
+    let digest = desc.digest().to_string();
+    let scope = match mount {
+        Some(m) => Scope::push_mount(&repo, &m.repository),
+        None => Scope::push(&repo),
+    };
+    let head = client.send(&target.registry, &repo, &scope, &|http, base| {
+        Ok(http.head(format!("{base}/v2/{repo}/blobs/{digest}")))
+    })?;
+    if head.status().is_success() {
+        counters.present.fetch_add(1, Ordering::Relaxed);
+        progress.inc(desc.size());
+        return Ok(());
+    }
+    let what = format!("uploading blob {digest} to {}", target.name());
+    let start = client.send(&target.registry, &repo, &scope, &|http, base| {
+        let url = match mount {
+            Some(m) => format!(
+                "{base}/v2/{repo}/blobs/uploads/?mount={digest}&from={}",
+                m.repository
+            ),
+            None => format!("{base}/v2/{repo}/blobs/uploads/"),
+        };
+        Ok(http.post(url).header(CONTENT_LENGTH, 0))
+    })?;
+    match start.status() {
+        StatusCode::CREATED if mount.is_some() => {
+            counters.mounted.fetch_add(1, Ordering::Relaxed);
+            progress.inc(desc.size());
+            return Ok(());
+        }
+        StatusCode::ACCEPTED => {}
+        _ => return Err(unexpected(&what, start)),
+    }
+    let min_chunk = start
+        .headers()
+        .get("oci-chunk-min-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let location = location_of(&start, &what)?;
+    let path = store.blob_path(desc.digest());
+    if desc.size() <= MONOLITHIC_MAX.max(min_chunk) {
+        put_rest(client, target, &scope, &location, &path, desc, 0, progress)?;
+    } else {
+        upload_chunks(
+            client,
+            target,
+            &scope,
+            location,
+            &path,
+            desc,
+            CHUNK.max(min_chunk),
+            progress,
+        )?;
+    }
+    counters.uploaded.fetch_add(1, Ordering::Relaxed);
+    counters.bytes.fetch_add(desc.size(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// A body of `len` bytes of `path` from `offset`, streamed from disk.
+fn file_body(path: &std::path::Path, offset: u64, len: u64) -> Result<Body> {
+    let mut f = File::open(path).map_err(io_err("open blob", path))?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(io_err("read blob", path))?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, f.take(len));
+    Ok(Body::sized(reader, len))
+}
+
+/// Finish an upload with one PUT carrying the bytes from `offset` to the end.
+#[allow(clippy::too_many_arguments)]
+fn put_rest(
+    client: &Client,
+    target: &ImageRef,
+    scope: &Scope,
+    location: &str,
+    path: &std::path::Path,
+    desc: &Descriptor,
+    offset: u64,
+    progress: &Progress,
+) -> Result<()> {
+    let repo = target.repository.clone();
+    let digest = desc.digest().to_string();
+    let len = desc.size() - offset;
+    let resp = client.send(&target.registry, &repo, scope, &|http, base| {
+        let url = with_query(&absolute(base, location), "digest", &digest);
+        Ok(http
+            .put(url)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, len)
+            .body(file_body(path, offset, len)?))
+    })?;
+    if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
+        return Err(unexpected(
+            &format!("uploading blob {digest} to {}", target.name()),
+            resp,
+        ));
+    }
+    progress.inc(len);
+    Ok(())
+}
+
+/// The next byte the registry expects for an upload in progress (from its `Range` header).
+fn upload_offset(
+    client: &Client,
+    target: &ImageRef,
+    scope: &Scope,
+    location: &str,
+) -> Result<(u64, String)> {
+    let repo = target.repository.clone();
+    let resp = client.send(&target.registry, &repo, scope, &|http, base| {
+        Ok(http.get(absolute(base, location)))
+    })?;
+    if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
+        return Err(unexpected(
+            "asking the registry how much of an upload it has",
+            resp,
+        ));
+    }
+    let next = resp
+        .headers()
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.rsplit('-').next())
+        .and_then(|end| end.trim().parse::<u64>().ok())
+        .map(|end| end + 1)
+        .unwrap_or(0);
+    let location = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| location.to_string());
+    Ok((next, location))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn upload_chunks(
+    client: &Client,
+    target: &ImageRef,
+    scope: &Scope,
+    mut location: String,
+    path: &std::path::Path,
+    desc: &Descriptor,
+    chunk: u64,
+    progress: &Progress,
+) -> Result<()> {
+    let repo = target.repository.clone();
+    let size = desc.size();
+    let mut offset = 0u64;
+    let mut failures = 0;
+    while offset < size {
+        let len = chunk.min(size - offset);
+        let loc = location.clone();
+        let result = client.send(&target.registry, &repo, scope, &|http, base| {
+            Ok(http
+                .patch(absolute(base, &loc))
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, len)
+                .header(CONTENT_RANGE, format!("{offset}-{}", offset + len - 1))
+                .body(file_body(path, offset, len)?))
+        });
+        match result {
+            Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+                location = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .unwrap_or(location);
+                offset += len;
+                progress.inc(len);
+            }
+            Ok(resp)
+                if resp.status().is_client_error() && resp.status() != StatusCode::NOT_FOUND =>
+            {
+                // The registry does not take chunks (or not this size): send the rest in one PUT.
+                tracing::info!(
+                    "{}: chunk refused with {}; finishing with one PUT",
+                    target.registry,
+                    resp.status()
+                );
+                let (next, loc) = upload_offset(client, target, scope, &location)
+                    .unwrap_or((offset, location.clone()));
+                return put_rest(client, target, scope, &loc, path, desc, next, progress);
+            }
+            Ok(resp) => {
+                return Err(unexpected(
+                    &format!("uploading blob {} to {}", desc.digest(), target.name()),
+                    resp,
+                ))
+            }
+            Err(e) => {
+                // A dropped connection: resume from what the registry says it has.
+                failures += 1;
+                if failures > client.options().retries {
+                    return Err(e);
+                }
+                let (next, loc) = upload_offset(client, target, scope, &location)?;
+                tracing::info!(
+                    "{}: resuming upload of {} at byte {next}",
+                    target.registry,
+                    desc.digest()
+                );
+                offset = next;
+                location = loc;
+            }
+        }
+    }
+    let digest = desc.digest().to_string();
+    let loc = location.clone();
+    let resp = client.send(&target.registry, &repo, scope, &|http, base| {
+        Ok(http
+            .put(with_query(&absolute(base, &loc), "digest", &digest))
+            .header(CONTENT_LENGTH, 0))
+    })?;
+    if !resp.status().is_success() {
+        return Err(unexpected(
+            &format!("finishing the upload of {digest} to {}", target.name()),
+            resp,
+        ));
+    }
+    Ok(())
+}
