@@ -9,7 +9,6 @@
 CARGO    ?= cargo
 MODELCAR ?= target/release/modelcar
 IMAGES   := sklearn xgboost lightgbm
-STORE    ?= $(or $(MODELCAR_STORE),$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/modelcar/store)
 
 # Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
 export REGISTRY VERSION BASE_IMAGE
@@ -37,11 +36,8 @@ $(addprefix build-,$(IMAGES)): build-%: bin
 build-all: bin ## Build all model images
 	$(MODELCAR) build --all
 
-# Until modelcar pushes by itself, skopeo copies from the store (an OCI layout) to the registry.
 $(addprefix push-,$(IMAGES)): push-%: bin
-	@ref=$$($(MODELCAR) inspect $* --json | sed -n 's/^  "name": "\(.*\)",/\1/p'); \
-	echo "skopeo copy --multi-arch all oci:$(STORE):$$ref docker://$$ref"; \
-	skopeo copy --multi-arch all "oci:$(STORE):$$ref" "docker://$$ref"
+	$(MODELCAR) push $*
 
 push-all: $(addprefix push-,$(IMAGES)) ## Push all images to the registry
 

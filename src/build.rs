@@ -20,6 +20,7 @@ use crate::layer::{self, BuiltLayer, CompressionChoice, EntrySettings, LayerMode
 use crate::model::ModelTree;
 use crate::progress::Progress;
 use crate::reference::{ImageRef, Location};
+use crate::registry::Client;
 use crate::rootfs::{self, RootFs};
 use crate::store::Store;
 use crate::transport;
@@ -70,6 +71,9 @@ pub struct BuildOutcome {
     pub base_digest: String,
     /// Things the user should know (removed entrypoint, warnings of checks).
     pub notes: Vec<String>,
+    /// What was pushed, for `build --push`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<crate::registry::push::PushOutcome>,
 }
 
 /// `SOURCE_DATE_EPOCH` when set, else 0.
@@ -126,11 +130,14 @@ pub fn missing_binaries(store: &Store, img: &PlatformImage) -> Result<Vec<&'stat
         .collect())
 }
 
-/// Build the image and tag it in the store.
+/// Build the image. Without `push`, the image is written to the store and tagged there. With
+/// `push`, model layers stream straight to the registry of `spec.reference` while they are built
+/// (they are never written to the store), then the rest of the image is pushed after them.
 pub fn build(
     store: &Store,
     spec: &BuildSpec,
     remote: Option<&transport::Remote>,
+    push: Option<&Client>,
     progress: &Progress,
 ) -> Result<BuildOutcome> {
     let (tree, format) = check_models(spec)?;
@@ -209,7 +216,19 @@ pub fn build(
         spec.max_model_layers,
     );
     progress.start_bytes(tree.total_size(), &format!("writing {}", spec.reference));
-    let layers = write_layers_parallel(store, &tree, &plans, &settings, spec, progress)?;
+    let layers = match push {
+        None => write_layers_parallel(store, store, &tree, &plans, &settings, spec, 1, progress)?,
+        Some(client) => {
+            let dest = crate::registry::push::RegistryUpload {
+                client,
+                target: &spec.reference,
+            };
+            let attempts = client.options().retries + 1;
+            write_layers_parallel(
+                store, &dest, &tree, &plans, &settings, spec, attempts, progress,
+            )?
+        }
+    };
     progress.finish();
 
     let created = rfc3339(spec.epoch);
@@ -301,7 +320,29 @@ pub fn build(
             d.set_platform(None);
             d
         };
-    store.tag(&spec.reference.tagged(), &top)?;
+    let pushed = match push {
+        None => {
+            store.tag(&spec.reference.tagged(), &top)?;
+            None
+        }
+        Some(client) => {
+            let sent: std::collections::HashSet<String> =
+                layers.iter().map(|l| l.digest.clone()).collect();
+            let mount_from = match &spec.base {
+                Location::Registry(r) | Location::Remote(r) => Some(r.clone()),
+                _ => None,
+            };
+            Some(crate::registry::push::push_except(
+                client,
+                store,
+                &top,
+                &spec.reference,
+                mount_from.as_ref(),
+                &sent,
+                progress,
+            )?)
+        }
+    };
     Ok(BuildOutcome {
         reference: spec.reference.tagged(),
         digest: top.digest().to_string(),
@@ -312,6 +353,7 @@ pub fn build(
         base: base_name.unwrap_or(base.name),
         base_digest: base.descriptor.digest().to_string(),
         notes,
+        pushed,
     })
 }
 
@@ -330,12 +372,17 @@ fn base_display_name(location: &Location, base: &transport::Resolved) -> Option<
     }
 }
 
-fn write_layers_parallel(
+/// Write every layer with up to `spec.threads` workers; results keep the plan's order.
+/// A failed layer is written again from the files up to `attempts` times in all.
+#[allow(clippy::too_many_arguments)]
+fn write_layers_parallel<D: layer::LayerDestination>(
     store: &Store,
+    dest: &D,
     tree: &ModelTree,
     plans: &[layer::LayerPlan],
     settings: &EntrySettings,
     spec: &BuildSpec,
+    attempts: u32,
     progress: &Progress,
 ) -> Result<Vec<BuiltLayer>> {
     let next = AtomicUsize::new(0);
@@ -350,8 +397,34 @@ fn write_layers_parallel(
                 if i >= plans.len() {
                     break;
                 }
-                let r =
-                    layer::write_layer(store, tree, &plans[i], settings, spec.compression, &tick);
+                let mut r = layer::write_layer(
+                    store,
+                    dest,
+                    tree,
+                    &plans[i],
+                    settings,
+                    spec.compression,
+                    &tick,
+                );
+                for attempt in 1..attempts {
+                    match &r {
+                        Err(e) => tracing::warn!(
+                            "layer {}: {e}; writing it again (attempt {})",
+                            i + 1,
+                            attempt + 1
+                        ),
+                        Ok(_) => break,
+                    }
+                    r = layer::write_layer(
+                        store,
+                        dest,
+                        tree,
+                        &plans[i],
+                        settings,
+                        spec.compression,
+                        &tick,
+                    );
+                }
                 let failed = r.is_err();
                 results.lock().expect("no worker panics")[i] = Some(r);
                 if failed {

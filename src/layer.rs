@@ -204,9 +204,34 @@ impl BuiltLayer {
     }
 }
 
-/// Write (or reuse from the cache) one layer.
-pub fn write_layer(
+/// Where the compressed bytes of a layer go: a blob of the store, or an upload to a registry.
+pub trait LayerDestination: Sync {
+    type Writer: Write;
+    /// Whether the destination already holds this blob (a cache hit is used only then).
+    fn has(&self, digest: &Digest, size: u64) -> bool;
+    /// Start a blob.
+    fn begin(&self) -> Result<Self::Writer>;
+    /// Finish a blob: its digest and size, computed from the bytes written.
+    fn finish(&self, writer: Self::Writer) -> Result<(Digest, u64)>;
+}
+
+impl LayerDestination for Store {
+    type Writer = BlobWriter;
+    fn has(&self, digest: &Digest, size: u64) -> bool {
+        self.has_blob(digest, size)
+    }
+    fn begin(&self) -> Result<BlobWriter> {
+        self.blob_writer()
+    }
+    fn finish(&self, writer: BlobWriter) -> Result<(Digest, u64)> {
+        writer.commit(self, None)
+    }
+}
+
+/// Write (or reuse from the cache kept in `store`) one layer into `dest`.
+pub fn write_layer<D: LayerDestination>(
     store: &Store,
+    dest: &D,
     tree: &ModelTree,
     plan: &LayerPlan,
     settings: &EntrySettings,
@@ -217,7 +242,7 @@ pub fn write_layer(
     let cache_file = store.cache_dir().join("layers").join(format!("{key}.json"));
     if let Some(mut hit) = read_cache(&cache_file) {
         if let Ok(digest) = hit.digest.parse::<Digest>() {
-            if store.has_blob(&digest, hit.size) {
+            if dest.has(&digest, hit.size) {
                 hit.cached = true;
                 progress(hit.content_bytes);
                 return Ok(hit);
@@ -236,7 +261,7 @@ pub fn write_layer(
             }
         }
     };
-    let mut sink = Sink::new(store.blob_writer()?, compression)?;
+    let mut sink = Sink::new(dest.begin()?, compression)?;
     let mut buf = vec![0u8; IO_BUFFER];
     let mut content_bytes = 0;
     let tmp_err = |e: io::Error| Error::Io {
@@ -284,7 +309,7 @@ pub fn write_layer(
     // End of archive: two zero blocks.
     sink.write_all(&[0u8; 1024]).map_err(tmp_err)?;
     let (blob, diff) = sink.finish().map_err(tmp_err)?;
-    let (digest, size) = blob.commit(store, None)?;
+    let (digest, size) = dest.finish(blob)?;
     let diff_id = diff.map(|(d, _)| d).unwrap_or_else(|| digest.clone());
     let layer = BuiltLayer {
         media_type: compression.oci_media_type().to_string(),
@@ -300,10 +325,10 @@ pub fn write_layer(
     Ok(layer)
 }
 
-fn copy_file(
+fn copy_file<W: Write>(
     entry: &ModelEntry,
     size: u64,
-    sink: &mut Sink,
+    sink: &mut Sink<W>,
     buf: &mut [u8],
     progress: &(dyn Fn(u64) + Sync),
     store: &Store,
@@ -342,7 +367,7 @@ fn copy_file(
     Ok(())
 }
 
-fn write_dir(sink: &mut Sink, path: &str, s: &EntrySettings) -> io::Result<()> {
+fn write_dir<W: Write>(sink: &mut Sink<W>, path: &str, s: &EntrySettings) -> io::Result<()> {
     let h = header(
         &format!("{path}/"),
         tar::EntryType::Directory,
@@ -355,7 +380,7 @@ fn write_dir(sink: &mut Sink, path: &str, s: &EntrySettings) -> io::Result<()> {
     sink.write_all(&h)
 }
 
-fn pad(sink: &mut Sink, size: u64) -> io::Result<()> {
+fn pad<W: Write>(sink: &mut Sink<W>, size: u64) -> io::Result<()> {
     let rem = (size % 512) as usize;
     if rem != 0 {
         sink.write_all(&[0u8; 512][..512 - rem])?;
@@ -410,14 +435,14 @@ pub fn header(
 }
 
 /// Where layer bytes go: straight into the blob, or through a diff-ID hash and a compressor.
-enum Sink {
-    Raw(BlobWriter),
-    Gzip(HashingWriter<flate2::write::GzEncoder<BlobWriter>>),
-    Zstd(HashingWriter<zstd::stream::write::Encoder<'static, BlobWriter>>),
+enum Sink<W: Write> {
+    Raw(W),
+    Gzip(HashingWriter<flate2::write::GzEncoder<W>>),
+    Zstd(HashingWriter<zstd::stream::write::Encoder<'static, W>>),
 }
 
-impl Sink {
-    fn new(blob: BlobWriter, c: Compression) -> Result<Sink> {
+impl<W: Write> Sink<W> {
+    fn new(blob: W, c: Compression) -> Result<Sink<W>> {
         Ok(match c {
             Compression::None => Sink::Raw(blob),
             Compression::Gzip => Sink::Gzip(HashingWriter::new(flate2::write::GzEncoder::new(
@@ -433,7 +458,7 @@ impl Sink {
     }
 
     /// The blob writer and, for compressed layers, the diff ID and uncompressed size.
-    fn finish(self) -> io::Result<(BlobWriter, Option<(Digest, u64)>)> {
+    fn finish(self) -> io::Result<(W, Option<(Digest, u64)>)> {
         Ok(match self {
             Sink::Raw(b) => (b, None),
             Sink::Gzip(h) => {
@@ -448,7 +473,7 @@ impl Sink {
     }
 }
 
-impl Write for Sink {
+impl<W: Write> Write for Sink<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Sink::Raw(w) => w.write(buf),
@@ -736,6 +761,7 @@ mod tests {
         fs::copy(d.path().join("sub/x"), copy.path().join("sub/x")).unwrap();
         let t2 = ModelTree::scan(copy.path()).unwrap();
         let c = write_layer(
+            &store,
             &store,
             &t2,
             &plan_layers(&t2, LayerMode::Single, 1, 64)[0],

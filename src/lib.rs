@@ -29,7 +29,7 @@
 //!     compression: layer::CompressionChoice::Auto,
 //!     platform: None, epoch: 0, base_check: true, threads: 2,
 //! };
-//! let outcome = build::build(&store, &spec, None, &Progress::hidden())?;
+//! let outcome = build::build(&store, &spec, None, None, &Progress::hidden())?;
 //! println!("{}@{}", outcome.reference, outcome.digest);
 //! # Ok(()) }
 //! ```

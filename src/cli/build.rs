@@ -61,6 +61,13 @@ pub struct Args {
     /// When to pull the base from its registry: always, missing (default) or never.
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
+    /// Push to the registry while building: model layers stream straight to it and never
+    /// touch the store (for models larger than the free disk).
+    #[arg(long)]
+    pub push: bool,
+    /// With --push: write the pushed digest to this file.
+    #[arg(long, value_name = "FILE", requires = "push")]
+    pub digestfile: Option<PathBuf>,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -77,10 +84,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     };
     let mut outcomes = Vec::new();
     for spec in &specs {
-        let outcome = build::build(&store, spec, Some(&remote), &progress)
+        let push = if args.push { Some(ctx.client()?) } else { None };
+        let outcome = build::build(&store, spec, Some(&remote), push, &progress)
             .with_context(|| format!("building {}", spec.reference.tagged()))?;
         for note in &outcome.notes {
             ctx.note(note);
+        }
+        if let Some(p) = &outcome.pushed {
+            for w in &p.warnings {
+                ctx.note(&format!("warning: {w}"));
+            }
+            if let Some(f) = &args.digestfile {
+                std::fs::write(f, &outcome.digest)
+                    .with_context(|| format!("writing {}", f.display()))?;
+            }
         }
         if !args.json {
             println!("{}@{}", outcome.reference, outcome.digest);

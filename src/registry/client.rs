@@ -452,6 +452,26 @@ impl Client {
         }
     }
 
+    /// Everything needed to send one request outside [`Client::send`] (for a streamed body,
+    /// which cannot be replayed): the HTTP client, the base URL and the authorization header,
+    /// after authenticating for `scope`.
+    pub fn prepare(
+        &self,
+        registry: &str,
+        repository: &str,
+        scope: &Scope,
+    ) -> Result<(Http, String, Option<String>)> {
+        let (http, base) = self.endpoint(registry)?;
+        let (http, base) = (http.clone(), base);
+        if self.cached_auth(registry, scope).is_none() {
+            let known = self.challenges.lock().expect("lock").get(registry).cloned();
+            if let Some(c) = known {
+                self.authenticate(registry, scope, &c, Some(repository))?;
+            }
+        }
+        Ok((http, base, self.cached_auth(registry, scope)))
+    }
+
     /// Check that the registry accepts the current credentials (for `login`).
     pub fn check_login(&self, registry: &str) -> Result<()> {
         self.endpoint(registry)?;

@@ -8,11 +8,14 @@
 //! is specific to the distribution API, so it is written here. Memory stays bounded: bodies are
 //! streamed from disk in fixed-size reads.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
-use oci_spec::image::Descriptor;
+use oci_spec::image::{Descriptor, Digest};
 use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::StatusCode;
@@ -21,8 +24,10 @@ use serde::Serialize;
 use super::client::unexpected;
 use super::pull::parallel;
 use super::{Client, Scope};
+use crate::digest::HashingWriter;
 use crate::error::{io_err, Error, Result};
 use crate::image::{Document, DocumentKind};
+use crate::layer::LayerDestination;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
 use crate::store::Store;
@@ -65,16 +70,38 @@ pub fn push(
     mount_from: Option<&ImageRef>,
     progress: &Progress,
 ) -> Result<PushOutcome> {
+    push_except(
+        client,
+        store,
+        top,
+        target,
+        mount_from,
+        &HashSet::new(),
+        progress,
+    )
+}
+
+/// [`push`], leaving out blobs already uploaded (`sent`: digests), which need not be in the store.
+pub fn push_except(
+    client: &Client,
+    store: &Store,
+    top: &Descriptor,
+    target: &ImageRef,
+    mount_from: Option<&ImageRef>,
+    sent: &HashSet<String>,
+    progress: &Progress,
+) -> Result<PushOutcome> {
     let all = transport::closure(store, top)?;
     let (docs, blobs): (Vec<Descriptor>, Vec<Descriptor>) = all
         .into_iter()
+        .filter(|d| !sent.contains(&d.digest().to_string()))
         .partition(|d| Document::classify(d.media_type()) != DocumentKind::Other);
     let mut warnings = Vec::new();
     for (host, limit) in LAYER_LIMITS {
         if target.registry == host {
             for b in blobs.iter().filter(|b| b.size() > limit) {
                 warnings.push(format!(
-                    "layer {} is {} bytes; {host} refuses layers over {limit} bytes (split the file, or lower --layer-threshold does not help: the file itself is the layer)",
+                    "layer {} is {} bytes; {host} refuses layers over {limit} bytes: split the file into smaller shards",
                     b.digest(),
                     b.size()
                 ));
@@ -416,4 +443,189 @@ fn upload_chunks(
         ));
     }
     Ok(())
+}
+
+/// Layers written straight to a registry while they are built (`build --push`): the bytes go
+/// out in one streamed PATCH as they are produced and the upload is closed with the digest
+/// computed on the way, so a model larger than the free disk never touches the store.
+pub struct RegistryUpload<'a> {
+    pub client: &'a Client,
+    pub target: &'a ImageRef,
+}
+
+/// The writer of a streamed upload: bytes are hashed and handed in 1 MiB pieces to the thread
+/// that sends the request body.
+pub struct UploadWriter {
+    hasher: HashingWriter<std::io::Sink>,
+    buf: Vec<u8>,
+    tx: Option<SyncSender<Vec<u8>>>,
+    request: Option<JoinHandle<Result<String>>>,
+}
+
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.current = next;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+const STREAM_PIECE: usize = 1 << 20;
+
+impl UploadWriter {
+    fn failed(&mut self) -> std::io::Error {
+        self.tx = None;
+        match self.request.take().map(|h| h.join()) {
+            Some(Ok(Err(e))) => std::io::Error::other(e.to_string()),
+            _ => std::io::Error::other("the upload stopped"),
+        }
+    }
+
+    fn send_buffer(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_PIECE));
+        let sent = self
+            .tx
+            .as_ref()
+            .map(|tx| tx.send(piece).is_ok())
+            .unwrap_or(false);
+        if sent {
+            Ok(())
+        } else {
+            Err(self.failed())
+        }
+    }
+}
+
+impl Write for UploadWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(STREAM_PIECE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.hasher.write_all(&data[..n])?;
+        if self.buf.len() == STREAM_PIECE {
+            self.send_buffer()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LayerDestination for RegistryUpload<'_> {
+    type Writer = UploadWriter;
+
+    fn has(&self, digest: &Digest, _size: u64) -> bool {
+        let repo = self.target.repository.clone();
+        let d = digest.to_string();
+        self.client
+            .send(
+                &self.target.registry,
+                &repo,
+                &Scope::push(&repo),
+                &|http, base| Ok(http.head(format!("{base}/v2/{repo}/blobs/{d}"))),
+            )
+            .is_ok_and(|r| r.status().is_success())
+    }
+
+    fn begin(&self) -> Result<UploadWriter> {
+        let repo = self.target.repository.clone();
+        let scope = Scope::push(&repo);
+        let what = format!("uploading a layer to {}", self.target.name());
+        let start = self
+            .client
+            .send(&self.target.registry, &repo, &scope, &|http, base| {
+                Ok(http
+                    .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+                    .header(CONTENT_LENGTH, 0))
+            })?;
+        if start.status() != StatusCode::ACCEPTED {
+            return Err(unexpected(&what, start));
+        }
+        let location = location_of(&start, &what)?;
+        let (http, base, auth) = self.client.prepare(&self.target.registry, &repo, &scope)?;
+        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let url = absolute(&base, &location);
+        let request = std::thread::spawn(move || -> Result<String> {
+            let reader = ChannelReader {
+                rx,
+                current: Vec::new(),
+                pos: 0,
+            };
+            let mut rb = http
+                .patch(&url)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(Body::new(reader));
+            if let Some(a) = auth {
+                rb = rb.header(reqwest::header::AUTHORIZATION, a);
+            }
+            let resp = rb
+                .send()
+                .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+            if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
+                return Err(unexpected(&what, resp));
+            }
+            Ok(resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| absolute(&base, l))
+                .unwrap_or(url))
+        });
+        Ok(UploadWriter {
+            hasher: HashingWriter::new(std::io::sink()),
+            buf: Vec::with_capacity(STREAM_PIECE),
+            tx: Some(tx),
+            request: Some(request),
+        })
+    }
+
+    fn finish(&self, mut w: UploadWriter) -> Result<(Digest, u64)> {
+        w.send_buffer().map_err(|e| {
+            Error::corrupt(format!("uploading a layer to {}: {e}", self.target.name()))
+        })?;
+        w.tx = None;
+        let location = match w.request.take().map(|h| h.join()) {
+            Some(Ok(r)) => r?,
+            _ => return Err(Error::corrupt("the upload thread stopped")),
+        };
+        let (_, digest, size) = w.hasher.finish();
+        let repo = self.target.repository.clone();
+        let d = digest.to_string();
+        let resp = self.client.send(
+            &self.target.registry,
+            &repo,
+            &Scope::push(&repo),
+            &|http, _| {
+                Ok(http
+                    .put(with_query(&location, "digest", &d))
+                    .header(CONTENT_LENGTH, 0))
+            },
+        )?;
+        if !resp.status().is_success() {
+            return Err(unexpected(
+                &format!("finishing the upload of {d} to {}", self.target.name()),
+                resp,
+            ));
+        }
+        Ok((digest, size))
+    }
 }
