@@ -731,6 +731,7 @@ mod tests {
         let plan = &plan_layers(&t, LayerMode::Single, 1, 64)[0];
         let a = write_layer(
             &store,
+            &store,
             &t,
             plan,
             &settings(),
@@ -740,6 +741,7 @@ mod tests {
         .unwrap();
         assert!(!a.cached);
         let b = write_layer(
+            &store,
             &store,
             &t,
             plan,
