@@ -50,3 +50,4 @@ pub mod registry;
 pub mod rootfs;
 pub mod store;
 pub mod transport;
+pub mod verify;

@@ -42,6 +42,9 @@ pub enum Node {
 #[derive(Debug, Default, Clone)]
 pub struct RootFs {
     pub entries: BTreeMap<String, Node>,
+    /// For each path, the index of the layer that last wrote it.
+    pub origin: BTreeMap<String, usize>,
+    layers_applied: usize,
 }
 
 /// Open a layer blob as an uncompressed tar stream.
@@ -161,13 +164,16 @@ impl RootFs {
             if !matches!(node, Node::Dir { .. }) {
                 self.remove_tree(&path);
             }
+            self.origin.insert(path.clone(), self.layers_applied);
             self.entries.insert(path, node);
         }
+        self.layers_applied += 1;
         Ok(())
     }
 
     fn remove_tree(&mut self, path: &str) {
         self.entries.remove(path);
+        self.origin.remove(path);
         let prefix = format!("{path}/");
         let doomed: Vec<String> = self
             .entries
@@ -177,6 +183,7 @@ impl RootFs {
             .collect();
         for k in doomed {
             self.entries.remove(&k);
+            self.origin.remove(&k);
         }
     }
 

@@ -90,6 +90,37 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         for note in &outcome.notes {
             ctx.note(note);
         }
+        if outcome.pushed.is_none() {
+            // The same checks `modelcar verify` makes, on what was built. Model-level warnings
+            // were printed by the build already.
+            let top = modelcar::transport::find_in_store(&store, &outcome.reference)?
+                .ok_or_else(|| anyhow::anyhow!("{} vanished from the store", outcome.reference))?;
+            let report = modelcar::verify::verify(&store, &top, &outcome.reference)?;
+            let platform_fails = report
+                .platforms
+                .iter()
+                .flat_map(|p| p.findings.iter().map(move |f| (Some(&p.platform), f)));
+            for (platform, f) in report
+                .findings
+                .iter()
+                .map(|f| (None, f))
+                .chain(platform_fails)
+            {
+                let show = f.severity == modelcar::formats::Severity::Fail
+                    || (platform.is_none() && f.severity == modelcar::formats::Severity::Warn);
+                if show {
+                    ctx.note(&format!(
+                        "warning: {}{}{}",
+                        platform.map(|p| format!("{p}: ")).unwrap_or_default(),
+                        f.message,
+                        f.hint
+                            .as_ref()
+                            .map(|h| format!(" (hint: {h})"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
         if let Some(p) = &outcome.pushed {
             for w in &p.warnings {
                 ctx.note(&format!("warning: {w}"));

@@ -7,6 +7,7 @@ mod images;
 mod inspect;
 mod kserve;
 mod registry;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Clean(clean::Args),
     /// Print a KServe InferenceService for an image.
     Kserve(kserve::Args),
+    /// Check that an image will work as a KServe modelcar (exit code 1 on any failed check).
+    Verify(verify::Args),
     /// Copy an image from a registry into the local store.
     Pull(registry::PullArgs),
     /// Push images to their registry (project images, or IMAGE [DEST]).
@@ -161,6 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(a) => export::run(&ctx, a),
         Command::Clean(a) => clean::run(&ctx, a),
         Command::Kserve(a) => kserve::run(&ctx, a),
+        Command::Verify(a) => verify::run(&ctx, a),
         Command::Pull(a) => registry::pull(&ctx, a),
         Command::Push(a) => registry::push(&ctx, a),
         Command::Login(a) => registry::login(&ctx, a),

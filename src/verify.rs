@@ -1,0 +1,371 @@
+//! `verify`: will an image work as a KServe modelcar? Judged from the image alone.
+//!
+//! For every platform, the layers are merged as a runtime merges them (whiteouts, symlinks, hard
+//! links, usr-merge) and the result is checked against what KServe does with the image: its init
+//! container lists `/models`, its sidecar runs `sh`, `ln`, `sleep` (and `mkdir` in newer releases)
+//! with no entrypoint in front, OpenShift runs both as a random UID in group 0, and MLServer loads
+//! a well-known file name. Each check passes, warns or fails with the reason and the fix.
+
+use std::io::Read;
+
+use oci_spec::image::Descriptor;
+use serde::Serialize;
+
+use crate::build::{FORMAT_ANNOTATION, REQUIRED_BINARIES};
+use crate::error::{Error, Result};
+use crate::formats::{self, Finding, ModelFiles, Severity};
+use crate::image::{self, PlatformImage};
+use crate::rootfs::{self, clean_path, Node, RootFs};
+use crate::store::Store;
+
+/// Layer sizes registries are known to refuse above.
+pub const LAYER_LIMITS: [(&str, u64); 1] = [("GHCR (ghcr.io)", 10_000_000_000)];
+
+/// Findings for one platform of an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformReport {
+    pub platform: String,
+    pub manifest: String,
+    pub findings: Vec<Finding>,
+}
+
+/// Findings for an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub image: String,
+    pub digest: String,
+    pub platforms: Vec<PlatformReport>,
+    /// Findings about the image as a whole (its name, for example).
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// The worst severity found.
+    pub fn worst(&self) -> Severity {
+        self.findings
+            .iter()
+            .chain(self.platforms.iter().flat_map(|p| &p.findings))
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Pass)
+    }
+}
+
+/// A model directory as found at `/models` in an image's merged filesystem.
+struct ImageModels<'a> {
+    store: &'a Store,
+    layers: &'a [Descriptor],
+    fs: &'a RootFs,
+}
+
+impl ModelFiles for ImageModels<'_> {
+    fn top_files(&self) -> Vec<String> {
+        self.fs
+            .entries
+            .keys()
+            .filter_map(|p| p.strip_prefix("models/"))
+            .filter(|rest| !rest.contains('/'))
+            .filter(|name| {
+                matches!(
+                    self.fs.resolve(&format!("models/{name}")),
+                    Some((_, Node::File { .. }))
+                )
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn contains_name(&self, name: &str) -> bool {
+        self.fs
+            .entries
+            .keys()
+            .any(|p| p.starts_with("models/") && p.rsplit('/').next() == Some(name))
+    }
+
+    fn head(&self, name: &str, n: usize) -> Result<Vec<u8>> {
+        let (path, _) = self
+            .fs
+            .resolve(&format!("models/{name}"))
+            .ok_or_else(|| Error::corrupt(format!("/models/{name} does not resolve")))?;
+        let layer = *self
+            .fs
+            .origin
+            .get(&path)
+            .ok_or_else(|| Error::corrupt(format!("/{path} has no layer")))?;
+        let desc = &self.layers[layer];
+        let mut archive = tar::Archive::new(rootfs::open_layer(self.store, desc)?);
+        let bad = |e: std::io::Error| Error::corrupt(format!("layer {}: {e}", desc.digest()));
+        for entry in archive.entries().map_err(bad)? {
+            let entry = entry.map_err(bad)?;
+            if clean_path(&String::from_utf8_lossy(&entry.path_bytes())) == path {
+                let mut buf = Vec::with_capacity(n);
+                entry.take(n as u64).read_to_end(&mut buf).map_err(bad)?;
+                return Ok(buf);
+            }
+        }
+        Err(Error::corrupt(format!(
+            "/{path} is not in layer {}",
+            desc.digest()
+        )))
+    }
+}
+
+/// Whether a UID that is neither the owner nor root, in group 0, may read (and for directories,
+/// search) an entry with these bits.
+fn random_uid_can(mode: u32, gid: u64, dir: bool) -> bool {
+    let need = if dir { 0o5 } else { 0o4 };
+    (gid == 0 && (mode >> 3) & need == need) || mode & need == need
+}
+
+fn check_platform(
+    store: &Store,
+    img: &PlatformImage,
+    declared: Option<&str>,
+) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    let config = image::read_config(store, img.manifest.config())?;
+    let fs = RootFs::from_layers(store, img.manifest.layers())?;
+
+    // /models exists and is not empty (modelcar-init: [ -d /models ] && [ "$(ls -A /models)" ]).
+    let models = fs.resolve("models");
+    let children: Vec<&String> = fs
+        .entries
+        .keys()
+        .filter(|p| p.starts_with("models/") && !p["models/".len()..].contains('/'))
+        .collect();
+    match models {
+        Some((_, Node::Dir { .. })) if !children.is_empty() => {
+            out.push(Finding::new(Severity::Pass, "models", format!("/models holds {} entries", children.len())))
+        }
+        Some((_, Node::Dir { .. })) => out.push(
+            Finding::new(Severity::Fail, "models", "/models is empty: KServe's modelcar-init container exits 1 (\"NOK ... /models does not exist or is empty\")")
+                .hint("put the model files in the image under /models"),
+        ),
+        _ => out.push(
+            Finding::new(Severity::Fail, "models", "/models does not exist (or is not a directory): KServe's modelcar-init container exits 1")
+                .hint("put the model files in the image under /models"),
+        ),
+    }
+
+    // The binaries KServe runs.
+    let path = rootfs::search_path(&config);
+    let missing: Vec<&str> = REQUIRED_BINARIES
+        .iter()
+        .copied()
+        .filter(|b| fs.find_executable(b, &path).is_none())
+        .collect();
+    if missing.is_empty() {
+        out.push(Finding::new(
+            Severity::Pass,
+            "binaries",
+            format!(
+                "{} found on PATH {}",
+                REQUIRED_BINARIES.join(", "),
+                path.join(":")
+            ),
+        ));
+    } else {
+        out.push(
+            Finding::new(
+                Severity::Fail,
+                "binaries",
+                format!(
+                    "{} not found on PATH {}: KServe's init container runs `sh -c` with `ls -A`, its sidecar `sh -c 'ln -sf /proc/$$/root/models /mnt/models && sleep infinity'` (newer releases: `mkdir -p` first)",
+                    missing.join(", "),
+                    path.join(":")
+                ),
+            )
+            .hint("build on a base with a shell and coreutils or busybox (UBI micro, busybox); or serve it as an image volume (oci+native://), which runs nothing"),
+        );
+    }
+
+    // Entrypoint and user.
+    let entrypoint = config
+        .pointer("/config/Entrypoint")
+        .filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
+    match entrypoint {
+        None => out.push(Finding::new(Severity::Pass, "entrypoint", "no ENTRYPOINT")),
+        Some(e) => out.push(
+            Finding::new(Severity::Fail, "entrypoint", format!("ENTRYPOINT {e} is set: KServe passes only args, so it would run `{e} sh -c ...` and the containers fail"))
+                .hint("remove the ENTRYPOINT (modelcar build removes it)"),
+        ),
+    }
+    let user = config
+        .pointer("/config/User")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let uid = user.split(':').next().unwrap_or("");
+    if uid.is_empty() || uid == "0" || uid == "root" {
+        out.push(
+            Finding::new(
+                Severity::Warn,
+                "user",
+                format!("the image runs as root (User {:?})", user),
+            )
+            .hint("set a non-root user such as 1001 (restricted pod security refuses root)"),
+        );
+    } else {
+        out.push(Finding::new(
+            Severity::Pass,
+            "user",
+            format!("runs as user {user}"),
+        ));
+    }
+
+    // Readable by a random UID in group 0.
+    let mut unreadable = Vec::new();
+    for (p, node) in fs
+        .entries
+        .iter()
+        .filter(|(p, _)| p.as_str() == "models" || p.starts_with("models/"))
+    {
+        let ok = match node {
+            Node::Dir { mode, gid, .. } => random_uid_can(*mode, *gid, true),
+            Node::File { mode, gid, .. } => random_uid_can(*mode, *gid, false),
+            Node::Symlink { .. } | Node::Hardlink { .. } => match fs.resolve(p) {
+                Some((_, Node::File { mode, gid, .. })) => random_uid_can(*mode, *gid, false),
+                Some((_, Node::Dir { mode, gid, .. })) => random_uid_can(*mode, *gid, true),
+                _ => false,
+            },
+            Node::Other => true,
+        };
+        if !ok {
+            unreadable.push(format!("/{p}"));
+        }
+    }
+    if models.is_none() {
+        // Nothing to judge; the models check has failed already.
+    } else if unreadable.is_empty() {
+        out.push(Finding::new(
+            Severity::Pass,
+            "permissions",
+            "everything under /models is readable by any UID in group 0 (OpenShift's random UIDs)",
+        ));
+    } else {
+        let shown: Vec<&str> = unreadable.iter().take(5).map(String::as_str).collect();
+        out.push(
+            Finding::new(
+                Severity::Fail,
+                "permissions",
+                format!(
+                    "{} under /models cannot be read (or, for directories, listed and entered) by a random UID in group 0: {}{}",
+                    unreadable.len(),
+                    shown.join(", "),
+                    if unreadable.len() > 5 { ", ..." } else { "" }
+                ),
+            )
+            .hint("give group 0 read access (chgrp 0, chmod g=rX, or a=rX): modelcar builds use 1001:0 with 0555/0444"),
+        );
+    }
+
+    // The model format.
+    if matches!(models, Some((_, Node::Dir { .. }))) && !children.is_empty() {
+        let files = ImageModels {
+            store,
+            layers: img.manifest.layers(),
+            fs: &fs,
+        };
+        let report = formats::check(&files, declared)?;
+        if let (Some(f), true) = (&report.format, report.detected) {
+            out.push(Finding::new(
+                Severity::Pass,
+                "format",
+                format!("detected format {f} (the image declares none)"),
+            ));
+        }
+        out.extend(report.findings);
+    }
+
+    // Layer sizes.
+    for layer in img.manifest.layers() {
+        for (registry, limit) in LAYER_LIMITS {
+            if layer.size() > limit {
+                out.push(
+                    Finding::new(
+                        Severity::Warn,
+                        "layer-size",
+                        format!(
+                            "layer {} is {} bytes, over what {registry} accepts ({limit})",
+                            layer.digest(),
+                            layer.size()
+                        ),
+                    )
+                    .hint("split the file into shards below the limit"),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Verify an image in the store. `name` is how the user called it (its tag is checked).
+pub fn verify(store: &Store, top: &Descriptor, name: &str) -> Result<Report> {
+    let annotations = match image::Document::classify(top.media_type()) {
+        image::DocumentKind::Index => image::read_index(store, top)?.annotations().clone(),
+        _ => image::read_manifest(store, top)?.annotations().clone(),
+    }
+    .unwrap_or_default();
+    let mut platforms = Vec::new();
+    for img in image::platform_images(store, top)? {
+        let config = image::read_config(store, img.manifest.config())?;
+        let declared = annotations.get(FORMAT_ANNOTATION).cloned().or_else(|| {
+            config
+                .pointer(&format!(
+                    "/config/Labels/{}",
+                    FORMAT_ANNOTATION.replace('/', "~1")
+                ))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        });
+        let platform = img
+            .platform
+            .clone()
+            .or_else(|| crate::transport::platform_of_config(&config))
+            .map(|p| image::platform_string(&p))
+            .unwrap_or_else(|| "?".into());
+        platforms.push(PlatformReport {
+            platform,
+            manifest: img.descriptor.digest().to_string(),
+            findings: check_platform(store, &img, declared.as_deref())?,
+        });
+    }
+    let mut findings = Vec::new();
+    let tag = name
+        .rsplit_once(':')
+        .map(|(head, t)| (head, t))
+        .filter(|(head, t)| !t.contains('/') && !head.ends_with("sha256"))
+        .map(|(_, t)| t);
+    if let Ok(r) = name.parse::<crate::reference::ImageRef>() {
+        if r.digest.is_none()
+            && r.tag.as_deref() == Some("latest")
+            && tag.is_none_or(|t| t == "latest")
+        {
+            findings.push(
+                Finding::new(Severity::Warn, "tag", "the image is tagged `latest`: Kubernetes pulls it again at every pod start, and the model can change under a running service")
+                    .hint("tag a version (VERSION=v1.0.0) or refer to the image by digest"),
+            );
+        }
+    }
+    Ok(Report {
+        image: name.to_string(),
+        digest: top.digest().to_string(),
+        platforms,
+        findings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_zero_or_others_must_read() {
+        assert!(random_uid_can(0o444, 0, false));
+        assert!(random_uid_can(0o440, 0, false));
+        assert!(!random_uid_can(0o440, 5, false));
+        assert!(!random_uid_can(0o600, 0, false));
+        assert!(random_uid_can(0o555, 0, true));
+        assert!(!random_uid_can(0o544, 0, true));
+        assert!(random_uid_can(0o705, 7, true));
+    }
+}
