@@ -330,11 +330,6 @@ pub fn verify(store: &Store, top: &Descriptor, name: &str) -> Result<Report> {
         });
     }
     let mut findings = Vec::new();
-    let tag = name
-        .rsplit_once(':')
-        .map(|(head, t)| (head, t))
-        .filter(|(head, t)| !t.contains('/') && !head.ends_with("sha256"))
-        .map(|(_, t)| t);
     if let Ok(r) = name.parse::<crate::reference::ImageRef>() {
         if r.digest.is_none()
             && r.tag.as_deref() == Some("latest")
