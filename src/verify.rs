@@ -331,10 +331,7 @@ pub fn verify(store: &Store, top: &Descriptor, name: &str) -> Result<Report> {
     }
     let mut findings = Vec::new();
     if let Ok(r) = name.parse::<crate::reference::ImageRef>() {
-        if r.digest.is_none()
-            && r.tag.as_deref() == Some("latest")
-            && tag.is_none_or(|t| t == "latest")
-        {
+        if r.digest.is_none() && r.tag.as_deref() == Some("latest") {
             findings.push(
                 Finding::new(Severity::Warn, "tag", "the image is tagged `latest`: Kubernetes pulls it again at every pod start, and the model can change under a running service")
                     .hint("tag a version (VERSION=v1.0.0) or refer to the image by digest"),
