@@ -30,6 +30,8 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Blobs up to this size are synced to disk before they are moved into place.
+const SYNC_MAX: u64 = 1 << 20;
 /// Largest image document (manifest, index, config) read into memory.
 pub const MAX_DOCUMENT: u64 = 8 << 20;
 
@@ -406,9 +408,14 @@ impl BlobWriter {
         if store.has_blob(&digest, size) {
             return Ok((digest, size));
         }
-        tmp.as_file()
-            .sync_data()
-            .map_err(io_err("sync", tmp.path()))?;
+        // Documents are synced before they become visible. Layers are not: a killed process
+        // cannot leave a partial blob behind (the rename is atomic), and syncing gigabytes would
+        // make the build as slow as the disk instead of as fast as the page cache.
+        if size <= SYNC_MAX {
+            tmp.as_file()
+                .sync_data()
+                .map_err(io_err("sync", tmp.path()))?;
+        }
         tmp.persist(&target)
             .map_err(|e| io_err("move a blob into", &target)(e.error))?;
         Ok((digest, size))
