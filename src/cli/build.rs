@@ -122,9 +122,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             }
         }
         if let Some(p) = &outcome.pushed {
-            for w in &p.warnings {
-                ctx.note(&format!("warning: {w}"));
-            }
             if let Some(f) = &args.digestfile {
                 std::fs::write(f, &outcome.digest)
                     .with_context(|| format!("writing {}", f.display()))?;

@@ -124,9 +124,6 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
             &progress,
         )
         .with_context(|| format!("pushing {source} to {dest}"))?;
-        for w in &outcome.warnings {
-            ctx.note(&format!("warning: {w}"));
-        }
         ctx.note(&format!(
             "{}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
             outcome.reference,

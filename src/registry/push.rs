@@ -100,11 +100,14 @@ pub fn push_except(
     for (host, limit) in LAYER_LIMITS {
         if target.registry == host {
             for b in blobs.iter().filter(|b| b.size() > limit) {
-                warnings.push(format!(
+                let w = format!(
                     "layer {} is {} bytes; {host} refuses layers over {limit} bytes: split the file into smaller shards",
                     b.digest(),
                     b.size()
-                ));
+                );
+                // Said before the upload starts, not after hours of it.
+                tracing::warn!("{w}");
+                warnings.push(w);
             }
         }
     }
