@@ -121,7 +121,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
                 }
             }
         }
-        if let Some(p) = &outcome.pushed {
+        if outcome.pushed.is_some() {
             if let Some(f) = &args.digestfile {
                 std::fs::write(f, &outcome.digest)
                     .with_context(|| format!("writing {}", f.display()))?;
