@@ -13,7 +13,7 @@ IMAGES   := sklearn xgboost lightgbm
 # Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
 export REGISTRY VERSION BASE_IMAGE
 
-.PHONY: help bin build-all push-all all clean test lint e2e offline-base \
+.PHONY: help bin build-all push-all all clean test lint e2e bench offline-base \
 	$(addprefix build-,$(IMAGES)) $(addprefix push-,$(IMAGES))
 
 help: ## Display help information
@@ -56,6 +56,9 @@ test: ## Run every test (installs missing test tools first)
 	else \
 		$(CARGO) test --locked --no-fail-fast; \
 	fi
+
+bench: ## Speed benchmark against buildah and olot+skopeo (long; see bench/run.sh)
+	bench/run.sh
 
 lint: ## Formatting and lints
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The speed benchmark: modelcar against buildah and olot+skopeo, and the hashing floor, on the
+# same inputs in the same run. Prints a Markdown table of medians (wall, CPU, peak memory) and
+# each peer's wall time divided by modelcar's.
+#
+#   bench/run.sh                      all workloads, 3 runs each, with the peers
+#   bench/run.sh --runs 1 --workloads 1,4 --no-peers
+#   bench/run.sh --big                also workload 1 at 8 GiB (memory independent of size)
+#
+# Needs (installed when missing, as root): docker-registry, skopeo, umoci, buildah, busybox-static,
+# openssl, GNU time; olot from PyPI in a private virtualenv. Works in $BENCH_DIR (default
+# /tmp/modelcar-bench), which needs about 12 GiB free (30 GiB with --big).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=${BENCH_DIR:-/tmp/modelcar-bench}
+runs=3
+workloads=1,2,3,4
+peers=1
+big=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs=$2; shift 2 ;;
+    --workloads) workloads=$2; shift 2 ;;
+    --no-peers) peers=0; shift ;;
+    --big) big=1; shift ;;
+    *) echo "usage: bench/run.sh [--runs N] [--workloads 1,2,3,4] [--no-peers] [--big]" >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "bench: $*" >&2; }
+
+# --- tools ---------------------------------------------------------------------------------
+need=()
+for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci buildah:buildah openssl:openssl; do
+  command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+[ -x /usr/bin/time ] || need+=(time)
+[ -x /bin/busybox ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ "$peers" = 1 ] && [ ! -x "$work/olot-venv/bin/olot" ]; then
+  log "installing olot"
+  python3 -m venv "$work/olot-venv"
+  "$work/olot-venv/bin/pip" install -q olot
+fi
+(cd "$repo" && cargo build --release --locked --quiet)
+modelcar="$repo/target/release/modelcar"
+
+mkdir -p "$work"
+results="$work/results.tsv"
+: > "$results"
+
+# --- registry and base ---------------------------------------------------------------------
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+reg="127.0.0.1:$port"
+rm -rf "$work/registry"
+mkdir -p "$work/registry"
+cat > "$work/registry/config.yml" <<EOF
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $work/registry/data
+http:
+  addr: $reg
+log:
+  level: error
+EOF
+docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
+reg_pid=$!
+cleanup() { kill "$reg_pid" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 50); do curl -fs "http://$reg/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+
+if [ ! -d "$work/bases/layout" ]; then
+  "$repo/tests/fixtures/make-bases.sh" "$work/bases" >/dev/null
+fi
+base_oci="oci:$work/bases/layout:busybox"
+skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$reg/base/busybox:latest"
+
+# --- workloads -------------------------------------------------------------------------------
+make_workloads() {
+  local w=$1 dir="$work/w$1"
+  [ -f "$dir/.done" ] && return
+  rm -rf "$dir"; mkdir -p "$dir/model"
+  case "$w" in
+    1) openssl rand -out "$dir/model/model.safetensors" $((2 << 30)) ;;
+    2) for i in 1 2 3 4; do openssl rand -out "$dir/model/model-0000$i-of-00004.safetensors" $((1 << 30)); done ;;
+    3) python3 - "$dir/model" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(42)
+for i in range(10000):
+    d = os.path.join(root, f"part-{i // 500:02d}")
+    os.makedirs(d, exist_ok=True)
+    size = rng.randint(1024, 64 * 1024)
+    with open(os.path.join(d, f"file-{i:05d}.json"), "wb") as f:
+        f.write(os.urandom(size // 2) + b"{" * (size - size // 2))
+PY
+       ;;
+    4) cp -r "$repo/models/mlserver/." "$dir/model/" ;;
+    8) openssl rand -out "$dir/model/model.safetensors" $((8 << 30)) ;;
+  esac
+  touch "$dir/.done"
+}
+
+# measure LABEL TOOL WORKLOAD -- command...
+measure() {
+  local step=$1 tool=$2 w=$3; shift 4
+  local out="$work/time.out"
+  if ! /usr/bin/time -f "%e %U %S %M" -o "$out" "$@" > "$work/cmd.log" 2>&1; then
+    log "FAILED: $step $tool w$w: $*"; tail -5 "$work/cmd.log" >&2
+    echo -e "w$w\t$step\t$tool\tfail\t0\t0\t0" >> "$results"
+    return 0
+  fi
+  read -r wall user sys rss < "$out"
+  echo -e "w$w\t$step\t$tool\t$wall\t$user\t$sys\t$rss" >> "$results"
+}
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+bench_workload() {
+  local w=$1 dir="$work/w$1" model="$work/w$1/model" fmt=huggingface
+  [ "$w" = 4 ] && fmt=""
+  make_workloads "$w"
+  for run in $(seq "$runs"); do
+    log "workload $w, run $run"
+    local store="$work/store" tag="$reg/mc/w$w:r$run"
+    # The hashing floor: every byte read and hashed once (files warm in the page cache, as for the others).
+    cat "$model"/* >/dev/null 2>&1 || true
+    measure floor "openssl sha256" "$w" -- sh -c "find '$model' -type f -print0 | xargs -0 openssl dgst -sha256 >/dev/null"
+
+    rm -rf "$store"
+    if [ "$w" = 4 ]; then
+      # The examples: one image each, as make build-all does.
+      measure build modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --models '$model/'\$m --tag '$reg/mc/w4-'\$m':r$run' --base '$base_oci' >/dev/null; done"
+      measure push modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' push '$reg/mc/w4-'\$m':r$run' >/dev/null; done"
+      measure push-again modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' push '$reg/mc/w4-'\$m':r$run' >/dev/null; done"
+      find "$model" -type f -exec touch {} +
+      measure rebuild-touched modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --models '$model/'\$m --tag '$reg/mc/w4-'\$m':r$run' --base '$base_oci' >/dev/null; done"
+      rm -rf "$store"
+      measure build-push modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --push --models '$model/'\$m --tag '$reg/mc/w4-bp-'\$m':r$run' --base '$base_oci' >/dev/null; done"
+    else
+      measure build modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      measure push modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
+      measure push-again modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
+      find "$model" -type f -exec touch {} +
+      measure rebuild-touched modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      measure rebuild-unchanged modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      rm -rf "$store"
+      measure build-push modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$reg/mc/w$w-bp:r$run" --base "$base_oci" --format "$fmt"
+    fi
+    rm -rf "$store"
+
+    [ "$peers" = 1 ] || continue
+    # buildah: build from a Containerfile, then push (gzip on push, as podman does).
+    cat > "$dir/Containerfile" <<EOF
+FROM $reg/base/busybox:latest
+COPY --chown=1001:0 --chmod=444 model/ /models/
+USER 1001
+EOF
+    local bstore="$work/buildah"
+    rm -rf "$bstore"; mkdir -p "$bstore"
+    local bflags=(--root "$bstore/root" --runroot "$bstore/run" --storage-driver vfs)
+    measure build buildah "$w" -- buildah "${bflags[@]}" bud --quiet --isolation chroot --tls-verify=false -f "$dir/Containerfile" -t "bench-w$w" "$dir"
+    measure push buildah "$w" -- buildah "${bflags[@]}" push --quiet --tls-verify=false "bench-w$w" "docker://$reg/buildah/w$w:r$run"
+    rm -rf "$bstore"
+    # olot: append model layers to an OCI layout of the base, then skopeo copies it.
+    local layout="$work/olot-layout"
+    rm -rf "$layout"
+    skopeo copy --quiet "$base_oci" "oci:$layout:latest"
+    measure build olot "$w" -- sh -c "find '$model' -type f -print0 | xargs -0 '$work/olot-venv/bin/olot' --root-dir '$model' '$layout' >/dev/null"
+    measure push "olot+skopeo" "$w" -- skopeo copy --quiet --dest-tls-verify=false "oci:$layout:latest" "docker://$reg/olot/w$w:r$run"
+    rm -rf "$layout"
+  done
+}
+
+IFS=, read -r -a wl <<< "$workloads"
+for w in "${wl[@]}"; do bench_workload "$w"; done
+if [ "$big" = 1 ]; then
+  runs_saved=$runs; runs=1; peers_saved=$peers; peers=0
+  bench_workload 8
+  runs=$runs_saved; peers=$peers_saved
+fi
+
+# --- report ------------------------------------------------------------------------------------
+python3 - "$results" <<'PY'
+import collections, statistics, sys, platform, os, subprocess
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+data = collections.defaultdict(list)
+for w, step, tool, wall, user, sys_, rss in rows:
+    if wall == "fail":
+        data[(w, step, tool)].append(None)
+    else:
+        data[(w, step, tool)].append((float(wall), float(user) + float(sys_), int(rss) / 1024))
+def med(k, i):
+    v = [x[i] for x in data.get(k, []) if x is not None]
+    return statistics.median(v) if v else None
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+print(f"Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.system()} {platform.release()}")
+print()
+print("| workload | step | tool | wall s | CPU s | peak MiB | wall / modelcar | wall / floor |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
+names = {"w1": "1: 2 GiB file", "w2": "2: 4 x 1 GiB", "w3": "3: 10,000 small files", "w4": "4: examples", "w8": "1 at 8 GiB"}
+for w in sorted({k[0] for k in data}):
+    floor = med((w, "floor", "openssl sha256"), 0)
+    for (ww, step, tool) in [k for k in data if k[0] == w]:
+        wall = med((ww, step, tool), 0)
+        if wall is None:
+            print(f"| {names.get(w, w)} | {step} | {tool} | failed | | | | |"); continue
+        mc = med((w, step, "modelcar"), 0)
+        ratio = f"{wall / mc:.1f}x" if mc and tool != "modelcar" and step != "floor" else ""
+        fl = f"{wall / floor:.2f}" if floor and step != "floor" else ""
+        print(f"| {names.get(w, w)} | {step} | {tool} | {wall:.2f} | {med((ww, step, tool), 1):.2f} | {med((ww, step, tool), 2):.0f} | {ratio} | {fl} |")
+    # End to end: build + push.
+    def e2e(tool_build, tool_push):
+        b, p = med((w, "build", tool_build), 0), med((w, "push", tool_push), 0)
+        return b + p if b is not None and p is not None else None
+    m = e2e("modelcar", "modelcar")
+    for label, tb, tp in [("buildah", "buildah", "buildah"), ("olot+skopeo", "olot", "olot+skopeo")]:
+        other = e2e(tb, tp)
+        if m and other:
+            print(f"| {names.get(w, w)} | build+push | {label} vs modelcar | {other:.2f} vs {m:.2f} | | | {other / m:.1f}x | |")
+PY
