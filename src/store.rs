@@ -16,12 +16,12 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, Digest, ImageIndex, MediaType};
 
-use crate::digest::{self, HashingWriter};
+use crate::digest::{self, ThreadedHashingWriter};
 use crate::error::{io_err, Error, Result};
 use crate::json;
 
@@ -180,7 +180,7 @@ impl Store {
             .tempfile_in(&dir)
             .map_err(io_err("create a temporary blob in", &dir))?;
         Ok(BlobWriter {
-            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            inner: ThreadedHashingWriter::new(file),
         })
     }
 
@@ -381,7 +381,7 @@ fn sync_dir(dir: &Path) {
 
 /// A blob being written; hashed as it goes, invisible until committed.
 pub struct BlobWriter {
-    inner: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+    inner: ThreadedHashingWriter<tempfile::NamedTempFile>,
 }
 
 impl BlobWriter {
@@ -393,10 +393,10 @@ impl BlobWriter {
     /// Finish the blob: check it against `expected` when given, sync it and move it into
     /// place. Returns its digest and size. On any error the temporary file is removed.
     pub fn commit(self, store: &Store, expected: Option<(&Digest, u64)>) -> Result<(Digest, u64)> {
-        let (buf, digest, size) = self.inner.finish();
-        let tmp = buf
-            .into_inner()
-            .map_err(|e| io_err("write a blob in", store.tmp_dir())(e.into_error()))?;
+        let (tmp, digest, size) = self
+            .inner
+            .finish()
+            .map_err(io_err("write a blob in", store.tmp_dir()))?;
         if let Some((want, want_size)) = expected {
             if want != &digest || want_size != size {
                 return Err(Error::corrupt(format!(
