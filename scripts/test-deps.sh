@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need, when it is missing: the tools that check modelcar's output
-# (skopeo, umoci, GNU tar, zstd), Debian's static busybox for the test base images, util-linux's
+# (skopeo, umoci, GNU tar, zstd), the CNCF distribution registry with htpasswd and openssl for
+# its auth and TLS, Debian's static busybox for the test base images, util-linux's
 # setpriv, and Python's PyYAML and jsonschema for validating InferenceService manifests.
 set -euo pipefail
 
@@ -11,6 +12,10 @@ need umoci umoci
 need zstd zstd
 need tar tar
 need setpriv util-linux
+need docker-registry docker-registry
+need htpasswd apache2-utils
+need openssl openssl
+need curl curl
 need mkfifo coreutils
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || missing+=(busybox-static)
 

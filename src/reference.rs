@@ -384,6 +384,7 @@ mod tests {
             ("quay.io//model", "repository part"),
             ("https://quay.io/x", "scheme"),
             ("quay.io:99999999/x", "host"),
+            ("localhost:99999/x", "host"),
         ] {
             let err = input.parse::<ImageRef>().unwrap_err().to_string();
             assert!(err.contains(says), "{input}: {err}");

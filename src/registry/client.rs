@@ -88,6 +88,7 @@ pub struct Client {
     challenges: Mutex<HashMap<String, Challenge>>,
     tokens: Mutex<HashMap<(String, String), Token>>,
     credentials: Mutex<HashMap<String, Option<Credential>>>,
+    ping: Mutex<()>,
 }
 
 fn http_client(verify: bool, opts: &Options) -> Result<Http> {
@@ -159,6 +160,7 @@ impl Client {
             challenges: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             credentials: Mutex::new(HashMap::new()),
+            ping: Mutex::new(()),
         })
     }
 
@@ -172,22 +174,34 @@ impl Client {
     }
 
     /// Find scheme and TLS mode for a registry by pinging `/v2/`; remembers its challenge.
+    fn known_endpoint(&self, registry: &str) -> Option<(&Http, String)> {
+        let (scheme, verify) = self
+            .endpoints
+            .lock()
+            .expect("lock")
+            .get(registry)
+            .copied()?;
+        let http = if verify { &self.secure } else { &self.insecure };
+        Some((http, format!("{scheme}://{registry}")))
+    }
+
     fn endpoint(&self, registry: &str) -> Result<(&Http, String)> {
-        if let Some((scheme, verify)) = self.endpoints.lock().expect("lock").get(registry).copied()
-        {
-            let http = if verify { &self.secure } else { &self.insecure };
-            return Ok((http, format!("{scheme}://{registry}")));
+        if let Some(found) = self.known_endpoint(registry) {
+            return Ok(found);
+        }
+        // One ping per registry, however many transfers start at once.
+        let _pinging = self.ping.lock().expect("lock");
+        if let Some(found) = self.known_endpoint(registry) {
+            return Ok(found);
         }
         let verify = self.verify_tls(registry);
+        let http = if verify { &self.secure } else { &self.insecure };
         let plain_ok = !verify || is_loopback(registry);
-        let mut last_err = None;
-        let schemes: &[&'static str] = if plain_ok {
-            &["https", "http"]
-        } else {
-            &["https"]
-        };
-        for scheme in schemes {
-            let http = if verify { &self.secure } else { &self.insecure };
+        let mut https_error = None;
+        for scheme in ["https", "http"] {
+            if scheme == "http" && !plain_ok {
+                break;
+            }
             let url = format!("{scheme}://{registry}/v2/");
             let mut attempt = 0;
             let resp = loop {
@@ -199,33 +213,50 @@ impl Client {
                     other => break other,
                 }
             };
-            match resp {
-                Ok(r) => {
-                    if r.status() == StatusCode::UNAUTHORIZED {
-                        if let Some(c) = r
-                            .headers()
-                            .get(WWW_AUTHENTICATE)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(auth::parse_challenge)
-                        {
-                            self.challenges
-                                .lock()
-                                .expect("lock")
-                                .insert(registry.to_string(), c);
-                        }
-                    } else if !r.status().is_success() && r.status() != StatusCode::NOT_FOUND {
-                        tracing::debug!("ping {url}: {}", r.status());
+            let r = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    if scheme == "https" {
+                        https_error = Some(transport_error(registry, &e));
                     }
-                    self.endpoints
+                    continue;
+                }
+            };
+            let status = r.status();
+            let speaks_distribution = r.headers().contains_key("docker-distribution-api-version");
+            if !(status.is_success() || status == StatusCode::UNAUTHORIZED || speaks_distribution) {
+                // Not a registry answering (for example a TLS port answering plain HTTP with 400):
+                // the HTTPS error, if any, is the one that tells the user what is wrong.
+                if scheme == "http" {
+                    if let Some(e) = https_error.take() {
+                        return Err(e);
+                    }
+                }
+                return Err(Error::corrupt(format!(
+                    "{url} answered {status}: this does not look like an OCI registry"
+                )));
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                if let Some(c) = r
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(auth::parse_challenge)
+                {
+                    self.challenges
                         .lock()
                         .expect("lock")
-                        .insert(registry.to_string(), (scheme, verify));
-                    return Ok((http, format!("{scheme}://{registry}")));
+                        .insert(registry.to_string(), c);
                 }
-                Err(e) => last_err = Some(transport_error(registry, &e)),
             }
+            self.endpoints.lock().expect("lock").insert(
+                registry.to_string(),
+                (if scheme == "https" { "https" } else { "http" }, verify),
+            );
+            return Ok((http, format!("{scheme}://{registry}")));
         }
-        Err(last_err.expect("at least one scheme tried"))
+        Err(https_error
+            .unwrap_or_else(|| Error::corrupt(format!("registry {registry} cannot be reached"))))
     }
 
     fn credential(&self, registry: &str, repository: Option<&str>) -> Result<Option<Credential>> {
@@ -400,6 +431,29 @@ impl Client {
         scope: &Scope,
         make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
     ) -> Result<Response> {
+        self.send_retrying(registry, repository, scope, make, true)
+    }
+
+    /// [`Client::send`] without retrying a request whose connection dropped (its body may have
+    /// reached the registry in part: the caller asks the registry what it has instead).
+    pub fn send_once(
+        &self,
+        registry: &str,
+        repository: &str,
+        scope: &Scope,
+        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
+    ) -> Result<Response> {
+        self.send_retrying(registry, repository, scope, make, false)
+    }
+
+    fn send_retrying(
+        &self,
+        registry: &str,
+        repository: &str,
+        scope: &Scope,
+        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
+        retry_dropped: bool,
+    ) -> Result<Response> {
         let mut authenticated = false;
         let mut attempt = 0;
         loop {
@@ -442,7 +496,7 @@ impl Client {
                     attempt += 1;
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if attempt < self.opts.retries && !e.is_builder() => {
+                Err(e) if retry_dropped && attempt < self.opts.retries && !e.is_builder() => {
                     tracing::info!("{registry}: {e}; retrying");
                     self.sleep_before_retry(attempt, None);
                     attempt += 1;
@@ -475,10 +529,23 @@ impl Client {
     /// Check that the registry accepts the current credentials (for `login`).
     pub fn check_login(&self, registry: &str) -> Result<()> {
         self.endpoint(registry)?;
-        let challenge = self.challenges.lock().expect("lock").get(registry).cloned();
-        match challenge {
-            None => Ok(()),
-            Some(c) => self.authenticate(registry, &Scope { scopes: vec![] }, &c, None),
+        // An authorized request to /v2/ must succeed: storing a Basic header proves nothing.
+        let resp = self.send(registry, "", &Scope { scopes: vec![] }, &|http, base| {
+            Ok(http.get(format!("{base}/v2/")))
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else if status == StatusCode::FORBIDDEN {
+            Err(Error::Invalid {
+                what: format!("registry {registry} refused the credentials"),
+                hint: Some("check the user name and password (or token)".into()),
+            })
+        } else {
+            Err(unexpected(
+                &format!("checking the login to {registry}"),
+                resp,
+            ))
         }
     }
 }

@@ -346,9 +346,7 @@ fn upload_offset(
         .headers()
         .get(RANGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|r| r.rsplit('-').next())
-        .and_then(|end| end.trim().parse::<u64>().ok())
-        .map(|end| end + 1)
+        .and_then(parse_range_end)
         .unwrap_or(0);
     let location = resp
         .headers()
@@ -357,6 +355,17 @@ fn upload_offset(
         .map(str::to_string)
         .unwrap_or_else(|| location.to_string());
     Ok((next, location))
+}
+
+/// The next offset from an upload's `Range: 0-END` (END inclusive). Distribution answers `0-0`
+/// for an empty upload, so `0-0` is read as nothing received.
+fn parse_range_end(range: &str) -> Option<u64> {
+    let (start, end) = range.trim().trim_start_matches("bytes=").split_once('-')?;
+    let (start, end) = (
+        start.trim().parse::<u64>().ok()?,
+        end.trim().parse::<u64>().ok()?,
+    );
+    Some(if start == 0 && end == 0 { 0 } else { end + 1 })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -377,7 +386,7 @@ fn upload_chunks(
     while offset < size {
         let len = chunk.min(size - offset);
         let loc = location.clone();
-        let result = client.send(&target.registry, &repo, scope, &|http, base| {
+        let result = client.send_once(&target.registry, &repo, scope, &|http, base| {
             Ok(http
                 .patch(absolute(base, &loc))
                 .header(CONTENT_TYPE, "application/octet-stream")
@@ -630,5 +639,18 @@ impl LayerDestination for RegistryUpload<'_> {
             ));
         }
         Ok((digest, size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ranges_are_inclusive_and_empty_is_zero() {
+        assert_eq!(parse_range_end("0-0"), Some(0));
+        assert_eq!(parse_range_end("0-1023"), Some(1024));
+        assert_eq!(parse_range_end("bytes=0-99"), Some(100));
+        assert_eq!(parse_range_end("junk"), None);
     }
 }

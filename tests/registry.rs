@@ -1,0 +1,1134 @@
+//! modelcar against real registries: Debian's `docker-registry` (the CNCF distribution
+//! registry) plain, behind TLS with Basic authentication, and with token authentication; and a
+//! fault-injecting proxy for what a registry cannot be made to do on demand. Every result is
+//! checked with skopeo as well as with modelcar.
+//!
+//! Needs docker-registry, skopeo, umoci, busybox-static, openssl and apache2-utils (htpasswd).
+
+#[allow(dead_code)]
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+
+use support::cmd::{example_model, Env, Outcome};
+use support::fixtures::{self, base};
+use support::proxy::{Fault, FaultProxy, Record, Rule};
+use support::registries::{htpasswd, Auth, Registry, RegistryOptions, Tls};
+use support::token::{self, TokenService};
+
+const MIB: u64 = 1 << 20;
+/// modelcar's chunk size for blobs over its monolithic limit.
+const CHUNK: u64 = 64 * MIB;
+
+/// Push with `--json`; the one result.
+fn push_json(env: &Env, image: &str, dest: Option<&str>, extra: &[&str]) -> Value {
+    let mut args = vec!["push", image];
+    args.extend(dest);
+    args.push("--json");
+    args.extend_from_slice(extra);
+    let out = env.modelcar(&args).success();
+    let v = out.json();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{}", out.stdout);
+    v[0].clone()
+}
+
+/// The config and layer digests of a manifest, with their sizes.
+fn manifest_blobs(manifest: &Value) -> Vec<(String, u64)> {
+    std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().expect("layers"))
+        .map(|d| {
+            (
+                d["digest"].as_str().unwrap().to_string(),
+                d["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn images(env: &Env) -> Vec<String> {
+    let out = env.modelcar(&["images", "--json"]).success();
+    out.json()
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| {
+            i["name"]
+                .as_str()
+                .or_else(|| i["reference"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+// 1. Pushing to a plain registry.
+
+#[test]
+fn pushed_example_images_are_what_skopeo_reads_back_and_a_second_push_uploads_nothing() {
+    let reg = Registry::plain();
+    let env = Env::new();
+    let busybox = base("busybox");
+    for name in ["sklearn", "xgboost", "lightgbm"] {
+        let dest = format!("{}/models/{name}:v1", reg.host());
+        let built = env.build(&example_model(name), &dest, &busybox, &["--format", name]);
+        let digestfile = env.path(&format!("{name}.digest"));
+        let r = push_json(
+            &env,
+            &dest,
+            None,
+            &["--digestfile", digestfile.to_str().unwrap()],
+        );
+        assert_eq!(r["digest"], built.as_str());
+        assert_eq!(r["reference"], dest.as_str());
+        assert_eq!(std::fs::read_to_string(&digestfile).unwrap(), built);
+
+        // The registry serves the same manifest, with every blob modelcar said it uploaded.
+        assert_eq!(env.skopeo_digest(&dest), built);
+        let blobs = manifest_blobs(&env.skopeo_raw(&dest));
+        assert_eq!(r["blobs_uploaded"], blobs.len() as u64, "{r}");
+        assert_eq!(r["blobs_present"], 0);
+        assert_eq!(r["blobs_mounted"], 0);
+        assert_eq!(
+            r["bytes_uploaded"],
+            blobs.iter().map(|(_, s)| s).sum::<u64>(),
+            "{r}"
+        );
+
+        // skopeo copies it out, checking every blob against its digest.
+        let copy = env.path(&format!("{name}-copy"));
+        env.skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{dest}"),
+            &format!("oci:{}:{name}", copy.display()),
+        ])
+        .success();
+        assert_eq!(
+            read_json(&copy.join("index.json"))["manifests"][0]["digest"],
+            built.as_str()
+        );
+
+        // A second push finds every blob there.
+        let again = push_json(&env, &dest, None, &[]);
+        assert_eq!(again["digest"], built.as_str());
+        assert_eq!(again["blobs_uploaded"], 0, "{again}");
+        assert_eq!(again["bytes_uploaded"], 0, "{again}");
+        assert_eq!(again["blobs_present"], blobs.len() as u64, "{again}");
+    }
+}
+
+// 2. Pulling.
+
+#[test]
+fn an_image_pushed_by_skopeo_is_pulled_into_a_fresh_store_that_skopeo_can_read() {
+    let reg = Registry::plain();
+    let env = Env::new();
+    let dest = format!("{}/base/busybox:latest", reg.host());
+    env.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &base("busybox"),
+        &format!("docker://{dest}"),
+    ])
+    .success();
+    let want = env.skopeo_digest(&dest);
+
+    let out = env.modelcar(&["pull", &dest]).success();
+    assert_eq!(out.stdout.trim(), format!("{dest}@{want}"));
+    assert!(images(&env).contains(&dest), "{:?}", images(&env));
+
+    // The store is an OCI layout that skopeo reads the image from, blobs and all.
+    let store_ref = format!("oci:{}:{dest}", env.store.display());
+    let inspected = env.skopeo(&["inspect", &store_ref]).success().json();
+    assert_eq!(inspected["Digest"], want.as_str());
+    env.skopeo(&[
+        "copy",
+        &store_ref,
+        &format!("oci:{}:copy", env.path("copy").display()),
+    ])
+    .success();
+}
+
+#[test]
+fn a_registry_base_is_pulled_by_the_first_build_only_and_the_pull_policy_decides_when() {
+    let mut reg = Registry::plain();
+    // The proxy only counts here: every request modelcar makes goes through it.
+    let proxy = FaultProxy::start(reg.addr());
+    let env = Env::new();
+    env.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &base("busybox"),
+        &format!("docker://{}/base/busybox:latest", reg.host()),
+    ])
+    .success();
+    let base_ref = format!("{}/base/busybox:latest", proxy.host());
+    let models = example_model("sklearn");
+    let tag = "localhost/models/sklearn:v1";
+    let build = |env: &Env, policy: &str| {
+        env.modelcar(&[
+            "build",
+            "--models",
+            models.to_str().unwrap(),
+            "--tag",
+            tag,
+            "--base",
+            &base_ref,
+            "--format",
+            "sklearn",
+            "--pull",
+            policy,
+            "-q",
+        ])
+    };
+    let fetched_manifest = |records: &[Record]| {
+        records.iter().any(|r| {
+            r.method == "GET"
+                && r.target.ends_with("/v2/base/busybox/manifests/latest")
+                && r.status == Some(200)
+        })
+    };
+
+    // The first build pulls the base: manifest and blobs.
+    build(&env, "missing").success();
+    let seen = proxy.records();
+    assert!(fetched_manifest(&seen), "{}", proxy.summary());
+    assert!(
+        seen.iter()
+            .any(|r| r.method == "GET" && r.target.contains("/blobs/sha256:")),
+        "{}",
+        proxy.summary()
+    );
+    assert!(images(&env).contains(&base_ref), "{:?}", images(&env));
+
+    // The second one finds it in the store and does not ask the registry anything.
+    proxy.clear_records();
+    build(&env, "missing").success();
+    assert!(proxy.records().is_empty(), "{}", proxy.summary());
+
+    // --pull=always asks again.
+    build(&env, "always").success();
+    assert!(fetched_manifest(&proxy.records()), "{}", proxy.summary());
+
+    // --pull=never with an empty store fails, naming the base, without asking.
+    proxy.clear_records();
+    let empty = Env::new();
+    build(&empty, "never")
+        .failure()
+        .stderr_has(&[&base_ref, "not found"]);
+    assert!(proxy.records().is_empty(), "{}", proxy.summary());
+
+    // With the registry gone, --pull=missing still builds from the store; --pull=always
+    // cannot, and says which registry it could not reach.
+    drop(proxy);
+    reg.kill();
+    build(&env, "missing").success();
+    let host = base_ref.split('/').next().unwrap();
+    build(&env, "always").failure().stderr_has(&[host]);
+}
+
+#[test]
+fn pull_with_a_platform_fetches_only_that_platforms_manifest_and_blobs() {
+    let reg = Registry::plain();
+    let env = Env::new();
+    let dest = format!("{}/base/multi:latest", reg.host());
+    env.skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &base("multi"),
+        &format!("docker://{dest}"),
+    ])
+    .success();
+    let index = env.skopeo_raw(&dest);
+    let index_digest = env.skopeo_digest(&dest);
+    let mut arm64 = vec![index_digest.clone()];
+    let mut amd64 = Vec::new();
+    for m in index["manifests"].as_array().unwrap() {
+        let digest = m["digest"].as_str().unwrap();
+        let manifest = env.skopeo_raw(&format!("{}/base/multi@{digest}", reg.host()));
+        let mut blobs: Vec<String> = manifest_blobs(&manifest)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        blobs.push(digest.to_string());
+        match m["platform"]["architecture"].as_str().unwrap() {
+            "arm64" => arm64.extend(blobs),
+            "amd64" => amd64.extend(blobs),
+            other => panic!("unexpected platform {other}"),
+        }
+    }
+    amd64.retain(|d| !arm64.contains(d));
+    assert!(!amd64.is_empty(), "the platforms share every blob");
+
+    env.modelcar(&["pull", &dest, "--platform", "linux/arm64"])
+        .success();
+    let have = env.store_blobs();
+    for d in &arm64 {
+        assert!(have.contains(d), "{d} (linux/arm64) is missing: {have:?}");
+    }
+    for d in &amd64 {
+        assert!(
+            !have.contains(d),
+            "{d} (linux/amd64 only) was fetched: {have:?}"
+        );
+    }
+}
+
+// 3. Multi-platform images.
+
+#[test]
+fn a_multi_platform_image_is_pushed_as_an_index_that_skopeo_sees_with_both_platforms() {
+    let reg = Registry::plain();
+    let env = Env::new();
+    let dest = format!("{}/models/sklearn-multi:v1", reg.host());
+    let built = env.build(
+        &example_model("sklearn"),
+        &dest,
+        &base("multi"),
+        &["--format", "sklearn"],
+    );
+    let r = push_json(&env, &dest, None, &[]);
+    assert_eq!(r["digest"], built.as_str());
+
+    let index = env.skopeo_raw(&dest);
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    assert_eq!(env.skopeo_digest(&dest), built);
+    let mut platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or("?"),
+                m["platform"]["architecture"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    for arch in ["amd64", "arm64"] {
+        let out = env
+            .skopeo(&[
+                "--override-os",
+                "linux",
+                "--override-arch",
+                arch,
+                "inspect",
+                "--tls-verify=false",
+                &format!("docker://{dest}"),
+            ])
+            .success();
+        assert_eq!(out.json()["Architecture"], arch);
+    }
+    env.skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{dest}"),
+        &format!("oci:{}:all", env.path("copy").display()),
+    ])
+    .success();
+}
+
+// 4. TLS and Basic authentication.
+
+const USER: &str = "alice";
+const PASSWORD: &str = "Pa55-w0rd-7f3e9c";
+
+fn basic_tls_registry(env: &Env) -> (Tls, Registry) {
+    let tls = Tls::generate(&env.path("tls"));
+    let file = htpasswd(env.dir.path(), USER, PASSWORD);
+    let reg = Registry::start(RegistryOptions {
+        tls: Some((tls.server_cert.clone(), tls.server_key.clone())),
+        auth: Auth::Htpasswd(file),
+    });
+    (tls, reg)
+}
+
+/// Neither the password nor the base64 of `user:password` in anything modelcar printed.
+fn assert_no_secret(outputs: &[&Outcome]) {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    for o in outputs {
+        let text = o.all_output();
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(&encoded),
+            "`{}` printed the password:\n{text}",
+            o.cmdline
+        );
+    }
+}
+
+#[test]
+fn a_push_to_a_basic_auth_registry_without_credentials_fails_naming_it_and_lands_nothing() {
+    let env = Env::new();
+    let (tls, reg) = basic_tls_registry(&env);
+    let cert_dir = tls.cert_dir.to_str().unwrap();
+    let dest = format!("{}/models/sklearn:v1", reg.host());
+    env.build(
+        &example_model("sklearn"),
+        &dest,
+        &base("busybox"),
+        &["--format", "sklearn"],
+    );
+    let out = env
+        .modelcar(&["--cert-dir", cert_dir, "push", &dest])
+        .failure()
+        .stderr_has(&[&reg.host(), "login"]);
+    assert!(out.stdout.trim().is_empty(), "{}", out.stdout);
+
+    let skopeo = env.skopeo(&[
+        "inspect",
+        "--cert-dir",
+        cert_dir,
+        "--creds",
+        &format!("{USER}:{PASSWORD}"),
+        &format!("docker://{dest}"),
+    ]);
+    assert!(
+        !skopeo.status.success(),
+        "a manifest landed: {}",
+        skopeo.stdout
+    );
+    assert!(
+        skopeo.stderr.contains("manifest unknown"),
+        "{}",
+        skopeo.stderr
+    );
+
+    // Without the CA the registry's certificate is not trusted: login, which has to reach the
+    // registry to check the password, fails and writes nothing...
+    let login = env
+        .modelcar_stdin(
+            &["login", &reg.host(), "-u", USER, "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        )
+        .failure()
+        .stderr_has(&[&reg.host()]);
+    assert!(
+        !env.auth_file.exists(),
+        "login wrote credentials it could not check: {}",
+        login.stderr
+    );
+    // ... and a push with credentials says that the certificate is the problem.
+    std::fs::write(
+        &env.auth_file,
+        serde_json::json!({"auths": {reg.host(): {"auth": base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))}}})
+            .to_string(),
+    )
+    .unwrap();
+    let untrusted = env
+        .modelcar(&["push", &dest])
+        .failure()
+        .stderr_has(&[&reg.host()]);
+    assert!(
+        untrusted.stderr.to_lowercase().contains("certificate"),
+        "the error does not say that the certificate is not trusted: {}",
+        untrusted.stderr
+    );
+    assert_no_secret(&[&out, &login, &untrusted]);
+}
+
+#[test]
+fn login_checks_the_password_and_writes_podmans_auth_json_that_push_skopeo_and_logout_use() {
+    let env = Env::new();
+    let (tls, reg) = basic_tls_registry(&env);
+    let cert_dir = tls.cert_dir.to_str().unwrap();
+    let host = reg.host();
+    let mut outputs = Vec::new();
+
+    // A wrong password: refused, and nothing written.
+    let wrong = env
+        .modelcar_stdin(
+            &[
+                "--cert-dir",
+                cert_dir,
+                "login",
+                &host,
+                "-u",
+                USER,
+                "--password-stdin",
+            ],
+            "not-the-password\n",
+        )
+        .failure()
+        .stderr_has(&[&host]);
+    assert!(
+        !env.auth_file.exists(),
+        "a refused login wrote the auth file"
+    );
+    outputs.push(wrong);
+
+    // The right one: podman's format, private to the user.
+    outputs.push(
+        env.modelcar_stdin(
+            &[
+                "--cert-dir",
+                cert_dir,
+                "login",
+                &host,
+                "-u",
+                USER,
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .success(),
+    );
+    let auth = read_json(&env.auth_file);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    assert_eq!(
+        auth,
+        serde_json::json!({"auths": {host.clone(): {"auth": encoded}}})
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&env.auth_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o077,
+        0,
+        "the auth file is readable by others"
+    );
+
+    // Push with the CA, and with verification off.
+    let dest = format!("{host}/models/sklearn:v1");
+    let built = env.build(
+        &example_model("sklearn"),
+        &dest,
+        &base("busybox"),
+        &["--format", "sklearn"],
+    );
+    let out = env
+        .modelcar(&["--cert-dir", cert_dir, "push", &dest, "--json"])
+        .success();
+    assert_eq!(out.json()[0]["digest"], built.as_str());
+    outputs.push(out);
+    let insecure_dest = format!("{host}/models/sklearn:insecure");
+    outputs.push(
+        env.modelcar(&["--tls-verify=false", "push", &dest, &insecure_dest])
+            .success(),
+    );
+
+    // skopeo sees both, with the credentials and with modelcar's auth file.
+    for (reference, creds) in [
+        (
+            &dest,
+            vec!["--creds".to_string(), format!("{USER}:{PASSWORD}")],
+        ),
+        (
+            &insecure_dest,
+            vec![
+                "--authfile".to_string(),
+                env.auth_file.display().to_string(),
+            ],
+        ),
+    ] {
+        let mut args = vec!["inspect", "--cert-dir", cert_dir];
+        args.extend(creds.iter().map(String::as_str));
+        let uri = format!("docker://{reference}");
+        args.push(&uri);
+        assert_eq!(env.skopeo(&args).success().json()["Digest"], built.as_str());
+    }
+
+    // Logout removes the entry, and pushing is refused again.
+    outputs.push(env.modelcar(&["logout", &host]).success());
+    let auth = read_json(&env.auth_file);
+    assert!(
+        auth["auths"].get(&host).is_none(),
+        "logout left the entry: {auth}"
+    );
+    outputs.push(
+        env.modelcar(&[
+            "--cert-dir",
+            cert_dir,
+            "push",
+            &dest,
+            &format!("{host}/models/after:logout"),
+        ])
+        .failure()
+        .stderr_has(&[&host]),
+    );
+    outputs.push(
+        env.modelcar(&["logout", &host])
+            .failure()
+            .stderr_has(&[&host]),
+    );
+    assert_no_secret(&outputs.iter().collect::<Vec<_>>());
+}
+
+// 5. Token authentication.
+
+#[test]
+fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymous_pulls() {
+    let env = Env::new();
+    let tokens = TokenService::start(&env.path("token"), &[(USER, PASSWORD)]);
+    let reg = Registry::start(RegistryOptions {
+        tls: None,
+        auth: Auth::Token {
+            realm: tokens.realm(),
+            service: token::SERVICE.into(),
+            issuer: token::ISSUER.into(),
+            root_cert_bundle: tokens.cert.clone(),
+        },
+    });
+    let host = reg.host();
+    let dest = format!("{host}/models/sklearn:v1");
+    let built = env.build(
+        &example_model("sklearn"),
+        &dest,
+        &base("busybox"),
+        &["--format", "sklearn"],
+    );
+
+    // Anonymous: refused, clearly.
+    let anonymous = env
+        .modelcar(&["push", &dest])
+        .failure()
+        .stderr_has(&[&host, "login"]);
+
+    // A wrong password: the token service refuses it; login fails and writes nothing.
+    let wrong = env
+        .modelcar_stdin(
+            &["login", &host, "-u", USER, "--password-stdin"],
+            "wrong-password\n",
+        )
+        .failure()
+        .stderr_has(&[&host]);
+    assert!(!env.auth_file.exists());
+
+    // The right one: push, with a token for pull and push on the repository.
+    let login = env
+        .modelcar_stdin(
+            &["login", &host, "-u", USER, "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        )
+        .success();
+    let pushed = push_json(&env, &dest, None, &[]);
+    assert_eq!(pushed["digest"], built.as_str());
+    assert!(
+        tokens
+            .issued()
+            .iter()
+            .any(|t| t.user.as_deref() == Some(USER)
+                && t.status == 200
+                && t.granted
+                    .iter()
+                    .any(|s| s == "repository:models/sklearn:pull,push")),
+        "{:?}",
+        tokens.issued()
+    );
+    let inspected = env
+        .skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:{PASSWORD}"),
+            &format!("docker://{dest}"),
+        ])
+        .success();
+    assert_eq!(inspected.json()["Digest"], built.as_str());
+
+    // Pull into a fresh store with the same credentials.
+    let puller = Env::new();
+    std::fs::copy(&env.auth_file, &puller.auth_file).unwrap();
+    puller.modelcar(&["pull", &dest]).success();
+    let inspected = puller
+        .skopeo(&["inspect", &format!("oci:{}:{dest}", puller.store.display())])
+        .success();
+    assert_eq!(inspected.json()["Digest"], built.as_str());
+
+    // Anonymous pulls are refused, and so are wrong passwords.
+    let stranger = Env::new();
+    let anonymous_pull = stranger
+        .modelcar(&["pull", &dest])
+        .failure()
+        .stderr_has(&[&host, "login"]);
+    std::fs::write(
+        &stranger.auth_file,
+        serde_json::json!({"auths": {host.clone(): {"auth": base64::engine::general_purpose::STANDARD.encode(format!("{USER}:wrong-password"))}}})
+            .to_string(),
+    )
+    .unwrap();
+    let wrong_pull = stranger
+        .modelcar(&["pull", &dest])
+        .failure()
+        .stderr_has(&[&host, "credentials"]);
+    assert!(images(&stranger).is_empty());
+    assert!(
+        tokens.issued().iter().any(|t| t.status == 401),
+        "{:?}",
+        tokens.issued()
+    );
+    assert_no_secret(&[&anonymous, &wrong, &login, &anonymous_pull, &wrong_pull]);
+}
+
+// 6. Faults a registry cannot be made to show: through the proxy.
+
+fn records_with_status(records: &[Record], status: u16) -> Vec<&Record> {
+    records
+        .iter()
+        .filter(|r| r.status == Some(status))
+        .collect()
+}
+
+#[test]
+fn a_push_retries_through_429s_honouring_retry_after_and_through_500s() {
+    let reg = Registry::plain();
+    let proxy = FaultProxy::start(reg.addr());
+    let env = Env::new();
+    let dest = format!("{}/models/sklearn:v1", proxy.host());
+    let built = env.build(
+        &example_model("sklearn"),
+        &dest,
+        &base("busybox"),
+        &["--format", "sklearn"],
+    );
+    proxy.add_rule(
+        Rule::new(Fault::Status {
+            status: 429,
+            retry_after: Some(1),
+        })
+        .times(2),
+    );
+    for (method, path) in [
+        ("HEAD", "/blobs/"),
+        ("POST", "/blobs/uploads/"),
+        ("PUT", "/blobs/uploads/"),
+        ("PUT", "/manifests/"),
+    ] {
+        proxy.add_rule(Rule::status(500).method(method).path(path));
+    }
+
+    // One transfer at a time, so that the request after a 429 is its retry.
+    let out = env
+        .modelcar(&["--jobs", "1", "push", &dest, "--json"])
+        .success();
+    assert_eq!(out.json()[0]["digest"], built.as_str());
+    let records = proxy.records();
+    let throttled = records_with_status(&records, 429);
+    assert_eq!(throttled.len(), 2, "{}", proxy.summary());
+    assert_eq!(
+        records_with_status(&records, 500).len(),
+        4,
+        "{}",
+        proxy.summary()
+    );
+    // Each 429 was followed by a pause of at least its Retry-After.
+    for t in throttled {
+        let next = records
+            .iter()
+            .filter(|r| r.at > t.at)
+            .map(|r| r.at)
+            .min()
+            .expect("a request after the 429");
+        assert!(
+            next.duration_since(t.at) >= Duration::from_millis(950),
+            "retried {:?} after a 429 with Retry-After: 1\n{}",
+            next.duration_since(t.at),
+            proxy.summary()
+        );
+    }
+    // The image is complete in the registry.
+    let direct = format!("{}/models/sklearn:v1", reg.host());
+    assert_eq!(env.skopeo_digest(&direct), built);
+    env.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{direct}"),
+        &format!("oci:{}:x", env.path("copy").display()),
+    ])
+    .success();
+}
+
+/// Push the large image through the proxy to `repo`; returns the result and the records.
+fn push_big_through(
+    proxy: &FaultProxy,
+    reg: &Registry,
+    repo: &str,
+) -> (fixtures::BigImage, Value, Vec<Record>) {
+    let big = fixtures::big_image();
+    let env = Env::new().with_store(&big.store);
+    let dest = format!("{}/{repo}:v1", proxy.host());
+    let out = env.modelcar(&["push", &big.reference, &dest, "--json"]);
+    assert!(
+        out.status.success(),
+        "the push failed: {}\nThe proxy saw:\n{}",
+        out.stderr,
+        proxy.summary()
+    );
+    let r = out.json()[0].clone();
+    assert_eq!(r["digest"], big.digest.as_str());
+    assert_eq!(r["blobs_uploaded"], big.blobs as u64, "{r}");
+    // The registry has it all, each blob checked against its digest by the registry.
+    let direct = format!("{}/{repo}:v1", reg.host());
+    assert_eq!(env.skopeo_digest(&direct), big.digest);
+    let layer = reg.blob_data(&big.big_layer);
+    assert_eq!(
+        std::fs::metadata(&layer).map(|m| m.len()).ok(),
+        Some(big.big_layer_size),
+        "the large layer is not in the registry's storage"
+    );
+    (big, r, proxy.records())
+}
+
+/// Body bytes the registry received into upload sessions.
+fn forwarded_upload_bytes(records: &[Record]) -> u64 {
+    records
+        .iter()
+        .filter(|r| r.is_upload_data())
+        .map(|r| r.forwarded)
+        .sum()
+}
+
+#[test]
+fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
+    let reg = Registry::plain();
+    let proxy = FaultProxy::start(reg.addr());
+    proxy.set_resumable(true);
+    // The second chunk: 16 MiB of it reach the registry, then the connection drops.
+    proxy.add_rule(
+        Rule::new(Fault::Drop {
+            after: 16 * MIB,
+            forward: true,
+        })
+        .method("PATCH")
+        .skip(1),
+    );
+    let (big, _, records) = push_big_through(&proxy, &reg, "models/resumed");
+    let summary = proxy.summary();
+    let drop = records
+        .iter()
+        .position(|r| r.status.is_none())
+        .unwrap_or_else(|| panic!("no connection was dropped:\n{summary}"));
+    assert_eq!(records[drop].range_start(), Some(CHUNK), "{summary}");
+    assert_eq!(records[drop].forwarded, 16 * MIB, "{summary}");
+    let upload = records[drop].upload.clone();
+    let after: Vec<&Record> = records[drop + 1..]
+        .iter()
+        .filter(|r| r.upload == upload)
+        .collect();
+    // No restart: no byte of the blob reached the registry twice, no chunk started over.
+    assert!(
+        after.iter().all(|r| r.range_start().is_none_or(|s| s > 0)),
+        "{summary}"
+    );
+    let blob_bytes: u64 = records
+        .iter()
+        .filter(|r| r.upload == upload && r.is_upload_data())
+        .map(|r| r.forwarded)
+        .sum();
+    assert_eq!(blob_bytes, big.big_layer_size, "{summary}");
+    let sent: u64 = records
+        .iter()
+        .filter(|r| r.upload == upload)
+        .map(|r| r.received)
+        .sum();
+    assert!(
+        sent < 2 * big.big_layer_size,
+        "{sent} bytes sent\n{summary}"
+    );
+    assert_eq!(
+        forwarded_upload_bytes(&records),
+        big.total_size,
+        "{summary}"
+    );
+    // The upload went on from where the registry stood: 64 MiB + 16 MiB.
+    assert_eq!(
+        after.iter().map(|r| r.forwarded).sum::<u64>(),
+        big.big_layer_size - CHUNK - 16 * MIB,
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_chunk_dropped_before_the_registry_got_it_is_sent_again_from_the_same_offset() {
+    let reg = Registry::plain();
+    let proxy = FaultProxy::start(reg.addr());
+    proxy.add_rule(
+        Rule::new(Fault::Drop {
+            after: 16 * MIB,
+            forward: false,
+        })
+        .method("PATCH")
+        .skip(1),
+    );
+    let (big, _, records) = push_big_through(&proxy, &reg, "models/resent");
+    let summary = proxy.summary();
+    let drop = records
+        .iter()
+        .position(|r| r.status.is_none())
+        .unwrap_or_else(|| panic!("no connection was dropped:\n{summary}"));
+    assert_eq!(records[drop].range_start(), Some(CHUNK), "{summary}");
+    assert!(
+        records[drop + 1..].iter().any(|r| r.method == "PATCH"
+            && r.range_start() == Some(CHUNK)
+            && r.status == Some(202)),
+        "the dropped chunk was not sent again:\n{summary}"
+    );
+    assert_eq!(
+        forwarded_upload_bytes(&records),
+        big.total_size,
+        "{summary}"
+    );
+}
+
+#[test]
+fn chunks_refused_with_413_fall_back_to_one_put_of_the_whole_blob() {
+    let reg = Registry::plain();
+    let proxy = FaultProxy::start(reg.addr());
+    proxy.add_rule(
+        Rule::status(413)
+            .method("PATCH")
+            .body_over(4 * MIB)
+            .always(),
+    );
+    let (big, _, records) = push_big_through(&proxy, &reg, "models/unchunked");
+    let summary = proxy.summary();
+    assert!(
+        !records_with_status(&records, 413).is_empty(),
+        "no chunk was refused:\n{summary}"
+    );
+    let put = records
+        .iter()
+        .find(|r| r.method == "PUT" && r.query("digest").as_deref() == Some(big.big_layer.as_str()))
+        .unwrap_or_else(|| panic!("no PUT of the large blob:\n{summary}"));
+    assert_eq!(put.status, Some(201), "{summary}");
+    assert_eq!(put.forwarded, big.big_layer_size, "{summary}");
+    assert_eq!(
+        forwarded_upload_bytes(&records),
+        big.total_size,
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_cross_repository_mount_answered_with_202_is_uploaded_instead() {
+    let reg = Registry::plain();
+    let proxy = FaultProxy::start(reg.addr());
+    let env = Env::new();
+    env.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &base("busybox"),
+        &format!("docker://{}/base/busybox:latest", reg.host()),
+    ])
+    .success();
+    let base_ref = format!("{}/base/busybox:latest", proxy.host());
+    let base_layers =
+        manifest_blobs(&env.skopeo_raw(&format!("{}/base/busybox:latest", reg.host())));
+    let image = format!("{}/models/mounted:v1", proxy.host());
+    let built = env.build(
+        &example_model("sklearn"),
+        &image,
+        &base_ref,
+        &["--format", "sklearn"],
+    );
+
+    // As a control: a registry that mounts gets the base's layer mounted.
+    let mounted = push_json(&env, &image, None, &[]);
+    let base_layers = &base_layers[1..];
+    assert_eq!(
+        mounted["blobs_mounted"],
+        base_layers.len() as u64,
+        "{mounted}\n{}",
+        proxy.summary()
+    );
+
+    // One that answers the mount with an upload session gets the layer uploaded.
+    proxy.clear_records();
+    proxy.add_rule(
+        Rule::new(Fault::RefuseMount)
+            .method("POST")
+            .path("mount=")
+            .always(),
+    );
+    let dest = format!("{}/models/unmounted:v1", proxy.host());
+    let r = push_json(&env, &image, Some(&dest), &[]);
+    let records = proxy.records();
+    let summary = proxy.summary();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.fault.is_some() && r.method == "POST" && r.status == Some(202)),
+        "no mount was attempted:\n{summary}"
+    );
+    assert_eq!(r["blobs_mounted"], 0, "{r}");
+    assert_eq!(r["digest"], built.as_str());
+    for (layer, size) in base_layers {
+        assert!(
+            records.iter().any(|r| r.method == "PUT"
+                && r.query("digest").as_deref() == Some(layer.as_str())
+                && r.forwarded == *size
+                && r.status == Some(201)),
+            "base layer {layer} was not uploaded:\n{summary}"
+        );
+    }
+    let direct = format!("{}/models/unmounted:v1", reg.host());
+    assert_eq!(env.skopeo_digest(&direct), built);
+    env.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{direct}"),
+        &format!("oci:{}:x", env.path("copy").display()),
+    ])
+    .success();
+}
+
+// 7. A registry that goes away mid-push.
+
+#[test]
+fn a_registry_that_dies_mid_push_fails_it_clearly_and_a_rerun_uploads_only_what_is_missing() {
+    let big = fixtures::big_image();
+    let mut reg = Registry::plain();
+    let env = Env::new().with_store(&big.store);
+    let dest = format!("{}/models/big:v1", reg.host());
+    let started = Instant::now();
+    let mut child = env.spawn_modelcar(&["push", &big.reference, &dest, "--json"]);
+    let blobs_dir = reg.root.join("docker/registry/v2/blobs/sha256");
+    let complete_blobs = || walk_count(&blobs_dir, "data");
+    // Kill it once the small blobs are in and part of the large one is.
+    loop {
+        if reg.upload_bytes() >= 8 * MIB && complete_blobs() >= big.blobs - 1 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the push ended ({status}) before the registry could be killed");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the upload did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reg.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the push succeeded without its registry"
+    );
+    assert!(
+        stderr.contains(&format!("cannot reach registry {}", reg.host()))
+            && stderr.contains("refused"),
+        "the error does not say what failed: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    reg.restart();
+    let r = push_json(&env, &big.reference, Some(&dest), &[]);
+    assert_eq!(r["digest"], big.digest.as_str());
+    let present = r["blobs_present"].as_u64().unwrap();
+    let uploaded = r["blobs_uploaded"].as_u64().unwrap();
+    assert!(present > 0, "{r}");
+    assert_eq!(present + uploaded, big.blobs as u64, "{r}");
+    assert!(
+        r["bytes_uploaded"].as_u64().unwrap() < big.total_size,
+        "everything was uploaded again: {r}"
+    );
+    assert_eq!(env.skopeo_digest(&dest), big.digest);
+}
+
+fn walk_count(dir: &Path, name: &str) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk_count(&p, name)
+            } else {
+                usize::from(e.file_name() == name)
+            }
+        })
+        .sum()
+}
+
+// 8. Content that does not match its digest.
+
+#[test]
+fn a_pulled_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_tagged() {
+    let reg = Registry::plain();
+    let env = Env::new();
+    let dest = format!("{}/models/sklearn:v1", reg.host());
+    env.build(
+        &example_model("sklearn"),
+        &dest,
+        &base("busybox"),
+        &["--format", "sklearn"],
+    );
+    push_json(&env, &dest, None, &[]);
+    let blobs = manifest_blobs(&env.skopeo_raw(&dest));
+    let (digest, _) = blobs.last().unwrap().clone();
+    let data = reg.blob_data(&digest);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 8] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&data, &bytes).unwrap();
+    // The corruption is real: skopeo refuses it too.
+    let skopeo = env.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{dest}"),
+        &format!("oci:{}:x", env.path("copy").display()),
+    ]);
+    assert!(!skopeo.status.success(), "skopeo copied a corrupt blob");
+
+    let fresh = Env::new();
+    fresh
+        .modelcar(&["pull", &dest])
+        .failure()
+        .stderr_has(&[&digest]);
+    assert!(images(&fresh).is_empty(), "{:?}", images(&fresh));
+    assert!(
+        !fresh.store_blobs().contains(&digest),
+        "the corrupt blob was stored"
+    );
+}
+
+// 9. References that cannot be right.
+
+#[test]
+fn bad_references_are_refused_with_a_message_that_shows_what_is_wrong() {
+    let env = Env::new();
+    env.modelcar(&["pull", "Bad/Ref"])
+        .failure()
+        .stderr_has(&["Bad/Ref", "Bad", "lowercase"]);
+    env.modelcar(&["pull", "localhost:5000/x@sha256:abc"])
+        .failure()
+        .stderr_has(&["sha256:abc", "64"]);
+    env.modelcar(&["pull", "localhost:5000/x:bad!tag"])
+        .failure()
+        .stderr_has(&["bad!tag"]);
+
+    let image = "localhost/models/sklearn:v1";
+    env.build(
+        &example_model("sklearn"),
+        image,
+        &base("busybox"),
+        &["--format", "sklearn"],
+    );
+    env.modelcar(&["push", image, "localhost:99999/x"])
+        .failure()
+        .stderr_has(&["localhost:99999", "port"]);
+    env.modelcar(&["push", image, "localhost:5000/Upper/Case"])
+        .failure()
+        .stderr_has(&["Upper", "lowercase"]);
+}
