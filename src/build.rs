@@ -397,25 +397,9 @@ fn write_layers_parallel<D: layer::LayerDestination>(
                 if i >= plans.len() {
                     break;
                 }
-                let mut r = layer::write_layer(
-                    store,
-                    dest,
-                    tree,
-                    &plans[i],
-                    settings,
-                    spec.compression,
-                    &tick,
-                );
-                for attempt in 1..attempts {
-                    match &r {
-                        Err(e) => tracing::warn!(
-                            "layer {}: {e}; writing it again (attempt {})",
-                            i + 1,
-                            attempt + 1
-                        ),
-                        Ok(_) => break,
-                    }
-                    r = layer::write_layer(
+                let mut attempt = 1;
+                let r = loop {
+                    let r = layer::write_layer(
                         store,
                         dest,
                         tree,
@@ -424,7 +408,18 @@ fn write_layers_parallel<D: layer::LayerDestination>(
                         spec.compression,
                         &tick,
                     );
-                }
+                    match r {
+                        Err(e) if attempt < attempts => {
+                            tracing::warn!(
+                                "layer {}: {e}; writing it again (attempt {})",
+                                i + 1,
+                                attempt + 1
+                            );
+                            attempt += 1;
+                        }
+                        r => break r,
+                    }
+                };
                 let failed = r.is_err();
                 results.lock().expect("no worker panics")[i] = Some(r);
                 if failed {

@@ -194,6 +194,20 @@ pub fn is_attestation(desc: &Descriptor) -> bool {
     annotated || unknown
 }
 
+/// The runnable entries of an index that `platform` selects (all of them for `None`).
+pub fn wanted_children<'a>(
+    index: &'a ImageIndex,
+    platform: Option<&'a PlatformFilter>,
+) -> impl Iterator<Item = &'a Descriptor> + 'a {
+    index.manifests().iter().filter(move |child| {
+        !is_attestation(child)
+            && match (platform, child.platform()) {
+                (Some(f), Some(p)) => f.matches(p),
+                _ => true,
+            }
+    })
+}
+
 /// A platform filter given as `os/arch[/variant]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformFilter {

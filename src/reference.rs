@@ -127,8 +127,9 @@ fn valid_host(h: &str) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         });
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok = port.is_none_or(|p| {
+        p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0)
+    });
     host_ok && port_ok
 }
 

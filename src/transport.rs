@@ -287,15 +287,7 @@ fn copy_into_store(
     match kind {
         DocumentKind::Index => {
             let index = image::parse_index(&bytes)?;
-            for child in index.manifests() {
-                if image::is_attestation(child) {
-                    continue;
-                }
-                if let (Some(f), Some(p)) = (platform, child.platform()) {
-                    if !f.matches(p) {
-                        continue;
-                    }
-                }
+            for child in image::wanted_children(&index, platform) {
                 copy_into_store(src, store, child, None)?;
             }
         }
@@ -333,6 +325,16 @@ fn open_archive(path: &Path) -> Result<tar::Archive<BufReader<File>>> {
     Ok(tar::Archive::new(BufReader::with_capacity(1 << 20, f)))
 }
 
+/// Read a small document out of an archive entry.
+fn read_entry(entry: &mut impl Read, path: &Path) -> Result<Vec<u8>> {
+    let mut b = Vec::new();
+    entry
+        .take(MAX_DOCUMENT)
+        .read_to_end(&mut b)
+        .map_err(|e| bad_archive(path, e))?;
+    Ok(b)
+}
+
 fn bad_archive(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::invalid(format!(
         "{} is not a readable tar archive: {e}",
@@ -353,13 +355,7 @@ fn import_oci_archive(
         let mut entry = entry.map_err(|e| bad_archive(path, e))?;
         let p = crate::rootfs::clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
         if p == "index.json" {
-            let mut b = Vec::new();
-            entry
-                .by_ref()
-                .take(MAX_DOCUMENT)
-                .read_to_end(&mut b)
-                .map_err(|e| bad_archive(path, e))?;
-            index_bytes = Some(b);
+            index_bytes = Some(read_entry(&mut entry, path)?);
         } else if p == "oci-layout" {
             has_layout = true;
         } else if let Some(hex) = p.strip_prefix("blobs/sha256/") {
@@ -420,13 +416,7 @@ fn import_docker_archive(
         }
         let p = crate::rootfs::clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
         if p == "manifest.json" {
-            let mut b = Vec::new();
-            entry
-                .by_ref()
-                .take(MAX_DOCUMENT)
-                .read_to_end(&mut b)
-                .map_err(|e| bad_archive(path, e))?;
-            manifest_json = Some(b);
+            manifest_json = Some(read_entry(&mut entry, path)?);
             continue;
         }
         // Every other file may be a config or a layer: store it under its digest.

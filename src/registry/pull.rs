@@ -203,15 +203,7 @@ pub fn pull(
     match Document::classify(top.media_type()) {
         DocumentKind::Index => {
             let index = image::parse_index(&top_bytes)?;
-            for child in index.manifests() {
-                if image::is_attestation(child) {
-                    continue;
-                }
-                if let (Some(f), Some(p)) = (platform, child.platform()) {
-                    if !f.matches(p) {
-                        continue;
-                    }
-                }
+            for child in image::wanted_children(&index, platform) {
                 manifests.push(fetch_manifest(
                     client,
                     r,
