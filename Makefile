@@ -57,6 +57,9 @@ test: ## Run every test (installs missing test tools first)
 		$(CARGO) test --locked --no-fail-fast; \
 	fi
 
+e2e: ## End to end: KServe's pod reproduced with containerd and MLServer (root; e2e/README.md)
+	e2e/run.sh
+
 bench: ## Speed benchmark against buildah and olot+skopeo (long; see bench/run.sh)
 	bench/run.sh
 

@@ -185,10 +185,27 @@ fn check_platform(
         .filter(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
     match entrypoint {
         None => out.push(Finding::new(Severity::Pass, "entrypoint", "no ENTRYPOINT")),
-        Some(e) => out.push(
-            Finding::new(Severity::Fail, "entrypoint", format!("ENTRYPOINT {e} is set: KServe passes only args, so it would run `{e} sh -c ...` and the containers fail"))
+        Some(e) => {
+            let words: Vec<String> = match e.as_array() {
+                Some(a) => a
+                    .iter()
+                    .map(|w| {
+                        w.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| w.to_string())
+                    })
+                    .collect(),
+                None => vec![e
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string())],
+            };
+            let e = words.join(" ");
+            out.push(
+            Finding::new(Severity::Fail, "entrypoint", format!("ENTRYPOINT `{e}` is set: KServe passes only args, so the containers would run `{e} sh -c ...` and fail"))
                 .hint("remove the ENTRYPOINT (modelcar build removes it)"),
-        ),
+            );
+        }
     }
     let user = config
         .pointer("/config/User")

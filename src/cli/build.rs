@@ -31,12 +31,6 @@ pub struct Args {
     /// Model format (sklearn, xgboost, lightgbm, or any KServe format name); detected when absent.
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
-    /// Registry and namespace of project images (overrides REGISTRY and the file).
-    #[arg(long, value_name = "REGISTRY")]
-    pub registry: Option<String>,
-    /// Tag of project images (overrides VERSION and the file).
-    #[arg(long = "image-version", value_name = "VERSION")]
-    pub image_version: Option<String>,
     /// Build only this platform of a multi-platform base (os/arch[/variant]).
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
@@ -209,8 +203,8 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
         args.names.clone()
     };
     let overrides = Overrides {
-        registry: args.registry.clone(),
-        version: args.image_version.clone(),
+        registry: ctx.overrides.registry.clone(),
+        version: ctx.overrides.version.clone(),
         base: args.base.clone(),
         platform: args.platform.clone(),
         compression: args.compression.clone(),

@@ -3,7 +3,6 @@
 use anyhow::bail;
 use indicatif::BinaryBytes;
 use modelcar::error::Error;
-use modelcar::project::Overrides;
 use modelcar::store;
 
 use super::Context;
@@ -31,11 +30,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             bail!(Error::invalid("no image named and no modelcar.toml here")
                 .with_hint("name the images to remove, or pass --all to empty the store"));
         };
-        let overrides = Overrides::default();
+        let overrides = &ctx.overrides;
         project
             .names()
             .iter()
-            .map(|n| project.image(n, &overrides).map(|s| s.reference()))
+            .map(|n| project.image(n, overrides).map(|s| s.reference()))
             .collect::<Result<_, _>>()?
     } else {
         let mut refs = Vec::new();

@@ -65,7 +65,12 @@ struct FileSummary {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let resolved = super::locate(ctx, &store, &args.image)?;
+    let resolved = super::locate(
+        ctx,
+        &store,
+        &args.image,
+        modelcar::registry::pull::PullPolicy::Missing,
+    )?;
     let top = &resolved.descriptor;
     let mut manifests = Vec::new();
     for img in image::platform_images(&store, top)? {

@@ -38,6 +38,12 @@ pub struct Cli {
     /// Extra trusted CA certificates for registries (*.crt files).
     #[arg(long, global = true, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+    /// Registry and namespace of project images (overrides REGISTRY and modelcar.toml).
+    #[arg(long, global = true, value_name = "REGISTRY")]
+    pub registry: Option<String>,
+    /// Tag of project images (overrides VERSION and modelcar.toml).
+    #[arg(long = "image-version", global = true, value_name = "VERSION")]
+    pub image_version: Option<String>,
     /// Blobs transferred at once with registries.
     #[arg(long, global = true, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
@@ -95,6 +101,8 @@ pub struct Context {
     project_file: Option<PathBuf>,
     registry_options: modelcar::registry::Options,
     client: std::sync::OnceLock<modelcar::registry::Client>,
+    /// --registry and --image-version, applied wherever a project image is named.
+    pub overrides: project::Overrides,
 }
 
 impl Context {
@@ -136,9 +144,7 @@ impl Context {
     pub fn resolve_name(&self, name_or_ref: &str) -> anyhow::Result<String> {
         if let Some(project) = self.project()? {
             if project.names().iter().any(|n| n == name_or_ref) {
-                return Ok(project
-                    .image(name_or_ref, &project::Overrides::default())?
-                    .reference());
+                return Ok(project.image(name_or_ref, &self.overrides)?.reference());
             }
         }
         Ok(name_or_ref.to_string())
@@ -157,6 +163,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             ..Default::default()
         },
         client: std::sync::OnceLock::new(),
+        overrides: project::Overrides {
+            registry: cli.registry.clone(),
+            version: cli.image_version.clone(),
+            ..Default::default()
+        },
     };
     match cli.command {
         Command::Build(a) => build::run(&ctx, *a),
@@ -197,13 +208,14 @@ pub fn locate(
     ctx: &Context,
     store: &Store,
     name_or_ref: &str,
+    policy: modelcar::registry::pull::PullPolicy,
 ) -> anyhow::Result<modelcar::transport::Resolved> {
     let text = ctx.resolve_name(name_or_ref)?;
     let location: modelcar::reference::Location = text.parse()?;
     let progress = modelcar::progress::Progress::new(!ctx.quiet);
     let remote = modelcar::transport::Remote {
         client: ctx.client()?,
-        policy: modelcar::registry::pull::PullPolicy::Missing,
+        policy,
         progress: &progress,
     };
     Ok(modelcar::transport::resolve(

@@ -89,7 +89,7 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
             args.names.clone()
         };
         for n in names {
-            let reference = project.image(&n, &Default::default())?.reference();
+            let reference = project.image(&n, &ctx.overrides)?.reference();
             jobs.push((reference.clone(), reference.parse()?));
         }
     } else {
@@ -113,7 +113,13 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
     let progress = Progress::new(!ctx.quiet && !args.json);
     let mut outcomes = Vec::new();
     for (source, dest) in jobs {
-        let resolved = super::locate(ctx, &store, &source)?;
+        // What is pushed is what was built (or pulled): never fetched from the registry here.
+        let resolved = super::locate(ctx, &store, &source, registry_pull::PullPolicy::Never)
+            .map_err(|e| {
+                e.context(format!(
+                    "{source} is not in the local store; build it (or pull it) first"
+                ))
+            })?;
         let mount_from = base_repository(&store, &resolved.descriptor);
         let outcome = registry_push::push(
             ctx.client()?,

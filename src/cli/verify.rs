@@ -17,7 +17,12 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let resolved = super::locate(ctx, &store, &args.image)?;
+    let resolved = super::locate(
+        ctx,
+        &store,
+        &args.image,
+        modelcar::registry::pull::PullPolicy::Missing,
+    )?;
     let report = verify::verify(&store, &resolved.descriptor, &resolved.name)?;
     if args.json {
         super::print_json(&report)?;
