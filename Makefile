@@ -13,7 +13,7 @@ IMAGES   := sklearn xgboost lightgbm
 # Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
 export REGISTRY VERSION BASE_IMAGE
 
-.PHONY: help bin build-all push-all all clean test lint e2e bench offline-base \
+.PHONY: help bin build-all push-all all clean test test-cargo lint e2e bench offline-base \
 	$(addprefix build-,$(IMAGES)) $(addprefix push-,$(IMAGES))
 
 help: ## Display help information
@@ -49,7 +49,10 @@ clean: bin ## Remove the project's images from the local store
 offline-base: ## Make build/base, a busybox base for machines without registry access
 	scripts/offline-base.sh build/base
 
-test: ## Run every test (installs missing test tools first)
+test: test-cargo ## Run every test: unit, integration and end to end (installs missing tools; root)
+	MODELCAR=target/debug/modelcar e2e/run.sh
+
+test-cargo: ## Unit and integration tests only
 	scripts/test-deps.sh
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
