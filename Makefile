@@ -18,7 +18,7 @@ export REGISTRY VERSION BASE_IMAGE
 
 help: ## Display help information
 	@echo "Targets:"
-	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-16s %s\n", $$1, $$2}'
 	@echo "  build-NAME       Build one image (NAME: $(IMAGES))"
 	@echo "  push-NAME        Push one image"
 	@echo
