@@ -599,7 +599,7 @@ fn write_cache(path: &std::path::Path, layer: &BuiltLayer) {
     if fs::create_dir_all(dir).is_err() {
         return;
     }
-    if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) {
+    if let Ok(mut tmp) = crate::store::readable_tempfile().tempfile_in(dir) {
         if tmp
             .write_all(&serde_json::to_vec(layer).unwrap_or_default())
             .is_ok()

@@ -30,6 +30,8 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Names a store holds, also while another process is creating it.
+const OWN_NAMES: [&str; 4] = [".modelcar", "blobs", "oci-layout", "index.json"];
 /// Blobs up to this size are synced to disk before they are moved into place.
 const SYNC_MAX: u64 = 1 << 20;
 /// Largest image document (manifest, index, config) read into memory.
@@ -60,11 +62,12 @@ impl Store {
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
         if root.exists() && !root.join(LAYOUT_FILE).exists() {
-            let empty = fs::read_dir(&root)
+            // Only what a store being created by another process may already hold is allowed.
+            let foreign = fs::read_dir(&root)
                 .map_err(io_err("read the store directory", &root))?
-                .next()
-                .is_none();
-            if !empty {
+                .flatten()
+                .any(|e| !OWN_NAMES.contains(&e.file_name().to_string_lossy().as_ref()));
+            if foreign {
                 return Err(Error::invalid(format!(
                     "{} is not empty and is not an OCI image layout",
                     root.display()
@@ -88,15 +91,24 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(io_err("open the store lock", &lock_path))?;
-        lock.lock_shared()
-            .map_err(io_err("lock the store", &lock_path))?;
         let store = Store { root, lock };
-        if !store.root.join(LAYOUT_FILE).exists() {
-            store.write_atomic(&store.root.join(LAYOUT_FILE), LAYOUT_CONTENT)?;
-        }
         if !store.index_path().exists() {
-            store.write_index(&[])?;
+            // Creating: one process at a time writes the layout files.
+            store
+                .lock
+                .lock()
+                .map_err(io_err("lock the store", &lock_path))?;
+            if !store.root.join(LAYOUT_FILE).exists() {
+                store.write_atomic(&store.root.join(LAYOUT_FILE), LAYOUT_CONTENT)?;
+            }
+            if !store.index_path().exists() {
+                store.write_index(&[])?;
+            }
         }
+        store
+            .lock
+            .lock_shared()
+            .map_err(io_err("lock the store", &lock_path))?;
         Ok(store)
     }
 
@@ -175,7 +187,7 @@ impl Store {
     /// Start writing a blob. Nothing is visible until [`BlobWriter::commit`].
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let dir = self.tmp_dir();
-        let file = tempfile::Builder::new()
+        let file = readable_tempfile()
             .prefix("blob-")
             .tempfile_in(&dir)
             .map_err(io_err("create a temporary blob in", &dir))?;
@@ -277,7 +289,7 @@ impl Store {
     /// Write a small file atomically: temporary file, fsync, rename, fsync of the directory.
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let dir = self.tmp_dir();
-        let mut tmp = tempfile::Builder::new()
+        let mut tmp = readable_tempfile()
             .prefix("doc-")
             .tempfile_in(&dir)
             .map_err(io_err("create a temporary file in", &dir))?;
@@ -362,6 +374,15 @@ impl Store {
 pub struct GcReport {
     pub blobs: u64,
     pub bytes: u64,
+}
+
+/// A temporary-file builder whose files get mode 0666 less the umask, as files created by any
+/// other tool would (tempfile's default is 0600, which would make stores and exports private).
+pub fn readable_tempfile() -> tempfile::Builder<'static, 'static> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut b = tempfile::Builder::new();
+    b.permissions(fs::Permissions::from_mode(0o666));
+    b
 }
 
 /// The `ref.name` annotation of an index entry.

@@ -658,7 +658,9 @@ fn export_oci_dir(
     index.set_media_type(Some(MediaType::ImageIndex));
     index.set_manifests(entries);
     let path = dir.join("index.json");
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err("write into", dir))?;
+    let mut tmp = crate::store::readable_tempfile()
+        .tempfile_in(dir)
+        .map_err(io_err("write into", dir))?;
     tmp.write_all(&json::canonical(&index))
         .map_err(io_err("write", &path))?;
     tmp.persist(&path)
@@ -723,7 +725,9 @@ fn write_archive(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err("create a file in", dir))?;
+    let tmp = crate::store::readable_tempfile()
+        .tempfile_in(dir)
+        .map_err(io_err("create a file in", dir))?;
     let file = tmp.reopen().map_err(io_err("write", tmp.path()))?;
     let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
     body(&mut tar)?;
