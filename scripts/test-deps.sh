@@ -16,6 +16,8 @@ need docker-registry docker-registry
 need htpasswd apache2-utils
 need openssl openssl
 need curl curl
+need strace strace
+need gzip gzip
 need mkfifo coreutils
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || missing+=(busybox-static)
 

@@ -191,6 +191,12 @@ pub fn build(
                     .platform
                     .as_ref()
                     .map(image::platform_string)
+                    .or_else(|| {
+                        image::read_config(store, img.manifest.config())
+                            .ok()
+                            .and_then(|c| transport::platform_of_config(&c))
+                            .map(|p| image::platform_string(&p))
+                    })
                     .unwrap_or_else(|| "its platform".into());
                 return Err(Error::invalid(format!(
                     "base image {} ({plat}) lacks {}: KServe's modelcar-init container runs `sh -c '[ -d /models ] && [ \"$(ls -A /models)\" ] ...'` and its sidecar runs `sh -c 'ln -sf /proc/$$/root/models /mnt/models && sleep infinity'` (newer releases prefix `mkdir -p`), so the base must provide sh, ln, sleep, ls and mkdir",
