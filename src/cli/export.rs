@@ -2,6 +2,7 @@
 
 use modelcar::image::PlatformFilter;
 use modelcar::reference::Location;
+use modelcar::registry::pull::PullPolicy;
 use modelcar::transport;
 
 use super::Context;
@@ -21,12 +22,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let dest: Location = args.dest.parse()?;
     let platform: Option<PlatformFilter> = args.platform.as_deref().map(str::parse).transpose()?;
-    let resolved = super::locate(
-        ctx,
-        &store,
-        &args.image,
-        modelcar::registry::pull::PullPolicy::Missing,
-    )?;
+    let resolved = super::locate(ctx, &store, &args.image, PullPolicy::Missing)?;
     let name = ctx.resolve_name(&args.image)?;
     transport::export(
         &store,

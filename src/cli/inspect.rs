@@ -2,6 +2,7 @@
 
 use indicatif::BinaryBytes;
 use modelcar::image;
+use modelcar::registry::pull::PullPolicy;
 use modelcar::rootfs::{Node, RootFs};
 use modelcar::transport;
 use serde::Serialize;
@@ -65,12 +66,7 @@ struct FileSummary {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let resolved = super::locate(
-        ctx,
-        &store,
-        &args.image,
-        modelcar::registry::pull::PullPolicy::Missing,
-    )?;
+    let resolved = super::locate(ctx, &store, &args.image, PullPolicy::Missing)?;
     let top = &resolved.descriptor;
     let mut manifests = Vec::new();
     for img in image::platform_images(&store, top)? {

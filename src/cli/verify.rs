@@ -2,6 +2,7 @@
 
 use anyhow::bail;
 use modelcar::formats::Severity;
+use modelcar::registry::pull::PullPolicy;
 use modelcar::verify;
 
 use super::Context;
@@ -17,12 +18,7 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let resolved = super::locate(
-        ctx,
-        &store,
-        &args.image,
-        modelcar::registry::pull::PullPolicy::Missing,
-    )?;
+    let resolved = super::locate(ctx, &store, &args.image, PullPolicy::Missing)?;
     let report = verify::verify(&store, &resolved.descriptor, &resolved.name)?;
     if args.json {
         super::print_json(&report)?;
