@@ -369,12 +369,9 @@ fn base_display_name(location: &Location, base: &transport::Resolved) -> Option<
         Location::Registry(r) | Location::Remote(r) => Some(r.to_string()),
         Location::OciDir { reference, .. }
         | Location::OciArchive { reference, .. }
-        | Location::DockerArchive { reference, .. } => reference.clone().or_else(|| {
-            base.descriptor
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get(crate::store::REF_NAME).cloned())
-        }),
+        | Location::DockerArchive { reference, .. } => {
+            reference.clone().or_else(|| base.tag.clone())
+        }
     }
 }
 

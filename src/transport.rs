@@ -28,6 +28,9 @@ pub struct Resolved {
     pub descriptor: Descriptor,
     /// A name for the image, as the user spelled its location.
     pub name: String,
+    /// The image's own name inside its source (its `ref.name` in an OCI layout, its first tag in
+    /// a Docker archive), when it has one.
+    pub tag: Option<String>,
 }
 
 /// Somewhere blobs can be read from by descriptor.
@@ -98,6 +101,7 @@ pub fn resolve(
                     return Ok(Resolved {
                         descriptor: d,
                         name: r.to_string(),
+                        tag: Some(r.to_string()),
                     });
                 }
             }
@@ -108,6 +112,7 @@ pub fn resolve(
                     Ok(Resolved {
                         descriptor: d,
                         name: r.to_string(),
+                        tag: Some(r.to_string()),
                     })
                 }
                 _ => Err(Error::NotFound {
@@ -122,6 +127,7 @@ pub fn resolve(
             let top = select_entry(&index, reference.as_deref(), &name)?;
             copy_into_store(&LayoutDir(path.clone()), store, &top, platform)?;
             Ok(Resolved {
+                tag: store::ref_name(&top).map(str::to_string),
                 descriptor: strip_ref(top),
                 name,
             })
@@ -386,6 +392,7 @@ fn import_oci_archive(
     // Everything reachable must now be in the store, verified.
     copy_into_store(store, store, &top, None)?;
     Ok(Resolved {
+        tag: store::ref_name(&top).map(str::to_string),
         descriptor: strip_ref(top),
         name: name.to_string(),
     })
@@ -514,6 +521,7 @@ fn import_docker_archive(
     Ok(Resolved {
         descriptor: top,
         name: name.to_string(),
+        tag: chosen.repo_tags.iter().flatten().next().cloned(),
     })
 }
 
