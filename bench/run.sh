@@ -82,13 +82,19 @@ base_oci="oci:$work/bases/layout:busybox"
 skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$reg/base/busybox:latest"
 
 # --- workloads -------------------------------------------------------------------------------
+# N bytes of incompressible data, the same on every run (AES-CTR keystream; openssl rand
+# refuses sizes of 2 GiB and more).
+random_bytes() {
+  { openssl enc -aes-128-ctr -nosalt -pass "pass:$2" -pbkdf2 < /dev/zero 2>/dev/null || true; } | head -c "$1"
+}
+
 make_workloads() {
   local w=$1 dir="$work/w$1"
   [ -f "$dir/.done" ] && return
   rm -rf "$dir"; mkdir -p "$dir/model"
   case "$w" in
-    1) openssl rand -out "$dir/model/model.safetensors" $((2 << 30)) ;;
-    2) for i in 1 2 3 4; do openssl rand -out "$dir/model/model-0000$i-of-00004.safetensors" $((1 << 30)); done ;;
+    1) random_bytes $((2 << 30)) w1 > "$dir/model/model.safetensors" ;;
+    2) for i in 1 2 3 4; do random_bytes $((1 << 30)) "w2-$i" > "$dir/model/model-0000$i-of-00004.safetensors"; done ;;
     3) python3 - "$dir/model" <<'PY'
 import os, random, sys
 root = sys.argv[1]
@@ -102,8 +108,9 @@ for i in range(10000):
 PY
        ;;
     4) cp -r "$repo/models/mlserver/." "$dir/model/" ;;
-    8) openssl rand -out "$dir/model/model.safetensors" $((8 << 30)) ;;
+    8) random_bytes $((8 << 30)) w8 > "$dir/model/model.safetensors" ;;
   esac
+  [ "$(du -sb "$dir/model" | cut -f1)" -gt 0 ] || { log "could not generate workload $w"; exit 1; }
   touch "$dir/.done"
 }
 

@@ -2,11 +2,12 @@
 //!
 //! Layers are applied in order with OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`); symlinks (also
 //! of directories, as in usr-merged bases where `/bin` points to `usr/bin`) and hard links are
-//! followed when a path is resolved. Only metadata is kept, never file contents, so even large
-//! layers are read in a single streaming pass.
+//! followed when a path is resolved. Only metadata is kept, never file contents: in uncompressed
+//! layers the contents are skipped with seeks, so listing a layer of a 100 GB weights file reads
+//! a few blocks; compressed layers are read in a single streaming pass.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
 use oci_spec::image::Descriptor;
 
@@ -47,18 +48,91 @@ pub struct RootFs {
     layers_applied: usize,
 }
 
-/// Open a layer blob as an uncompressed tar stream.
-pub fn open_layer(store: &Store, desc: &Descriptor) -> Result<Box<dyn Read>> {
+/// A tar stream that can skip forward: what [`tar::Archive::entries_with_seek`] needs.
+pub trait LayerRead: Read + Seek {}
+impl<T: Read + Seek> LayerRead for T {}
+
+/// Open a layer blob as an uncompressed tar stream that skips file contents cheaply: by seeking
+/// in an uncompressed blob, by decompressing and discarding in a compressed one.
+pub fn open_layer(store: &Store, desc: &Descriptor) -> Result<Skipping> {
     let compression = layer_compression(desc.media_type())?;
-    let file = io::BufReader::with_capacity(1 << 20, store.open_blob(desc.digest())?);
+    let file = store.open_blob(desc.digest())?;
     Ok(match compression {
-        Compression::None => Box::new(file),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(file)
+        Compression::None => Skipping::file(file),
+        Compression::Gzip => Skipping::stream(Box::new(flate2::read::MultiGzDecoder::new(
+            BufReader::with_capacity(1 << 20, file),
+        ))),
+        Compression::Zstd => Skipping::stream(Box::new(
+            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))
                 .map_err(|e| Error::corrupt(format!("layer {}: {e}", desc.digest())))?,
-        ),
+        )),
     })
+}
+
+/// A buffered layer stream whose only seek is a forward skip from the current position (what
+/// [`tar::Archive::entries_with_seek`] asks for). Short skips stay inside the buffer (a plain
+/// `BufReader` drops its buffer on every seek); long ones seek the file, or for a decompressor
+/// read and discard.
+pub struct Skipping {
+    source: Source,
+    /// Bytes of the uncompressed stream before the next one read.
+    pos: u64,
+}
+
+enum Source {
+    File(BufReader<std::fs::File>),
+    Stream(BufReader<Box<dyn Read>>),
+}
+
+impl Skipping {
+    fn file(f: std::fs::File) -> Self {
+        Skipping {
+            source: Source::File(BufReader::with_capacity(256 << 10, f)),
+            pos: 0,
+        }
+    }
+
+    fn stream(r: Box<dyn Read>) -> Self {
+        Skipping {
+            source: Source::Stream(BufReader::with_capacity(256 << 10, r)),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for Skipping {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match &mut self.source {
+            Source::File(r) => r.read(buf)?,
+            Source::Stream(r) => r.read(buf)?,
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Skipping {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let n = match pos {
+            SeekFrom::Current(n @ 0..) => n as u64,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a layer stream only skips forward",
+                ))
+            }
+        };
+        match &mut self.source {
+            Source::File(r) => r.seek_relative(n as i64)?,
+            Source::Stream(r) => {
+                if io::copy(&mut r.take(n), &mut io::sink())? < n {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+        self.pos += n;
+        Ok(self.pos)
+    }
 }
 
 /// Normalise a tar path: no leading `./` or `/`, no trailing `/`.
@@ -93,12 +167,12 @@ impl RootFs {
     }
 
     /// Apply one uncompressed layer tar stream.
-    pub fn apply(&mut self, reader: impl Read) -> io::Result<()> {
+    pub fn apply(&mut self, reader: impl Read + Seek) -> io::Result<()> {
         let mut archive = tar::Archive::new(reader);
         let mut added: Vec<(String, Node)> = Vec::new();
         let mut whiteouts: Vec<String> = Vec::new();
         let mut opaque: Vec<String> = Vec::new();
-        for entry in archive.entries()? {
+        for entry in archive.entries_with_seek()? {
             let entry = entry?;
             let raw = entry.path_bytes();
             let path = clean_path(&String::from_utf8_lossy(&raw));
@@ -308,16 +382,14 @@ mod tests {
     fn usr_merge_and_busybox_links_resolve() {
         use tar::EntryType::*;
         let mut fs = RootFs::default();
-        fs.apply(
-            &layer(&[
-                ("usr/", Directory, ""),
-                ("usr/bin/", Directory, ""),
-                ("usr/bin/busybox", Regular, ""),
-                ("usr/bin/sh", Symlink, "busybox"),
-                ("bin", Symlink, "usr/bin"),
-                ("usr/bin/ls", Link, "usr/bin/busybox"),
-            ])[..],
-        )
+        fs.apply(io::Cursor::new(layer(&[
+            ("usr/", Directory, ""),
+            ("usr/bin/", Directory, ""),
+            ("usr/bin/busybox", Regular, ""),
+            ("usr/bin/sh", Symlink, "busybox"),
+            ("bin", Symlink, "usr/bin"),
+            ("usr/bin/ls", Link, "usr/bin/busybox"),
+        ])))
         .unwrap();
         let path = vec!["/bin".to_string()];
         assert_eq!(
@@ -335,22 +407,18 @@ mod tests {
     fn whiteouts_hide_lower_layers() {
         use tar::EntryType::*;
         let mut fs = RootFs::default();
-        fs.apply(
-            &layer(&[
-                ("bin/", Directory, ""),
-                ("bin/sh", Regular, ""),
-                ("etc/", Directory, ""),
-                ("etc/a", Regular, ""),
-            ])[..],
-        )
+        fs.apply(io::Cursor::new(layer(&[
+            ("bin/", Directory, ""),
+            ("bin/sh", Regular, ""),
+            ("etc/", Directory, ""),
+            ("etc/a", Regular, ""),
+        ])))
         .unwrap();
-        fs.apply(
-            &layer(&[
-                ("bin/.wh.sh", Regular, ""),
-                ("etc/.wh..wh..opq", Regular, ""),
-                ("etc/b", Regular, ""),
-            ])[..],
-        )
+        fs.apply(io::Cursor::new(layer(&[
+            ("bin/.wh.sh", Regular, ""),
+            ("etc/.wh..wh..opq", Regular, ""),
+            ("etc/b", Regular, ""),
+        ])))
         .unwrap();
         assert!(fs.resolve("bin/sh").is_none());
         assert!(fs.resolve("etc/a").is_none());
@@ -361,8 +429,69 @@ mod tests {
     fn link_loops_end() {
         use tar::EntryType::*;
         let mut fs = RootFs::default();
-        fs.apply(&layer(&[("a", Symlink, "b"), ("b", Symlink, "a")])[..])
-            .unwrap();
+        fs.apply(io::Cursor::new(layer(&[
+            ("a", Symlink, "b"),
+            ("b", Symlink, "a"),
+        ])))
+        .unwrap();
         assert!(fs.resolve("a").is_none());
+    }
+
+    #[test]
+    fn layers_are_listed_alike_raw_and_compressed() {
+        use std::io::Write;
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, size) in [
+            ("models/", 0usize),
+            ("models/big", 3 << 20),
+            ("models/z", 10),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            let dir = path.ends_with('/');
+            h.set_entry_type(if dir {
+                tar::EntryType::Directory
+            } else {
+                tar::EntryType::Regular
+            });
+            h.set_mode(0o444);
+            h.set_size(size as u64);
+            b.append_data(&mut h, path, &vec![7u8; size][..]).unwrap();
+        }
+        let raw = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        let gz = gz.finish().unwrap();
+
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let mut descs = Vec::new();
+        for (bytes, mt) in [
+            (&raw, oci_spec::image::MediaType::ImageLayer),
+            (&gz, oci_spec::image::MediaType::ImageLayerGzip),
+        ] {
+            let mut w = store.blob_writer().unwrap();
+            w.write_all(bytes).unwrap();
+            let (digest, size) = w.commit(&store, None).unwrap();
+            descs.push(Descriptor::new(mt, size, digest));
+        }
+        let listing = |fs: &RootFs| -> Vec<(String, Node)> {
+            fs.entries
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let a = RootFs::from_layers(&store, &descs[..1]).unwrap();
+        let b = RootFs::from_layers(&store, &descs[1..]).unwrap();
+        assert_eq!(listing(&a), listing(&b));
+        assert_eq!(
+            a.entries.get("models/big"),
+            Some(&Node::File {
+                mode: 0o444,
+                uid: 0,
+                gid: 0,
+                size: 3 << 20
+            })
+        );
+        assert!(a.entries.contains_key("models/z"));
     }
 }

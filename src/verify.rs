@@ -95,7 +95,7 @@ impl ModelFiles for ImageModels<'_> {
         let desc = &self.layers[layer];
         let mut archive = tar::Archive::new(rootfs::open_layer(self.store, desc)?);
         let bad = |e: std::io::Error| Error::corrupt(format!("layer {}: {e}", desc.digest()));
-        for entry in archive.entries().map_err(bad)? {
+        for entry in archive.entries_with_seek().map_err(bad)? {
             let entry = entry.map_err(bad)?;
             if clean_path(&String::from_utf8_lossy(&entry.path_bytes())) == path {
                 let mut buf = Vec::with_capacity(n);
