@@ -229,6 +229,13 @@ impl LayerDestination for Store {
 }
 
 /// Write (or reuse from the cache kept in `store`) one layer into `dest`.
+///
+/// Two caches, both in `store`, let a rebuild skip writing a layer that `dest` already holds:
+/// - keyed on each file's path and `stat` fields: a hit reads nothing;
+/// - keyed on the paths and sizes alone (after `touch`, a fresh checkout or a copy of the model
+///   elsewhere): the files are read and compared with the stored layer, or hashed when the store
+///   does not hold it uncompressed, and the layer is reused only if every byte is the same. The
+///   comparison stops at the first difference and the layer is then written as usual.
 pub fn write_layer<D: LayerDestination>(
     store: &Store,
     dest: &D,
@@ -238,16 +245,33 @@ pub fn write_layer<D: LayerDestination>(
     choice: CompressionChoice,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<BuiltLayer> {
-    let key = cache_key(tree, plan, settings, choice);
-    let cache_file = store.cache_dir().join("layers").join(format!("{key}.json"));
-    if let Some(mut hit) = read_cache(&cache_file) {
-        if let Ok(digest) = hit.digest.parse::<Digest>() {
-            if dest.has(&digest, hit.size) {
-                hit.cached = true;
-                progress(hit.content_bytes);
-                return Ok(hit);
-            }
+    let layers_dir = store.cache_dir().join("layers");
+    let stat_file = layers_dir.join(format!(
+        "{}.json",
+        cache_key(tree, plan, settings, choice, true)
+    ));
+    let contents_file = layers_dir.join(format!(
+        "{}.json",
+        cache_key(tree, plan, settings, choice, false)
+    ));
+    let held = |layer: &BuiltLayer| {
+        layer
+            .digest
+            .parse::<Digest>()
+            .is_ok_and(|d| dest.has(&d, layer.size))
+    };
+    if let Some(mut hit) = read_cache(&stat_file).filter(held) {
+        hit.cached = true;
+        progress(hit.content_bytes);
+        return Ok(hit);
+    }
+    if let Some(mut candidate) = read_cache(&contents_file).filter(held) {
+        if same_contents(store, tree, plan, settings, &candidate, progress)? {
+            candidate.cached = true;
+            write_cache(&stat_file, &candidate);
+            return Ok(candidate);
         }
+        tracing::debug!("layer {} changed; writing it again", candidate.digest);
     }
     let compression = match choice {
         CompressionChoice::None => Compression::None,
@@ -262,53 +286,17 @@ pub fn write_layer<D: LayerDestination>(
         }
     };
     let mut sink = Sink::new(dest.begin()?, compression)?;
-    let mut buf = vec![0u8; IO_BUFFER];
-    let mut content_bytes = 0;
-    let tmp_err = |e: io::Error| Error::Io {
+    let (files, content_bytes) =
+        write_tar(&mut sink, tree, plan, settings, progress, &|e| Error::Io {
+            op: "write a layer into the store at",
+            path: store.root().to_path_buf(),
+            source: e,
+        })?;
+    let (blob, diff) = sink.finish().map_err(|e| Error::Io {
         op: "write a layer into the store at",
         path: store.root().to_path_buf(),
         source: e,
-    };
-    write_dir(&mut sink, MODEL_ROOT, settings).map_err(tmp_err)?;
-    let mut order: Vec<usize> = plan.dirs.iter().chain(&plan.items).copied().collect();
-    order.sort_by(|&a, &b| tree.entries[a].rel.cmp(&tree.entries[b].rel));
-    let mut files = Vec::new();
-    for i in order {
-        let entry = &tree.entries[i];
-        let path = format!("{MODEL_ROOT}/{}", entry.rel);
-        match &entry.kind {
-            EntryKind::Dir => write_dir(&mut sink, &path, settings).map_err(tmp_err)?,
-            EntryKind::Symlink { target } => {
-                let h = header(
-                    &path,
-                    tar::EntryType::Symlink,
-                    0,
-                    0o777,
-                    Some(target),
-                    settings,
-                )?;
-                sink.write_all(&h).map_err(tmp_err)?;
-            }
-            EntryKind::File { size } => {
-                let h = header(
-                    &path,
-                    tar::EntryType::Regular,
-                    *size,
-                    settings.file_mode,
-                    None,
-                    settings,
-                )?;
-                sink.write_all(&h).map_err(tmp_err)?;
-                copy_file(entry, *size, &mut sink, &mut buf, progress, store)?;
-                pad(&mut sink, *size).map_err(tmp_err)?;
-                content_bytes += size;
-                files.push(entry.rel.clone());
-            }
-        }
-    }
-    // End of archive: two zero blocks.
-    sink.write_all(&[0u8; 1024]).map_err(tmp_err)?;
-    let (blob, diff) = sink.finish().map_err(tmp_err)?;
+    })?;
     let (digest, size) = dest.finish(blob)?;
     let diff_id = diff.map(|(d, _)| d).unwrap_or_else(|| digest.clone());
     let layer = BuiltLayer {
@@ -321,17 +309,156 @@ pub fn write_layer<D: LayerDestination>(
         content_bytes,
         cached: false,
     };
-    write_cache(&cache_file, &layer);
+    write_cache(&stat_file, &layer);
+    write_cache(&contents_file, &layer);
     Ok(layer)
+}
+
+/// Write the uncompressed tar stream of a layer; returns the files written and their total size.
+/// `sink_err` turns a failed write into the error to report.
+fn write_tar<W: Write>(
+    sink: &mut W,
+    tree: &ModelTree,
+    plan: &LayerPlan,
+    settings: &EntrySettings,
+    progress: &(dyn Fn(u64) + Sync),
+    sink_err: &dyn Fn(io::Error) -> Error,
+) -> Result<(Vec<String>, u64)> {
+    let mut buf = vec![0u8; IO_BUFFER];
+    let mut content_bytes = 0;
+    write_dir(sink, MODEL_ROOT, settings).map_err(sink_err)?;
+    let mut order: Vec<usize> = plan.dirs.iter().chain(&plan.items).copied().collect();
+    order.sort_by(|&a, &b| tree.entries[a].rel.cmp(&tree.entries[b].rel));
+    let mut files = Vec::new();
+    for i in order {
+        let entry = &tree.entries[i];
+        let path = format!("{MODEL_ROOT}/{}", entry.rel);
+        match &entry.kind {
+            EntryKind::Dir => write_dir(sink, &path, settings).map_err(sink_err)?,
+            EntryKind::Symlink { target } => {
+                let h = header(
+                    &path,
+                    tar::EntryType::Symlink,
+                    0,
+                    0o777,
+                    Some(target),
+                    settings,
+                )?;
+                sink.write_all(&h).map_err(sink_err)?;
+            }
+            EntryKind::File { size } => {
+                let h = header(
+                    &path,
+                    tar::EntryType::Regular,
+                    *size,
+                    settings.file_mode,
+                    None,
+                    settings,
+                )?;
+                sink.write_all(&h).map_err(sink_err)?;
+                copy_file(entry, *size, sink, &mut buf, progress, sink_err)?;
+                pad(sink, *size).map_err(sink_err)?;
+                content_bytes += size;
+                files.push(entry.rel.clone());
+            }
+        }
+    }
+    // End of archive: two zero blocks.
+    sink.write_all(&[0u8; 1024]).map_err(sink_err)?;
+    Ok((files, content_bytes))
+}
+
+/// Whether the layer the model files make now is byte for byte `layer`: compared with the stored
+/// blob when the store holds it uncompressed (stopping at the first difference), else by the
+/// SHA-256 of the uncompressed stream against its diff ID.
+fn same_contents(
+    store: &Store,
+    tree: &ModelTree,
+    plan: &LayerPlan,
+    settings: &EntrySettings,
+    layer: &BuiltLayer,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<bool> {
+    let digest: Digest = match layer.digest.parse() {
+        Ok(d) => d,
+        Err(_) => return Ok(false),
+    };
+    let blob = if layer.compression == Compression::None && store.has_blob(&digest, layer.size) {
+        store.open_blob(&digest).ok()
+    } else {
+        None
+    };
+    let sink_err = |e: io::Error| Error::Io {
+        op: "compare a layer with the store at",
+        path: store.root().to_path_buf(),
+        source: e,
+    };
+    match blob {
+        Some(file) => {
+            let mut cmp = CompareWriter {
+                blob: io::BufReader::with_capacity(IO_BUFFER, file),
+                differs: false,
+            };
+            let written = write_tar(&mut cmp, tree, plan, settings, progress, &sink_err)
+                .and_then(|_| cmp.at_end().map_err(sink_err));
+            match written {
+                Ok(()) => Ok(!cmp.differs),
+                Err(_) if cmp.differs => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        None => {
+            let mut h = crate::digest::ThreadedHashingWriter::new(io::sink());
+            write_tar(&mut h, tree, plan, settings, progress, &sink_err)?;
+            let (_, diff, _) = h.finish().map_err(sink_err)?;
+            Ok(diff.to_string() == layer.diff_id)
+        }
+    }
+}
+
+/// A writer that checks what it is given against a stored blob and fails at the first byte that
+/// differs (with `differs` set).
+struct CompareWriter {
+    blob: io::BufReader<File>,
+    differs: bool,
+}
+
+impl CompareWriter {
+    /// After the whole stream: the blob must end here too.
+    fn at_end(&mut self) -> io::Result<()> {
+        use io::BufRead;
+        if !self.blob.fill_buf()?.is_empty() {
+            self.differs = true;
+            return Err(io::Error::other("the stored layer is longer"));
+        }
+        Ok(())
+    }
+}
+
+impl Write for CompareWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use io::BufRead;
+        let stored = self.blob.fill_buf()?;
+        let n = stored.len().min(data.len());
+        if n == 0 && !data.is_empty() || stored[..n] != data[..n] {
+            self.differs = true;
+            return Err(io::Error::other("the layer differs from the stored one"));
+        }
+        self.blob.consume(n);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn copy_file<W: Write>(
     entry: &ModelEntry,
     size: u64,
-    sink: &mut Sink<W>,
+    sink: &mut W,
     buf: &mut [u8],
     progress: &(dyn Fn(u64) + Sync),
-    store: &Store,
+    sink_err: &dyn Fn(io::Error) -> Error,
 ) -> Result<()> {
     let mut file = File::open(&entry.source).map_err(io_err("open model file", &entry.source))?;
     let mut left = size;
@@ -347,8 +474,7 @@ fn copy_file<W: Write>(
             ))
             .with_hint("do not change model files during a build; run the build again"));
         }
-        sink.write_all(&buf[..n])
-            .map_err(io_err("write a layer into the store at", store.root()))?;
+        sink.write_all(&buf[..n]).map_err(sink_err)?;
         progress(n as u64);
         left -= n as u64;
     }
@@ -367,7 +493,7 @@ fn copy_file<W: Write>(
     Ok(())
 }
 
-fn write_dir<W: Write>(sink: &mut Sink<W>, path: &str, s: &EntrySettings) -> io::Result<()> {
+fn write_dir<W: Write>(sink: &mut W, path: &str, s: &EntrySettings) -> io::Result<()> {
     let h = header(
         &format!("{path}/"),
         tar::EntryType::Directory,
@@ -380,7 +506,7 @@ fn write_dir<W: Write>(sink: &mut Sink<W>, path: &str, s: &EntrySettings) -> io:
     sink.write_all(&h)
 }
 
-fn pad<W: Write>(sink: &mut Sink<W>, size: u64) -> io::Result<()> {
+fn pad<W: Write>(sink: &mut W, size: u64) -> io::Result<()> {
     let rem = (size % 512) as usize;
     if rem != 0 {
         sink.write_all(&[0u8; 512][..512 - rem])?;
@@ -549,8 +675,10 @@ struct CacheKeyInput<'a> {
     version: u32,
     settings: &'a EntrySettings,
     choice: CompressionChoice,
-    root: PathBuf,
-    entries: Vec<(&'a str, &'a EntryKind, &'a crate::model::StatKey)>,
+    /// Where the model lives; absent from the key of the contents cache.
+    root: Option<PathBuf>,
+    /// Each entry's path, kind and size, and (in the stat cache) its `stat` fields.
+    entries: Vec<(&'a str, &'a EntryKind, Option<&'a crate::model::StatKey>)>,
 }
 
 impl Serialize for EntryKind {
@@ -563,11 +691,13 @@ impl Serialize for EntryKind {
     }
 }
 
+/// The key of a layer in the stat cache (`with_stat`) or in the contents cache.
 fn cache_key(
     tree: &ModelTree,
     plan: &LayerPlan,
     settings: &EntrySettings,
     choice: CompressionChoice,
+    with_stat: bool,
 ) -> String {
     let mut idx: Vec<usize> = plan.dirs.iter().chain(&plan.items).copied().collect();
     idx.sort();
@@ -575,12 +705,12 @@ fn cache_key(
         version: LAYER_FORMAT_VERSION,
         settings,
         choice,
-        root: fs::canonicalize(&tree.root).unwrap_or_else(|_| tree.root.clone()),
+        root: with_stat.then(|| fs::canonicalize(&tree.root).unwrap_or_else(|_| tree.root.clone())),
         entries: idx
             .iter()
             .map(|&i| {
                 let e = &tree.entries[i];
-                (e.rel.as_str(), &e.kind, &e.stat)
+                (e.rel.as_str(), &e.kind, with_stat.then_some(&e.stat))
             })
             .collect(),
     };
@@ -772,7 +902,7 @@ mod tests {
             &|_| {},
         )
         .unwrap();
-        assert!(!c.cached);
+        assert!(c.cached, "same names, sizes and bytes: the layer is reused");
         assert_eq!(a.digest, c.digest);
         assert_eq!(a.diff_id, c.diff_id);
         // The layer unpacks to the expected entries.
@@ -801,5 +931,61 @@ mod tests {
                 ("models/sub/x".to_string(), 0o444, 1001, 0),
             ]
         );
+    }
+
+    /// Build the single layer of `t` into `store`.
+    fn build(store: &Store, t: &ModelTree, choice: CompressionChoice) -> BuiltLayer {
+        let plan = &plan_layers(t, LayerMode::Single, 1, 64)[0];
+        write_layer(store, store, t, plan, &settings(), choice, &|_| {}).unwrap()
+    }
+
+    #[test]
+    fn touched_files_are_compared_and_changed_ones_rewritten() {
+        for choice in [CompressionChoice::None, CompressionChoice::Gzip] {
+            let (d, t) = tree_with(&[("model.bin", 3 << 20), ("config.json", 100)]);
+            let sd = tempfile::tempdir().unwrap();
+            let store = Store::open(sd.path()).unwrap();
+            let first = build(&store, &t, choice);
+            assert!(!first.cached);
+
+            // New mtime and ctime, same bytes: reused, nothing written.
+            let f = File::options()
+                .write(true)
+                .open(d.path().join("model.bin"))
+                .unwrap();
+            f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+                .unwrap();
+            let t = ModelTree::scan(d.path()).unwrap();
+            let touched = build(&store, &t, choice);
+            assert!(touched.cached, "{choice:?}");
+            assert_eq!(touched.digest, first.digest);
+            // And the stat cache now knows the new stat fields.
+            assert!(build(&store, &t, choice).cached);
+
+            // Same size, one byte changed near the end: a new layer.
+            let mut bytes = fs::read(d.path().join("model.bin")).unwrap();
+            let n = bytes.len();
+            bytes[n - 3] ^= 1;
+            fs::write(d.path().join("model.bin"), &bytes).unwrap();
+            let t = ModelTree::scan(d.path()).unwrap();
+            let changed = build(&store, &t, choice);
+            assert!(!changed.cached, "{choice:?}");
+            assert_ne!(changed.digest, first.digest);
+            // The new layer holds the new bytes.
+            let mut blob = Vec::new();
+            let mut r = store.open_blob(&changed.digest.parse().unwrap()).unwrap();
+            r.read_to_end(&mut blob).unwrap();
+            let raw = match choice {
+                CompressionChoice::None => blob,
+                _ => {
+                    let mut out = Vec::new();
+                    flate2::read::GzDecoder::new(&blob[..])
+                        .read_to_end(&mut out)
+                        .unwrap();
+                    out
+                }
+            };
+            assert!(raw.windows(bytes.len()).any(|w| w == &bytes[..]));
+        }
     }
 }
