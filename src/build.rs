@@ -54,7 +54,7 @@ pub struct BuildSpec {
     /// Seconds since the epoch for `created` and file mtimes.
     pub epoch: u64,
     pub base_check: bool,
-    /// Worker threads for writing layers (output does not depend on it).
+    /// Worker threads for writing layers, and for each compressor (output does not depend on it).
     pub threads: usize,
 }
 
@@ -408,7 +408,10 @@ fn write_layers_parallel<D: layer::LayerDestination>(
                         tree,
                         &plans[i],
                         settings,
-                        spec.compression,
+                        layer::Codec {
+                            choice: spec.compression,
+                            threads: spec.threads.max(1),
+                        },
                         &tick,
                     );
                     match r {

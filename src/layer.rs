@@ -20,6 +20,7 @@ use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::compress::{zstd_encoder, ParGzip};
 use crate::digest::HashingWriter;
 use crate::error::{io_err, Error, Result};
 use crate::image::Compression;
@@ -29,11 +30,14 @@ use crate::store::{BlobWriter, Store};
 /// Directory of the model inside the image (and inside each layer tar, without the slash).
 pub const MODEL_ROOT: &str = "models";
 /// Bumped whenever the bytes written for the same inputs change, to invalidate the cache.
-const LAYER_FORMAT_VERSION: u32 = 1;
+const LAYER_FORMAT_VERSION: u32 = 2;
 const IO_BUFFER: usize = 1 << 20;
 /// Bytes sampled per layer to decide whether compression pays.
 const SAMPLE_BUDGET: usize = 4 << 20;
 const SAMPLE_WINDOW: u64 = 128 << 10;
+/// Compression levels: the defaults of gzip and zstd.
+const GZIP_LEVEL: u32 = 6;
+const ZSTD_LEVEL: i32 = 3;
 /// Compress only when sampling shows at least this much saving.
 const AUTO_MIN_SAVING: f64 = 0.10;
 
@@ -60,6 +64,20 @@ impl std::str::FromStr for CompressionChoice {
             _ => Err(Error::invalid(format!("compression `{s}` is not known"))
                 .with_hint("use one of none, gzip, zstd, auto")),
         }
+    }
+}
+
+/// How layer bytes are compressed: the choice, and how many threads a compressor may use (the
+/// bytes do not depend on the thread count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    pub choice: CompressionChoice,
+    pub threads: usize,
+}
+
+impl From<CompressionChoice> for Codec {
+    fn from(choice: CompressionChoice) -> Self {
+        Codec { choice, threads: 1 }
     }
 }
 
@@ -242,9 +260,10 @@ pub fn write_layer<D: LayerDestination>(
     tree: &ModelTree,
     plan: &LayerPlan,
     settings: &EntrySettings,
-    choice: CompressionChoice,
+    codec: Codec,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<BuiltLayer> {
+    let choice = codec.choice;
     let layers_dir = store.cache_dir().join("layers");
     let stat_file = layers_dir.join(format!(
         "{}.json",
@@ -285,7 +304,7 @@ pub fn write_layer<D: LayerDestination>(
             }
         }
     };
-    let mut sink = Sink::new(dest.begin()?, compression)?;
+    let mut sink = Sink::new(dest.begin()?, compression, codec.threads)?;
     let (files, content_bytes) =
         write_tar(&mut sink, tree, plan, settings, progress, &|e| Error::Io {
             op: "write a layer into the store at",
@@ -563,23 +582,21 @@ pub fn header(
 /// Where layer bytes go: straight into the blob, or through a diff-ID hash and a compressor.
 enum Sink<W: Write> {
     Raw(W),
-    Gzip(HashingWriter<flate2::write::GzEncoder<W>>),
+    Gzip(HashingWriter<ParGzip<W>>),
     Zstd(HashingWriter<zstd::stream::write::Encoder<'static, W>>),
 }
 
 impl<W: Write> Sink<W> {
-    fn new(blob: W, c: Compression) -> Result<Sink<W>> {
+    fn new(blob: W, c: Compression, threads: usize) -> Result<Sink<W>> {
+        let failed = |e: io::Error| Error::invalid(format!("cannot start the compressor: {e}"));
         Ok(match c {
             Compression::None => Sink::Raw(blob),
-            Compression::Gzip => Sink::Gzip(HashingWriter::new(flate2::write::GzEncoder::new(
-                blob,
-                flate2::Compression::new(6),
-            ))),
-            Compression::Zstd => {
-                let enc = zstd::stream::write::Encoder::new(blob, 3)
-                    .map_err(|e| Error::invalid(format!("cannot start zstd: {e}")))?;
-                Sink::Zstd(HashingWriter::new(enc))
-            }
+            Compression::Gzip => Sink::Gzip(HashingWriter::new(
+                ParGzip::new(blob, GZIP_LEVEL, threads).map_err(failed)?,
+            )),
+            Compression::Zstd => Sink::Zstd(HashingWriter::new(
+                zstd_encoder(blob, ZSTD_LEVEL, threads).map_err(failed)?,
+            )),
         })
     }
 
@@ -865,7 +882,7 @@ mod tests {
             &t,
             plan,
             &settings(),
-            CompressionChoice::Gzip,
+            CompressionChoice::Gzip.into(),
             &|_| {},
         )
         .unwrap();
@@ -876,7 +893,7 @@ mod tests {
             &t,
             plan,
             &settings(),
-            CompressionChoice::Gzip,
+            CompressionChoice::Gzip.into(),
             &|_| {},
         )
         .unwrap();
@@ -898,7 +915,7 @@ mod tests {
             &t2,
             &plan_layers(&t2, LayerMode::Single, 1, 64)[0],
             &settings(),
-            CompressionChoice::Gzip,
+            CompressionChoice::Gzip.into(),
             &|_| {},
         )
         .unwrap();
@@ -936,7 +953,7 @@ mod tests {
     /// Build the single layer of `t` into `store`.
     fn build(store: &Store, t: &ModelTree, choice: CompressionChoice) -> BuiltLayer {
         let plan = &plan_layers(t, LayerMode::Single, 1, 64)[0];
-        write_layer(store, store, t, plan, &settings(), choice, &|_| {}).unwrap()
+        write_layer(store, store, t, plan, &settings(), choice.into(), &|_| {}).unwrap()
     }
 
     #[test]

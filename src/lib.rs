@@ -35,6 +35,7 @@
 //! ```
 
 pub mod build;
+pub mod compress;
 pub mod digest;
 pub mod error;
 pub mod formats;

@@ -806,3 +806,48 @@ fn files_over_8_gib_keep_their_size() {
     assert_eq!(fields[2], "9126805504", "{file}");
     eprintln!("8.5 GiB build and check took {:?}", started.elapsed());
 }
+
+#[test]
+fn compressed_layers_are_the_same_whatever_the_thread_count() {
+    let dir = temp();
+    let models = dir.path().join("models");
+    fs::create_dir_all(&models).unwrap();
+    // Text that compresses, large enough for several gzip blocks and zstd jobs.
+    let text: String = (0..600_000)
+        .map(|i| format!("token-{i} {}\n", i % 97))
+        .collect();
+    fs::write(models.join("vocab.txt"), &text).unwrap();
+    let base = bases().busybox();
+    for (compression, media_type) in [
+        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+    ] {
+        let digests: Vec<String> = ["1", "3"]
+            .iter()
+            .map(|threads| {
+                let store = dir.path().join(format!("{compression}-{threads}"));
+                let flags = [
+                    "--format",
+                    "tokenizer",
+                    "--compression",
+                    compression,
+                    "--threads",
+                    threads,
+                ];
+                build_one(&store, &models, "quay.io/t/text:v1", &base, &flags)
+            })
+            .collect();
+        assert_eq!(digests[0], digests[1], "{compression}: 1 and 3 threads");
+        let store = dir.path().join(format!("{compression}-3"));
+        let m = manifest(&store, "quay.io/t/text:v1");
+        let layer = &model_layers(&m, base_layer_count())[0];
+        assert_eq!(layer["mediaType"], media_type);
+        assert!(layer["size"].as_u64().unwrap() < text.len() as u64 / 2);
+        let blob = blob_path(&store, layer["digest"].as_str().unwrap());
+        assert_eq!(
+            tar_member(&blob, media_type, "models/vocab.txt"),
+            text.as_bytes(),
+            "{compression}: GNU tar reads back the file"
+        );
+    }
+}
