@@ -18,6 +18,7 @@ runs=3
 workloads=1,2,3,4
 peers=1
 big=0
+step_timeout=${BENCH_STEP_TIMEOUT:-600}
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -115,15 +116,25 @@ PY
 }
 
 # measure LABEL TOOL WORKLOAD -- command...
+# A step that runs longer than $step_timeout seconds is stopped and reported as such (olot makes
+# one layer per file, and skopeo takes hours to push 10,000 layers).
 measure() {
   local step=$1 tool=$2 w=$3; shift 4
-  local out="$work/time.out"
-  if ! /usr/bin/time -f "%e %U %S %M" -o "$out" "$@" > "$work/cmd.log" 2>&1; then
+  local out="$work/time.out" rc=0
+  # Start every step with no dirty pages left by the one before, so that no tool pays for
+  # another's writes.
+  sync
+  /usr/bin/time -f "%e %U %S %M" -o "$out" timeout -s KILL "$step_timeout" "$@" > "$work/cmd.log" 2>&1 || rc=$?
+  if [ "$rc" = 137 ] || [ "$rc" = 124 ] || grep -q "Command terminated by signal 9" "$out"; then
+    log "stopped after ${step_timeout}s: $step $tool w$w"
+    echo -e "w$w\t$step\t$tool\ttimeout\t0\t0\t0" >> "$results"
+    return 0
+  elif [ "$rc" != 0 ]; then
     log "FAILED: $step $tool w$w: $*"; tail -5 "$work/cmd.log" >&2
     echo -e "w$w\t$step\t$tool\tfail\t0\t0\t0" >> "$results"
     return 0
   fi
-  read -r wall user sys rss < "$out"
+  read -r wall user sys rss < <(tail -1 "$out")
   echo -e "w$w\t$step\t$tool\t$wall\t$user\t$sys\t$rss" >> "$results"
 }
 
@@ -194,17 +205,17 @@ if [ "$big" = 1 ]; then
 fi
 
 # --- report ------------------------------------------------------------------------------------
-python3 - "$results" <<'PY'
+python3 - "$results" "$step_timeout" <<'PY'
 import collections, statistics, sys, platform, os, subprocess
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 data = collections.defaultdict(list)
 for w, step, tool, wall, user, sys_, rss in rows:
-    if wall == "fail":
-        data[(w, step, tool)].append(None)
+    if wall in ("fail", "timeout"):
+        data[(w, step, tool)].append(wall)
     else:
         data[(w, step, tool)].append((float(wall), float(user) + float(sys_), int(rss) / 1024))
 def med(k, i):
-    v = [x[i] for x in data.get(k, []) if x is not None]
+    v = [x[i] for x in data.get(k, []) if isinstance(x, tuple)]
     return statistics.median(v) if v else None
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 print(f"Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.system()} {platform.release()}")
@@ -217,7 +228,8 @@ for w in sorted({k[0] for k in data}):
     for (ww, step, tool) in [k for k in data if k[0] == w]:
         wall = med((ww, step, tool), 0)
         if wall is None:
-            print(f"| {names.get(w, w)} | {step} | {tool} | failed | | | | |"); continue
+            why = f"stopped after {sys.argv[2]} s" if "timeout" in data[(ww, step, tool)] else "failed"
+            print(f"| {names.get(w, w)} | {step} | {tool} | {why} | | | | |"); continue
         mc = med((w, step, "modelcar"), 0)
         ratio = f"{wall / mc:.1f}x" if mc and tool != "modelcar" and step != "floor" else ""
         fl = f"{wall / floor:.2f}" if floor and step != "floor" else ""

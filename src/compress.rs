@@ -4,7 +4,10 @@
 //!   pool of worker threads. Every block but the last ends with a sync flush, so the blocks join
 //!   into one valid deflate stream (what `pigz --independent` writes); the CRC-32 of the blocks is
 //!   combined in order. Block boundaries depend only on the byte count, never on the threads, so
-//!   one worker or eight write the same file. flate2's `GzEncoder` uses one core, and no
+//!   one worker or eight write the same file. Within a block, runs of 4 KiB probes whose bytes
+//!   have the entropy of random data (weights, already compressed files) are written as stored
+//!   blocks instead of going through deflate's match search, which cannot shrink them and would
+//!   spend most of its time on them. flate2's `GzEncoder` uses one core, and no
 //!   maintained crate streams gzip over a thread pool with that guarantee, hence this writer.
 //! - zstd: libzstd's own workers (`ZSTD_c_nbWorkers`), always at least one: with one or more
 //!   workers libzstd's streaming output does not depend on how many there are (only the
@@ -197,29 +200,115 @@ impl<W: Write> Write for ParGzip<W> {
     }
 }
 
-/// Deflate one block from a fresh state: ends with a sync flush, or for the last block with the
-/// final block marker.
+/// Bytes judged at a time for whether deflate's match search is worth running.
+const PROBE: usize = 4 << 10;
+/// Entropy (bits per byte) above which a probe is stored rather than searched: random or already
+/// compressed bytes, which deflate cannot shrink but spends most of its time on.
+const STORE_ABOVE_BITS: f64 = 7.5;
+
+/// Deflate one block: ends with a sync flush, or for the last block with the final block
+/// marker. Runs of high-entropy probes are written as stored blocks, the rest is deflated from
+/// a fresh state; which is which depends on the bytes alone.
 fn deflate_block(c: &mut Compress, input: &[u8], last: bool) -> io::Result<Vec<u8>> {
-    c.reset();
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
     let mut out = Vec::with_capacity(input.len() + input.len() / 8 + 64);
-    loop {
-        let consumed = c.total_in() as usize;
-        let status = c
-            .compress_vec(&input[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
-        let all_in = c.total_in() as usize == input.len();
-        let room_left = out.len() < out.capacity();
-        match status {
-            Status::StreamEnd => return Ok(out),
-            Status::Ok | Status::BufError if all_in && room_left && !last => return Ok(out),
-            _ => out.reserve(out.capacity().max(4096)),
-        }
+    if input.is_empty() {
+        c.reset();
+        let flush = if last {
+            FlushCompress::Finish
+        } else {
+            FlushCompress::Sync
+        };
+        feed(c, &[], &mut out, flush)?;
+        return Ok(out);
     }
+    let probes: Vec<bool> = input.chunks(PROBE).map(looks_random).collect();
+    let mut i = 0;
+    while i < probes.len() {
+        let stored = probes[i];
+        let mut j = i;
+        while j < probes.len() && probes[j] == stored {
+            j += 1;
+        }
+        let run = &input[i * PROBE..(j * PROBE).min(input.len())];
+        let final_run = last && j == probes.len();
+        if stored {
+            store(run, final_run, &mut out);
+        } else {
+            c.reset();
+            let flush = if final_run {
+                FlushCompress::Finish
+            } else {
+                FlushCompress::Sync
+            };
+            feed(c, run, &mut out, flush)?;
+        }
+        i = j;
+    }
+    Ok(out)
+}
+
+/// Append `data` as stored deflate blocks (the output is byte-aligned: every run before ends with
+/// a sync flush), the last one marked final when `final_run`.
+fn store(data: &[u8], final_run: bool, out: &mut Vec<u8>) {
+    let pieces = data.chunks(u16::MAX as usize).count();
+    for (k, piece) in data.chunks(u16::MAX as usize).enumerate() {
+        let is_final = final_run && k + 1 == pieces;
+        let len = piece.len() as u16;
+        out.push(u8::from(is_final)); // BFINAL, BTYPE 00, padding to the byte boundary
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(piece);
+    }
+}
+
+/// Give `input` to the compressor with `flush`, growing `out` until all of it is taken and, for
+/// a flush, written out.
+fn feed(c: &mut Compress, input: &[u8], out: &mut Vec<u8>, flush: FlushCompress) -> io::Result<()> {
+    let before = c.total_in();
+    loop {
+        let consumed = (c.total_in() - before) as usize;
+        let status = c
+            .compress_vec(&input[consumed..], out, flush)
+            .map_err(io::Error::other)?;
+        let all_in = (c.total_in() - before) as usize == input.len();
+        let room_left = out.len() < out.capacity();
+        match (status, flush) {
+            (Status::StreamEnd, _) => return Ok(()),
+            (_, FlushCompress::Finish) => {}
+            (Status::Ok | Status::BufError, _) if all_in && room_left => return Ok(()),
+            _ => {}
+        }
+        out.reserve(out.capacity().max(4096));
+    }
+}
+
+/// Whether a probe's bytes have the entropy of random data, judged by the collision (order-2
+/// Rényi) entropy of its byte histogram: `-log2(sum p^2)`, which needs no logarithm per symbol.
+fn looks_random(probe: &[u8]) -> bool {
+    if probe.len() < 1024 {
+        return false;
+    }
+    // Four histograms, so that runs of one byte do not wait on a single counter.
+    let mut counts = [[0u32; 256]; 4];
+    let mut quads = probe.chunks_exact(4);
+    for q in &mut quads {
+        counts[0][q[0] as usize] += 1;
+        counts[1][q[1] as usize] += 1;
+        counts[2][q[2] as usize] += 1;
+        counts[3][q[3] as usize] += 1;
+    }
+    for &b in quads.remainder() {
+        counts[0][b as usize] += 1;
+    }
+    let sum_sq: u64 = (0..256)
+        .map(|i| {
+            let c = u64::from(counts[0][i] + counts[1][i] + counts[2][i] + counts[3][i]);
+            c * c
+        })
+        .sum();
+    let n = probe.len() as f64;
+    // Random bytes give about 7.9 bits over 4 KiB; text about 4 to 5.
+    -(sum_sq as f64 / (n * n)).log2() > STORE_ABOVE_BITS
 }
 
 /// A zstd encoder at `level` with `threads` libzstd workers (at least one; see the module docs).
@@ -243,7 +332,7 @@ mod tests {
         let mut state = 0x9e3779b97f4a7c15u64;
         (0..len)
             .map(|i| {
-                if (i / 4096) % 2 == 0 {
+                if (i / 40_000) % 2 == 0 {
                     state ^= state << 13;
                     state ^= state >> 7;
                     state ^= state << 17;
@@ -284,6 +373,26 @@ mod tests {
                 assert!(one.len() < data.len() * 3 / 4, "it compresses");
             }
         }
+    }
+
+    #[test]
+    fn random_runs_are_stored_and_text_is_deflated() {
+        let data = sample(BLOCK);
+        assert!(looks_random(&data[..PROBE]));
+        assert!(!looks_random(&data[40_000..40_000 + PROBE]));
+        let mut c = Compress::new(flate2::Compression::new(6), false);
+        let out = deflate_block(&mut c, &data, true).unwrap();
+        // About half is random: stored, so a little over half the size; the text nearly vanishes.
+        assert!(
+            out.len() > data.len() / 2 && out.len() < data.len() * 6 / 10,
+            "{}",
+            out.len()
+        );
+        let mut back = Vec::new();
+        flate2::read::DeflateDecoder::new(&out[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
     }
 
     #[test]
