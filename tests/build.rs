@@ -1,7 +1,7 @@
 //! `modelcar build`: what the images hold, checked with tools nobody here wrote (umoci, skopeo,
 //! GNU tar, chroot), and that the same inputs always give the same bytes.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::path::Path;
@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::*;
+use support::cmd::*;
+use support::files::*;
+use support::fixtures::*;
+use support::images::*;
 
 const MIB: u64 = 1 << 20;
 
@@ -618,7 +621,7 @@ fn compression_choices_set_the_layer_media_type_and_the_bytes() {
 /// Model-file reads of a modelcar run, seen by strace (`-y` names the file behind each
 /// descriptor): the lines of data-reading system calls on `file`.
 fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
-    let (cmd, line) = build.command();
+    let cmd = build.command();
     let trace = tempfile::NamedTempFile::new().unwrap();
     let mut traced = std::process::Command::new("strace");
     traced
@@ -631,21 +634,14 @@ fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
         ])
         .arg(cmd.get_program())
         .args(cmd.get_args())
-        .current_dir(repo_root())
-        .stdin(std::process::Stdio::null());
+        .current_dir(repo_root());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => traced.env(k, v),
             None => traced.env_remove(k),
         };
     }
-    let out = tool_output("strace", traced);
-    let outcome = Outcome {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command: format!("strace ... {line}"),
-    };
+    let outcome = run(traced, None);
     let needle = format!("<{}>", file.display());
     let reads = fs::read_to_string(trace.path())
         .unwrap()

@@ -3,13 +3,17 @@
 //! Each test first builds an image so the store is not empty, takes a snapshot of it (every file
 //! and its size, and `index.json`), runs the failing command and compares.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use support::cmd::*;
+use support::files::*;
+use support::fixtures::*;
+use support::images::*;
+use support::snapshot::*;
 
 /// A store holding one image, its snapshot, and a scratch directory.
 struct Setup {
@@ -375,15 +379,8 @@ fn an_unreadable_model_file_is_named() {
         .arg(&models)
         .args(["--tag", tag, "--base"])
         .arg(format!("docker-archive:{}", base.display()))
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null());
-        let out = tool_output("setpriv", cmd);
-        Outcome {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            command: format!("setpriv --reuid=65534 ... modelcar build {tag}"),
-        }
+        .current_dir(dir.path());
+        run(cmd, None)
     };
 
     // Control: with every file readable, the unprivileged user can build into this store.

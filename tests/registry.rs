@@ -5,18 +5,18 @@
 //!
 //! Needs docker-registry, skopeo, umoci, busybox-static, openssl and apache2-utils (htpasswd).
 
-#[allow(dead_code)]
-#[path = "support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
 
-use support::cmd::{example_model, Env, Outcome};
-use support::fixtures::{self, base};
+use support::cmd::{wait, Outcome};
+use support::env::Env;
+use support::files::read_json;
+use support::fixtures::{bases, big_image, example_model, BigImage};
+use support::images::blob_names;
 use support::proxy::{Fault, FaultProxy, Record, Rule};
 use support::registries::{htpasswd, Auth, Registry, RegistryOptions, Tls};
 use support::token::{self, TokenService};
@@ -50,10 +50,6 @@ fn manifest_blobs(manifest: &Value) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 fn images(env: &Env) -> Vec<String> {
     let out = env.modelcar(&["images", "--json"]).success();
     out.json()
@@ -76,7 +72,7 @@ fn images(env: &Env) -> Vec<String> {
 fn pushed_example_images_are_what_skopeo_reads_back_and_a_second_push_uploads_nothing() {
     let reg = Registry::plain();
     let env = Env::new();
-    let busybox = base("busybox");
+    let busybox = bases().busybox();
     for name in ["sklearn", "xgboost", "lightgbm"] {
         let dest = format!("{}/models/{name}:v1", reg.host());
         let built = env.build(&example_model(name), &dest, &busybox, &["--format", name]);
@@ -136,7 +132,7 @@ fn an_image_pushed_by_skopeo_is_pulled_into_a_fresh_store_that_skopeo_can_read()
     env.skopeo(&[
         "copy",
         "--dest-tls-verify=false",
-        &base("busybox"),
+        &bases().busybox(),
         &format!("docker://{dest}"),
     ])
     .success();
@@ -167,7 +163,7 @@ fn a_registry_base_is_pulled_by_the_first_build_only_and_the_pull_policy_decides
     env.skopeo(&[
         "copy",
         "--dest-tls-verify=false",
-        &base("busybox"),
+        &bases().busybox(),
         &format!("docker://{}/base/busybox:latest", reg.host()),
     ])
     .success();
@@ -245,7 +241,7 @@ fn pull_with_a_platform_fetches_only_that_platforms_manifest_and_blobs() {
         "copy",
         "--all",
         "--dest-tls-verify=false",
-        &base("multi"),
+        &bases().multi(),
         &format!("docker://{dest}"),
     ])
     .success();
@@ -272,15 +268,13 @@ fn pull_with_a_platform_fetches_only_that_platforms_manifest_and_blobs() {
 
     env.modelcar(&["pull", &dest, "--platform", "linux/arm64"])
         .success();
-    let have = env.store_blobs();
+    let have = blob_names(&env.store);
+    let has = |d: &str| have.contains(d.trim_start_matches("sha256:"));
     for d in &arm64 {
-        assert!(have.contains(d), "{d} (linux/arm64) is missing: {have:?}");
+        assert!(has(d), "{d} (linux/arm64) is missing: {have:?}");
     }
     for d in &amd64 {
-        assert!(
-            !have.contains(d),
-            "{d} (linux/amd64 only) was fetched: {have:?}"
-        );
+        assert!(!has(d), "{d} (linux/amd64 only) was fetched: {have:?}");
     }
 }
 
@@ -294,7 +288,7 @@ fn a_multi_platform_image_is_pushed_as_an_index_that_skopeo_sees_with_both_platf
     let built = env.build(
         &example_model("sklearn"),
         &dest,
-        &base("multi"),
+        &bases().multi(),
         &["--format", "sklearn"],
     );
     let r = push_json(&env, &dest, None, &[]);
@@ -367,7 +361,7 @@ fn assert_no_secret(outputs: &[&Outcome]) {
         assert!(
             !text.contains(PASSWORD) && !text.contains(&encoded),
             "`{}` printed the password:\n{text}",
-            o.cmdline
+            o.command
         );
     }
 }
@@ -381,7 +375,7 @@ fn a_push_to_a_basic_auth_registry_without_credentials_fails_naming_it_and_lands
     env.build(
         &example_model("sklearn"),
         &dest,
-        &base("busybox"),
+        &bases().busybox(),
         &["--format", "sklearn"],
     );
     let out = env
@@ -510,7 +504,7 @@ fn login_checks_the_password_and_writes_podmans_auth_json_that_push_skopeo_and_l
     let built = env.build(
         &example_model("sklearn"),
         &dest,
-        &base("busybox"),
+        &bases().busybox(),
         &["--format", "sklearn"],
     );
     let out = env
@@ -591,7 +585,7 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
     let built = env.build(
         &example_model("sklearn"),
         &dest,
-        &base("busybox"),
+        &bases().busybox(),
         &["--format", "sklearn"],
     );
 
@@ -695,7 +689,7 @@ fn a_push_retries_through_429s_honouring_retry_after_and_through_500s() {
     let built = env.build(
         &example_model("sklearn"),
         &dest,
-        &base("busybox"),
+        &bases().busybox(),
         &["--format", "sklearn"],
     );
     proxy.add_rule(
@@ -760,8 +754,8 @@ fn push_big_through(
     proxy: &FaultProxy,
     reg: &Registry,
     repo: &str,
-) -> (fixtures::BigImage, Value, Vec<Record>) {
-    let big = fixtures::big_image();
+) -> (BigImage, Value, Vec<Record>) {
+    let big = big_image();
     let env = Env::new().with_store(&big.store);
     let dest = format!("{}/{repo}:v1", proxy.host());
     let out = env.modelcar(&["push", &big.reference, &dest, "--json"]);
@@ -924,7 +918,7 @@ fn a_cross_repository_mount_answered_with_202_is_uploaded_instead() {
     env.skopeo(&[
         "copy",
         "--dest-tls-verify=false",
-        &base("busybox"),
+        &bases().busybox(),
         &format!("docker://{}/base/busybox:latest", reg.host()),
     ])
     .success();
@@ -993,17 +987,18 @@ fn a_cross_repository_mount_answered_with_202_is_uploaded_instead() {
 
 #[test]
 fn a_registry_that_dies_mid_push_fails_it_clearly_and_a_rerun_uploads_only_what_is_missing() {
-    let big = fixtures::big_image();
+    let big = big_image();
     let mut reg = Registry::plain();
     let env = Env::new().with_store(&big.store);
     let dest = format!("{}/models/big:v1", reg.host());
     let started = Instant::now();
-    let mut child = env.spawn_modelcar(&["push", &big.reference, &dest, "--json"]);
-    let blobs_dir = reg.root.join("docker/registry/v2/blobs/sha256");
-    let complete_blobs = || walk_count(&blobs_dir, "data");
+    let (mut child, command) = env
+        .cmd()
+        .args(["push", &big.reference, &dest, "--json"])
+        .spawn();
     // Kill it once the small blobs are in and part of the large one is.
     loop {
-        if reg.upload_bytes() >= 8 * MIB && complete_blobs() >= big.blobs - 1 {
+        if reg.upload_bytes() >= 8 * MIB && reg.blob_count() >= big.blobs - 1 {
             break;
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -1016,8 +1011,8 @@ fn a_registry_that_dies_mid_push_fails_it_clearly_and_a_rerun_uploads_only_what_
         std::thread::sleep(Duration::from_millis(5));
     }
     reg.kill();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = wait(child, command);
+    let stderr = out.stderr;
     assert!(
         !out.status.success(),
         "the push succeeded without its registry"
@@ -1043,22 +1038,6 @@ fn a_registry_that_dies_mid_push_fails_it_clearly_and_a_rerun_uploads_only_what_
     assert_eq!(env.skopeo_digest(&dest), big.digest);
 }
 
-fn walk_count(dir: &Path, name: &str) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                walk_count(&p, name)
-            } else {
-                usize::from(e.file_name() == name)
-            }
-        })
-        .sum()
-}
-
 // 8. Content that does not match its digest.
 
 #[test]
@@ -1069,7 +1048,7 @@ fn a_pulled_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_tagged
     env.build(
         &example_model("sklearn"),
         &dest,
-        &base("busybox"),
+        &bases().busybox(),
         &["--format", "sklearn"],
     );
     push_json(&env, &dest, None, &[]);
@@ -1098,7 +1077,7 @@ fn a_pulled_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_tagged
         .stderr_has(&[&digest]);
     assert!(images(&fresh).is_empty(), "{:?}", images(&fresh));
     assert!(
-        !fresh.store_blobs().contains(&digest),
+        !blob_names(&fresh.store).contains(digest.trim_start_matches("sha256:")),
         "the corrupt blob was stored"
     );
 }
@@ -1122,7 +1101,7 @@ fn bad_references_are_refused_with_a_message_that_shows_what_is_wrong() {
     env.build(
         &example_model("sklearn"),
         image,
-        &base("busybox"),
+        &bases().busybox(),
         &["--format", "sklearn"],
     );
     env.modelcar(&["push", image, "localhost:99999/x"])

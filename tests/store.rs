@@ -1,18 +1,20 @@
 //! The local store and what reads it: `images`, `inspect`, `export`, `clean`, `kserve`; and that
 //! the store stays consistent when builds are killed or run side by side.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::*;
+use support::cmd::*;
+use support::files::*;
+use support::fixtures::*;
+use support::images::*;
 
 const MIB: u64 = 1 << 20;
 
@@ -26,15 +28,6 @@ fn store_with_examples(dir: &Path) -> (std::path::PathBuf, Vec<(String, String)>
         .built();
     assert_eq!(built.len(), 3);
     (store, built)
-}
-
-fn digest_of(built: &[(String, String)], reference: &str) -> String {
-    built
-        .iter()
-        .find(|(r, _)| r == reference)
-        .unwrap_or_else(|| panic!("{reference} not in {built:?}"))
-        .1
-        .clone()
 }
 
 /// Read a document blob of a layout, checking it against its digest.
@@ -403,11 +396,11 @@ fn exports_are_readable_by_other_users() {
             &dest,
         ])
         .current_dir(dir.path());
-        let o = tool_output("setpriv", cmd);
+        let o = run(cmd, None);
         assert!(
             o.status.success(),
             "another user cannot read {dest}: {}",
-            String::from_utf8_lossy(&o.stderr)
+            o.stderr
         );
     }
 }
@@ -673,28 +666,8 @@ fn validate_isvc(yaml: &str) -> Outcome {
     let crd = shared_dir().join("kserve/serving.kserve.io_inferenceservices.yaml");
     assert!(crd.is_file(), "{} missing", crd.display());
     let mut cmd = Command::new("python3");
-    cmd.arg(&script)
-        .arg(&crd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => panic!("python3 is needed to validate InferenceServices: {e}"),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let outcome = Outcome {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command: "tests/validate_isvc.py".into(),
-    };
+    cmd.arg(&script).arg(&crd);
+    let outcome = run(cmd, Some(yaml.as_bytes()));
     assert!(
         !outcome.stderr.contains("ModuleNotFoundError"),
         "install PyYAML and jsonschema (pip install pyyaml jsonschema): {}",
