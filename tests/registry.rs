@@ -16,7 +16,7 @@ use support::cmd::{wait, Outcome};
 use support::env::Env;
 use support::files::read_json;
 use support::fixtures::{bases, big_image, example_model, BigImage};
-use support::images::blob_names;
+use support::images::{blob_names, oci};
 use support::proxy::{Fault, FaultProxy, Record, Rule};
 use support::registries::{htpasswd, Auth, Registry, RegistryOptions, Tls};
 use support::token::{self, TokenService};
@@ -48,6 +48,23 @@ fn manifest_blobs(manifest: &Value) -> Vec<(String, u64)> {
             )
         })
         .collect()
+}
+
+/// Build the sklearn example into `env`'s store as `tag` on `base`; its digest.
+fn build_sklearn(env: &Env, tag: &str, base: &str) -> String {
+    env.build(
+        &example_model("sklearn"),
+        tag,
+        base,
+        &["--format", "sklearn"],
+    )
+}
+
+/// A plain registry, and a fault proxy in front of it.
+fn proxied_registry() -> (Registry, FaultProxy) {
+    let reg = Registry::plain();
+    let proxy = FaultProxy::start(reg.addr());
+    (reg, proxy)
 }
 
 fn images(env: &Env) -> Vec<String> {
@@ -101,13 +118,7 @@ fn pushed_example_images_are_what_skopeo_reads_back_and_a_second_push_uploads_no
 
         // skopeo copies it out, checking every blob against its digest.
         let copy = env.path(&format!("{name}-copy"));
-        env.skopeo(&[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{dest}"),
-            &format!("oci:{}:{name}", copy.display()),
-        ])
-        .success();
+        env.skopeo_pull(&[], &dest, &oci(&copy, name)).success();
         assert_eq!(
             read_json(&copy.join("index.json"))["manifests"][0]["digest"],
             built.as_str()
@@ -129,13 +140,7 @@ fn an_image_pushed_by_skopeo_is_pulled_into_a_fresh_store_that_skopeo_can_read()
     let reg = Registry::plain();
     let env = Env::new();
     let dest = format!("{}/base/busybox:latest", reg.host());
-    env.skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &bases().busybox(),
-        &format!("docker://{dest}"),
-    ])
-    .success();
+    env.skopeo_push(&[], &bases().busybox(), &dest);
     let want = env.skopeo_digest(&dest);
 
     let out = env.modelcar(&["pull", &dest]).success();
@@ -143,30 +148,23 @@ fn an_image_pushed_by_skopeo_is_pulled_into_a_fresh_store_that_skopeo_can_read()
     assert!(images(&env).contains(&dest), "{:?}", images(&env));
 
     // The store is an OCI layout that skopeo reads the image from, blobs and all.
-    let store_ref = format!("oci:{}:{dest}", env.store.display());
+    let store_ref = oci(&env.store, &dest);
     let inspected = env.skopeo(&["inspect", &store_ref]).success().json();
     assert_eq!(inspected["Digest"], want.as_str());
-    env.skopeo(&[
-        "copy",
-        &store_ref,
-        &format!("oci:{}:copy", env.path("copy").display()),
-    ])
-    .success();
+    env.skopeo(&["copy", &store_ref, &oci(&env.path("copy"), "copy")])
+        .success();
 }
 
 #[test]
 fn a_registry_base_is_pulled_by_the_first_build_only_and_the_pull_policy_decides_when() {
-    let mut reg = Registry::plain();
     // The proxy only counts here: every request modelcar makes goes through it.
-    let proxy = FaultProxy::start(reg.addr());
+    let (mut reg, proxy) = proxied_registry();
     let env = Env::new();
-    env.skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
+    env.skopeo_push(
+        &[],
         &bases().busybox(),
-        &format!("docker://{}/base/busybox:latest", reg.host()),
-    ])
-    .success();
+        &format!("{}/base/busybox:latest", reg.host()),
+    );
     let base_ref = format!("{}/base/busybox:latest", proxy.host());
     let models = example_model("sklearn");
     let tag = "localhost/models/sklearn:v1";
@@ -237,14 +235,7 @@ fn pull_with_a_platform_fetches_only_that_platforms_manifest_and_blobs() {
     let reg = Registry::plain();
     let env = Env::new();
     let dest = format!("{}/base/multi:latest", reg.host());
-    env.skopeo(&[
-        "copy",
-        "--all",
-        "--dest-tls-verify=false",
-        &bases().multi(),
-        &format!("docker://{dest}"),
-    ])
-    .success();
+    env.skopeo_push(&["--all"], &bases().multi(), &dest);
     let index = env.skopeo_raw(&dest);
     let index_digest = env.skopeo_digest(&dest);
     let mut arm64 = vec![index_digest.clone()];
@@ -285,12 +276,7 @@ fn a_multi_platform_image_is_pushed_as_an_index_that_skopeo_sees_with_both_platf
     let reg = Registry::plain();
     let env = Env::new();
     let dest = format!("{}/models/sklearn-multi:v1", reg.host());
-    let built = env.build(
-        &example_model("sklearn"),
-        &dest,
-        &bases().multi(),
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &dest, &bases().multi());
     let r = push_json(&env, &dest, None, &[]);
     assert_eq!(r["digest"], built.as_str());
 
@@ -328,14 +314,8 @@ fn a_multi_platform_image_is_pushed_as_an_index_that_skopeo_sees_with_both_platf
             .success();
         assert_eq!(out.json()["Architecture"], arch);
     }
-    env.skopeo(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{dest}"),
-        &format!("oci:{}:all", env.path("copy").display()),
-    ])
-    .success();
+    env.skopeo_pull(&["--all"], &dest, &oci(&env.path("copy"), "all"))
+        .success();
 }
 
 // 4. TLS and Basic authentication.
@@ -353,9 +333,30 @@ fn basic_tls_registry(env: &Env) -> (Tls, Registry) {
     (tls, reg)
 }
 
+/// The base64 of `USER:password`, as Basic authentication and auth files carry it.
+fn basic(password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"))
+}
+
+/// Write `env`'s auth file with `USER:password` for `host`, as `login` would.
+fn write_auth(env: &Env, host: &str, password: &str) {
+    std::fs::write(
+        &env.auth_file,
+        serde_json::json!({"auths": {host: {"auth": basic(password)}}}).to_string(),
+    )
+    .unwrap();
+}
+
+/// `modelcar GLOBAL... login HOST -u USER --password-stdin` with `password` on standard input.
+fn login(env: &Env, global: &[&str], host: &str, password: &str) -> Outcome {
+    let mut args = global.to_vec();
+    args.extend(["login", host, "-u", USER, "--password-stdin"]);
+    env.modelcar_stdin(&args, &format!("{password}\n"))
+}
+
 /// Neither the password nor the base64 of `user:password` in anything modelcar printed.
 fn assert_no_secret(outputs: &[&Outcome]) {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let encoded = basic(PASSWORD);
     for o in outputs {
         let text = o.all_output();
         assert!(
@@ -372,12 +373,7 @@ fn a_push_to_a_basic_auth_registry_without_credentials_fails_naming_it_and_lands
     let (tls, reg) = basic_tls_registry(&env);
     let cert_dir = tls.cert_dir.to_str().unwrap();
     let dest = format!("{}/models/sklearn:v1", reg.host());
-    env.build(
-        &example_model("sklearn"),
-        &dest,
-        &bases().busybox(),
-        &["--format", "sklearn"],
-    );
+    build_sklearn(&env, &dest, &bases().busybox());
     let out = env
         .modelcar(&["--cert-dir", cert_dir, "push", &dest])
         .failure()
@@ -405,11 +401,7 @@ fn a_push_to_a_basic_auth_registry_without_credentials_fails_naming_it_and_lands
 
     // Without the CA the registry's certificate is not trusted: login, which has to reach the
     // registry to check the password, fails and writes nothing...
-    let login = env
-        .modelcar_stdin(
-            &["login", &reg.host(), "-u", USER, "--password-stdin"],
-            &format!("{PASSWORD}\n"),
-        )
+    let login = login(&env, &[], &reg.host(), PASSWORD)
         .failure()
         .stderr_has(&[&reg.host()]);
     assert!(
@@ -418,12 +410,7 @@ fn a_push_to_a_basic_auth_registry_without_credentials_fails_naming_it_and_lands
         login.stderr
     );
     // ... and a push with credentials says that the certificate is the problem.
-    std::fs::write(
-        &env.auth_file,
-        serde_json::json!({"auths": {reg.host(): {"auth": base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))}}})
-            .to_string(),
-    )
-    .unwrap();
+    write_auth(&env, &reg.host(), PASSWORD);
     let untrusted = env
         .modelcar(&["push", &dest])
         .failure()
@@ -445,19 +432,7 @@ fn login_checks_the_password_and_writes_podmans_auth_json_that_push_skopeo_and_l
     let mut outputs = Vec::new();
 
     // A wrong password: refused, and nothing written.
-    let wrong = env
-        .modelcar_stdin(
-            &[
-                "--cert-dir",
-                cert_dir,
-                "login",
-                &host,
-                "-u",
-                USER,
-                "--password-stdin",
-            ],
-            "not-the-password\n",
-        )
+    let wrong = login(&env, &["--cert-dir", cert_dir], &host, "not-the-password")
         .failure()
         .stderr_has(&[&host]);
     assert!(
@@ -467,26 +442,11 @@ fn login_checks_the_password_and_writes_podmans_auth_json_that_push_skopeo_and_l
     outputs.push(wrong);
 
     // The right one: podman's format, private to the user.
-    outputs.push(
-        env.modelcar_stdin(
-            &[
-                "--cert-dir",
-                cert_dir,
-                "login",
-                &host,
-                "-u",
-                USER,
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .success(),
-    );
+    outputs.push(login(&env, &["--cert-dir", cert_dir], &host, PASSWORD).success());
     let auth = read_json(&env.auth_file);
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     assert_eq!(
         auth,
-        serde_json::json!({"auths": {host.clone(): {"auth": encoded}}})
+        serde_json::json!({"auths": {host.clone(): {"auth": basic(PASSWORD)}}})
     );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -501,12 +461,7 @@ fn login_checks_the_password_and_writes_podmans_auth_json_that_push_skopeo_and_l
 
     // Push with the CA, and with verification off.
     let dest = format!("{host}/models/sklearn:v1");
-    let built = env.build(
-        &example_model("sklearn"),
-        &dest,
-        &bases().busybox(),
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &dest, &bases().busybox());
     let out = env
         .modelcar(&["--cert-dir", cert_dir, "push", &dest, "--json"])
         .success();
@@ -582,12 +537,7 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
     });
     let host = reg.host();
     let dest = format!("{host}/models/sklearn:v1");
-    let built = env.build(
-        &example_model("sklearn"),
-        &dest,
-        &bases().busybox(),
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &dest, &bases().busybox());
 
     // Anonymous: refused, clearly.
     let anonymous = env
@@ -596,22 +546,13 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
         .stderr_has(&[&host, "login"]);
 
     // A wrong password: the token service refuses it; login fails and writes nothing.
-    let wrong = env
-        .modelcar_stdin(
-            &["login", &host, "-u", USER, "--password-stdin"],
-            "wrong-password\n",
-        )
+    let wrong = login(&env, &[], &host, "wrong-password")
         .failure()
         .stderr_has(&[&host]);
     assert!(!env.auth_file.exists());
 
     // The right one: push, with a token for pull and push on the repository.
-    let login = env
-        .modelcar_stdin(
-            &["login", &host, "-u", USER, "--password-stdin"],
-            &format!("{PASSWORD}\n"),
-        )
-        .success();
+    let login = login(&env, &[], &host, PASSWORD).success();
     let pushed = push_json(&env, &dest, None, &[]);
     assert_eq!(pushed["digest"], built.as_str());
     assert!(
@@ -642,7 +583,7 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
     std::fs::copy(&env.auth_file, &puller.auth_file).unwrap();
     puller.modelcar(&["pull", &dest]).success();
     let inspected = puller
-        .skopeo(&["inspect", &format!("oci:{}:{dest}", puller.store.display())])
+        .skopeo(&["inspect", &oci(&puller.store, &dest)])
         .success();
     assert_eq!(inspected.json()["Digest"], built.as_str());
 
@@ -652,12 +593,7 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
         .modelcar(&["pull", &dest])
         .failure()
         .stderr_has(&[&host, "login"]);
-    std::fs::write(
-        &stranger.auth_file,
-        serde_json::json!({"auths": {host.clone(): {"auth": base64::engine::general_purpose::STANDARD.encode(format!("{USER}:wrong-password"))}}})
-            .to_string(),
-    )
-    .unwrap();
+    write_auth(&stranger, &host, "wrong-password");
     let wrong_pull = stranger
         .modelcar(&["pull", &dest])
         .failure()
@@ -682,16 +618,10 @@ fn records_with_status(records: &[Record], status: u16) -> Vec<&Record> {
 
 #[test]
 fn a_push_retries_through_429s_honouring_retry_after_and_through_500s() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
+    let (reg, proxy) = proxied_registry();
     let env = Env::new();
     let dest = format!("{}/models/sklearn:v1", proxy.host());
-    let built = env.build(
-        &example_model("sklearn"),
-        &dest,
-        &bases().busybox(),
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &dest, &bases().busybox());
     proxy.add_rule(
         Rule::new(Fault::Status {
             status: 429,
@@ -740,13 +670,8 @@ fn a_push_retries_through_429s_honouring_retry_after_and_through_500s() {
     // The image is complete in the registry.
     let direct = format!("{}/models/sklearn:v1", reg.host());
     assert_eq!(env.skopeo_digest(&direct), built);
-    env.skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{direct}"),
-        &format!("oci:{}:x", env.path("copy").display()),
-    ])
-    .success();
+    env.skopeo_pull(&[], &direct, &oci(&env.path("copy"), "x"))
+        .success();
 }
 
 /// Push the large image through the proxy to `repo`; returns the result and the records.
@@ -780,36 +705,51 @@ fn push_big_through(
     (big, r, proxy.records())
 }
 
-/// Body bytes the registry received into upload sessions.
-fn forwarded_upload_bytes(records: &[Record]) -> u64 {
-    records
+/// The body bytes the registry received into upload sessions add up to the image's size.
+#[track_caller]
+fn assert_forwarded_once(records: &[Record], big: &BigImage, summary: &str) {
+    let forwarded: u64 = records
         .iter()
         .filter(|r| r.is_upload_data())
         .map(|r| r.forwarded)
-        .sum()
+        .sum();
+    assert_eq!(forwarded, big.total_size, "{summary}");
 }
 
-#[test]
-fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
-    proxy.set_resumable(true);
-    // The second chunk: 16 MiB of it reach the registry, then the connection drops.
+/// Push the large image through the proxy with the connection dropped after 16 MiB of its
+/// second chunk (those bytes reach the registry first with `forward`). The image, the records,
+/// the position of the dropped request (checked to be the second chunk) and the proxy's summary.
+fn push_big_dropping_the_second_chunk(
+    proxy: &FaultProxy,
+    reg: &Registry,
+    repo: &str,
+    forward: bool,
+) -> (BigImage, Vec<Record>, usize, String) {
     proxy.add_rule(
         Rule::new(Fault::Drop {
             after: 16 * MIB,
-            forward: true,
+            forward,
         })
         .method("PATCH")
         .skip(1),
     );
-    let (big, _, records) = push_big_through(&proxy, &reg, "models/resumed");
+    let (big, _, records) = push_big_through(proxy, reg, repo);
     let summary = proxy.summary();
     let drop = records
         .iter()
         .position(|r| r.status.is_none())
         .unwrap_or_else(|| panic!("no connection was dropped:\n{summary}"));
     assert_eq!(records[drop].range_start(), Some(CHUNK), "{summary}");
+    (big, records, drop, summary)
+}
+
+#[test]
+fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
+    let (reg, proxy) = proxied_registry();
+    proxy.set_resumable(true);
+    // The second chunk: 16 MiB of it reach the registry, then the connection drops.
+    let (big, records, drop, summary) =
+        push_big_dropping_the_second_chunk(&proxy, &reg, "models/resumed", true);
     assert_eq!(records[drop].forwarded, 16 * MIB, "{summary}");
     let upload = records[drop].upload.clone();
     let after: Vec<&Record> = records[drop + 1..]
@@ -836,11 +776,7 @@ fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
         sent < 2 * big.big_layer_size,
         "{sent} bytes sent\n{summary}"
     );
-    assert_eq!(
-        forwarded_upload_bytes(&records),
-        big.total_size,
-        "{summary}"
-    );
+    assert_forwarded_once(&records, &big, &summary);
     // The upload went on from where the registry stood: 64 MiB + 16 MiB.
     assert_eq!(
         after.iter().map(|r| r.forwarded).sum::<u64>(),
@@ -851,40 +787,21 @@ fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
 
 #[test]
 fn a_chunk_dropped_before_the_registry_got_it_is_sent_again_from_the_same_offset() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
-    proxy.add_rule(
-        Rule::new(Fault::Drop {
-            after: 16 * MIB,
-            forward: false,
-        })
-        .method("PATCH")
-        .skip(1),
-    );
-    let (big, _, records) = push_big_through(&proxy, &reg, "models/resent");
-    let summary = proxy.summary();
-    let drop = records
-        .iter()
-        .position(|r| r.status.is_none())
-        .unwrap_or_else(|| panic!("no connection was dropped:\n{summary}"));
-    assert_eq!(records[drop].range_start(), Some(CHUNK), "{summary}");
+    let (reg, proxy) = proxied_registry();
+    let (big, records, drop, summary) =
+        push_big_dropping_the_second_chunk(&proxy, &reg, "models/resent", false);
     assert!(
         records[drop + 1..].iter().any(|r| r.method == "PATCH"
             && r.range_start() == Some(CHUNK)
             && r.status == Some(202)),
         "the dropped chunk was not sent again:\n{summary}"
     );
-    assert_eq!(
-        forwarded_upload_bytes(&records),
-        big.total_size,
-        "{summary}"
-    );
+    assert_forwarded_once(&records, &big, &summary);
 }
 
 #[test]
 fn chunks_refused_with_413_fall_back_to_one_put_of_the_whole_blob() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
+    let (reg, proxy) = proxied_registry();
     proxy.add_rule(
         Rule::status(413)
             .method("PATCH")
@@ -903,35 +820,23 @@ fn chunks_refused_with_413_fall_back_to_one_put_of_the_whole_blob() {
         .unwrap_or_else(|| panic!("no PUT of the large blob:\n{summary}"));
     assert_eq!(put.status, Some(201), "{summary}");
     assert_eq!(put.forwarded, big.big_layer_size, "{summary}");
-    assert_eq!(
-        forwarded_upload_bytes(&records),
-        big.total_size,
-        "{summary}"
-    );
+    assert_forwarded_once(&records, &big, &summary);
 }
 
 #[test]
 fn a_cross_repository_mount_answered_with_202_is_uploaded_instead() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
+    let (reg, proxy) = proxied_registry();
     let env = Env::new();
-    env.skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
+    env.skopeo_push(
+        &[],
         &bases().busybox(),
-        &format!("docker://{}/base/busybox:latest", reg.host()),
-    ])
-    .success();
+        &format!("{}/base/busybox:latest", reg.host()),
+    );
     let base_ref = format!("{}/base/busybox:latest", proxy.host());
     let base_layers =
         manifest_blobs(&env.skopeo_raw(&format!("{}/base/busybox:latest", reg.host())));
     let image = format!("{}/models/mounted:v1", proxy.host());
-    let built = env.build(
-        &example_model("sklearn"),
-        &image,
-        &base_ref,
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &image, &base_ref);
 
     // As a control: a registry that mounts gets the base's layer mounted.
     let mounted = push_json(&env, &image, None, &[]);
@@ -974,13 +879,8 @@ fn a_cross_repository_mount_answered_with_202_is_uploaded_instead() {
     }
     let direct = format!("{}/models/unmounted:v1", reg.host());
     assert_eq!(env.skopeo_digest(&direct), built);
-    env.skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{direct}"),
-        &format!("oci:{}:x", env.path("copy").display()),
-    ])
-    .success();
+    env.skopeo_pull(&[], &direct, &oci(&env.path("copy"), "x"))
+        .success();
 }
 
 // 7. A registry that goes away mid-push.
@@ -1045,12 +945,7 @@ fn a_pulled_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_tagged
     let reg = Registry::plain();
     let env = Env::new();
     let dest = format!("{}/models/sklearn:v1", reg.host());
-    env.build(
-        &example_model("sklearn"),
-        &dest,
-        &bases().busybox(),
-        &["--format", "sklearn"],
-    );
+    build_sklearn(&env, &dest, &bases().busybox());
     push_json(&env, &dest, None, &[]);
     let blobs = manifest_blobs(&env.skopeo_raw(&dest));
     let (digest, _) = blobs.last().unwrap().clone();
@@ -1062,12 +957,7 @@ fn a_pulled_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_tagged
     }
     std::fs::write(&data, &bytes).unwrap();
     // The corruption is real: skopeo refuses it too.
-    let skopeo = env.skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{dest}"),
-        &format!("oci:{}:x", env.path("copy").display()),
-    ]);
+    let skopeo = env.skopeo_pull(&[], &dest, &oci(&env.path("copy"), "x"));
     assert!(!skopeo.status.success(), "skopeo copied a corrupt blob");
 
     let fresh = Env::new();
@@ -1098,12 +988,7 @@ fn bad_references_are_refused_with_a_message_that_shows_what_is_wrong() {
         .stderr_has(&["bad!tag"]);
 
     let image = "localhost/models/sklearn:v1";
-    env.build(
-        &example_model("sklearn"),
-        image,
-        &bases().busybox(),
-        &["--format", "sklearn"],
-    );
+    build_sklearn(&env, image, &bases().busybox());
     env.modelcar(&["push", image, "localhost:99999/x"])
         .failure()
         .stderr_has(&["localhost:99999", "port"]);

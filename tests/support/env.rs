@@ -112,6 +112,27 @@ impl Env {
         run(c, None)
     }
 
+    /// `skopeo copy EXTRA... LOCATION docker://REFERENCE` to a plain-HTTP registry, which must
+    /// succeed.
+    #[track_caller]
+    pub fn skopeo_push(&self, extra: &[&str], location: &str, reference: &str) {
+        let dest = format!("docker://{reference}");
+        let mut args = vec!["copy"];
+        args.extend_from_slice(extra);
+        args.extend(["--dest-tls-verify=false", location, &dest]);
+        self.skopeo(&args).success();
+    }
+
+    /// `skopeo copy EXTRA... docker://REFERENCE LOCATION` from a plain-HTTP registry (skopeo
+    /// checks every blob it copies against its digest).
+    pub fn skopeo_pull(&self, extra: &[&str], reference: &str, location: &str) -> Outcome {
+        let src = format!("docker://{reference}");
+        let mut args = vec!["copy"];
+        args.extend_from_slice(extra);
+        args.extend(["--src-tls-verify=false", &src, location]);
+        self.skopeo(&args)
+    }
+
     /// `skopeo inspect --raw` of a plain-HTTP registry reference, parsed.
     #[track_caller]
     pub fn skopeo_raw(&self, reference: &str) -> serde_json::Value {
