@@ -67,6 +67,22 @@ fn proxied_registry() -> (Registry, FaultProxy) {
     (reg, proxy)
 }
 
+/// Where the tests put the busybox base in a registry.
+const BASE_REPO: &str = "base/busybox:latest";
+
+/// [`proxied_registry`] holding the busybox base (copied in by skopeo) as [`BASE_REPO`]; with
+/// the base's reference through the proxy.
+fn proxied_registry_with_base(env: &Env) -> (Registry, FaultProxy, String) {
+    let (reg, proxy) = proxied_registry();
+    env.skopeo_push(
+        &[],
+        &bases().busybox(),
+        &format!("{}/{BASE_REPO}", reg.host()),
+    );
+    let base_ref = format!("{}/{BASE_REPO}", proxy.host());
+    (reg, proxy, base_ref)
+}
+
 fn images(env: &Env) -> Vec<String> {
     let out = env.modelcar(&["images", "--json"]).success();
     out.json()
@@ -139,7 +155,7 @@ fn pushed_example_images_are_what_skopeo_reads_back_and_a_second_push_uploads_no
 fn an_image_pushed_by_skopeo_is_pulled_into_a_fresh_store_that_skopeo_can_read() {
     let reg = Registry::plain();
     let env = Env::new();
-    let dest = format!("{}/base/busybox:latest", reg.host());
+    let dest = format!("{}/{BASE_REPO}", reg.host());
     env.skopeo_push(&[], &bases().busybox(), &dest);
     let want = env.skopeo_digest(&dest);
 
@@ -157,15 +173,9 @@ fn an_image_pushed_by_skopeo_is_pulled_into_a_fresh_store_that_skopeo_can_read()
 
 #[test]
 fn a_registry_base_is_pulled_by_the_first_build_only_and_the_pull_policy_decides_when() {
-    // The proxy only counts here: every request modelcar makes goes through it.
-    let (mut reg, proxy) = proxied_registry();
     let env = Env::new();
-    env.skopeo_push(
-        &[],
-        &bases().busybox(),
-        &format!("{}/base/busybox:latest", reg.host()),
-    );
-    let base_ref = format!("{}/base/busybox:latest", proxy.host());
+    // The proxy only counts here: every request modelcar makes goes through it.
+    let (mut reg, proxy, base_ref) = proxied_registry_with_base(&env);
     let models = example_model("sklearn");
     let tag = "localhost/models/sklearn:v1";
     let build = |env: &Env, policy: &str| {
@@ -825,16 +835,9 @@ fn chunks_refused_with_413_fall_back_to_one_put_of_the_whole_blob() {
 
 #[test]
 fn a_cross_repository_mount_answered_with_202_is_uploaded_instead() {
-    let (reg, proxy) = proxied_registry();
     let env = Env::new();
-    env.skopeo_push(
-        &[],
-        &bases().busybox(),
-        &format!("{}/base/busybox:latest", reg.host()),
-    );
-    let base_ref = format!("{}/base/busybox:latest", proxy.host());
-    let base_layers =
-        manifest_blobs(&env.skopeo_raw(&format!("{}/base/busybox:latest", reg.host())));
+    let (reg, proxy, base_ref) = proxied_registry_with_base(&env);
+    let base_layers = manifest_blobs(&env.skopeo_raw(&format!("{}/{BASE_REPO}", reg.host())));
     let image = format!("{}/models/mounted:v1", proxy.host());
     let built = build_sklearn(&env, &image, &base_ref);
 
