@@ -276,6 +276,17 @@ impl Modelcar {
         self
     }
 
+    /// Run [`Modelcar::build`] with `extra` flags, which must succeed; the digest of the one
+    /// image built.
+    #[track_caller]
+    pub fn build_one(self, models: &Path, tag: &str, base: &str, extra: &[&str]) -> String {
+        self.build(models, tag, base)
+            .args(extra)
+            .run()
+            .success()
+            .digest()
+    }
+
     /// The command, for callers that run it another way (for example under strace).
     pub fn command(self) -> Command {
         self.cmd
@@ -297,68 +308,60 @@ impl Modelcar {
     }
 }
 
-/// Build one image from `models` tagged `tag` on `base`, with extra flags; asserts success and
-/// returns the digest.
+/// Build one image from `models` tagged `tag` on `base`, with extra flags, into `store`; asserts
+/// success and returns the digest.
 #[track_caller]
 pub fn build_one(store: &Path, models: &Path, tag: &str, base: &str, extra: &[&str]) -> String {
-    modelcar(store)
-        .build(models, tag, base)
-        .args(extra)
-        .run()
-        .success()
-        .digest()
+    modelcar(store).build_one(models, tag, base, extra)
 }
 
 // ---------------------------------------------------------------------------------------------
 // External tools
 
-/// Run an external tool with standard input closed; its raw output.
-pub fn tool<I, S>(program: &str, args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+/// `PROGRAM ARGS...`.
+fn tool_command(program: &str, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args);
-    output(cmd, None)
+    cmd
+}
+
+/// Run an external tool with standard input closed; its raw output.
+pub fn tool(program: &str, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Output {
+    output(tool_command(program, args), None)
 }
 
 /// Run an external tool that must succeed; its standard output.
 #[track_caller]
-pub fn tool_ok<I, S>(program: &str, args: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    succeed(cmd)
+pub fn tool_ok(program: &str, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> String {
+    String::from_utf8(tool_ok_bytes(program, args)).expect("tool output is UTF-8")
+}
+
+/// [`tool_ok`] for output that need not be text.
+#[track_caller]
+pub fn tool_ok_bytes(program: &str, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Vec<u8> {
+    succeed(tool_command(program, args))
 }
 
 /// [`tool_ok`] in the directory `dir`.
 #[track_caller]
-pub fn tool_ok_in<I, S>(dir: &Path, program: &str, args: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = Command::new(program);
-    cmd.args(args).current_dir(dir);
-    succeed(cmd)
+pub fn tool_ok_in(
+    dir: &Path,
+    program: &str,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+) -> String {
+    let mut cmd = tool_command(program, args);
+    cmd.current_dir(dir);
+    String::from_utf8(succeed(cmd)).expect("tool output is UTF-8")
 }
 
+/// Run `cmd`, which must succeed (see [`Outcome::success`]); its raw standard output.
 #[track_caller]
-fn succeed(cmd: Command) -> String {
-    let out = run(cmd, None);
-    assert!(
-        out.status.success(),
-        "`{}` failed ({}):\n{}{}",
-        out.command,
-        out.status,
-        out.stdout,
-        out.stderr
-    );
-    out.stdout
+fn succeed(cmd: Command) -> Vec<u8> {
+    let command = command_line(&cmd);
+    let out = output(cmd, None);
+    let stdout = out.stdout.clone();
+    Outcome::from_output(command, out).success();
+    stdout
 }
 
 /// Run `sh -c SCRIPT` that must succeed; its standard output.

@@ -93,13 +93,9 @@ impl Env {
     /// Build an image from a model directory into this environment's store; returns its digest.
     #[track_caller]
     pub fn build(&self, models: &Path, tag: &str, base: &str, extra: &[&str]) -> String {
-        self.cmd()
-            .build(models, tag, base)
-            .arg("-q")
-            .args(extra)
-            .run()
-            .success()
-            .digest()
+        let mut flags = vec!["-q"];
+        flags.extend_from_slice(extra);
+        self.cmd().build_one(models, tag, base, &flags)
     }
 
     /// Run skopeo with a permissive policy and no credentials but those passed explicitly.

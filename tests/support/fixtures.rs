@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use super::cmd::{tool, MODELCAR};
+use super::cmd::{tool_ok_bytes, MODELCAR};
 use super::env::Env;
 use super::files::{chmod, sha256, write_random};
 
@@ -159,13 +159,7 @@ pub fn bases() -> &'static Bases {
     BASES.get_or_init(|| {
         let script = make_bases_script();
         let dir = made_once("bases", &[&script, &busybox()], |dir| {
-            let output = tool("bash", [script.as_os_str(), dir.join("bases").as_os_str()]);
-            assert!(
-                output.status.success(),
-                "tests/fixtures/make-bases.sh failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
+            tool_ok_bytes("bash", [script.as_os_str(), dir.join("bases").as_os_str()]);
         });
         let out = dir.join("bases");
         Bases {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::cmd::{q, tool, tool_ok};
+use super::cmd::{q, tool, tool_ok, tool_ok_bytes};
 use super::files::read_json;
 
 /// `oci:LAYOUT:REF`, as skopeo spells an image in a layout (or a store).
@@ -37,13 +37,7 @@ pub fn skopeo_inspect(location: &str, extra: &[&str]) -> Value {
 /// `skopeo inspect --raw LOCATION`: the raw bytes of the top document.
 #[track_caller]
 pub fn skopeo_raw(location: &str) -> Vec<u8> {
-    let out = tool("skopeo", ["inspect", "--raw", location]);
-    assert!(
-        out.status.success(),
-        "skopeo inspect --raw {location} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    tool_ok_bytes("skopeo", ["inspect", "--raw", location])
 }
 
 /// `skopeo inspect --raw` parsed.
@@ -71,7 +65,7 @@ pub fn skopeo_copy(extra: &[&str], from: &str, to: &str) {
 #[track_caller]
 pub fn umoci_unpack(layout: &Path, reference: &str, bundle: &Path) {
     let image = format!("{}:{reference}", layout.display());
-    let out = tool(
+    tool_ok_bytes(
         "umoci",
         [
             std::ffi::OsStr::new("unpack"),
@@ -79,11 +73,6 @@ pub fn umoci_unpack(layout: &Path, reference: &str, bundle: &Path) {
             image.as_ref(),
             bundle.as_os_str(),
         ],
-    );
-    assert!(
-        out.status.success(),
-        "umoci unpack --image {image} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -136,13 +125,7 @@ pub fn tar_member(blob: &Path, media_type: &str, member: &str) -> Vec<u8> {
         q(blob),
         q(member)
     );
-    let out = tool("bash", ["-c", &script]);
-    assert!(
-        out.status.success(),
-        "extracting {member}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    tool_ok_bytes("bash", ["-c", &script])
 }
 
 // ---------------------------------------------------------------------------------------------
