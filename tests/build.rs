@@ -1,7 +1,7 @@
 //! `modelcar build`: what the images hold, checked with tools nobody here wrote (umoci, skopeo,
 //! GNU tar, chroot), and that the same inputs always give the same bytes.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::path::Path;
@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::*;
+use support::cmd::*;
+use support::files::*;
+use support::fixtures::*;
+use support::images::*;
 
 const MIB: u64 = 1 << 20;
 
@@ -44,6 +47,14 @@ fn base_layer_count() -> usize {
     layers(&bases().busybox(), None).len()
 }
 
+/// GNU tar's listing of a layer of a store (see [`tar_listing`]).
+fn layer_listing(store: &Path, layer: &Value) -> Vec<String> {
+    tar_listing(
+        &blob_path(store, layer["digest"].as_str().unwrap()),
+        layer["mediaType"].as_str().unwrap(),
+    )
+}
+
 #[test]
 fn example_images_hold_the_model_under_models_readable_by_any_uid_of_group_0() {
     let dir = temp();
@@ -65,11 +76,7 @@ fn example_images_hold_the_model_under_models_readable_by_any_uid_of_group_0() {
 
     for (name, repo, file) in EXAMPLES {
         let reference = project_ref(name);
-        let digest = &built
-            .iter()
-            .find(|(r, _)| *r == reference)
-            .unwrap_or_else(|| panic!("{reference} not built: {}", out.stdout))
-            .1;
+        let digest = digest_of(&built, &reference);
 
         // skopeo: digest, labels, base layers kept byte for byte.
         let info = skopeo_inspect(&oci(&store, &reference), &[]);
@@ -121,8 +128,7 @@ fn example_images_hold_the_model_under_models_readable_by_any_uid_of_group_0() {
             rootfs.join("bin/busybox").is_file(),
             "the base's files are there"
         );
-        let runtime: Value =
-            serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        let runtime = read_json(&bundle.join("config.json"));
         assert_eq!(runtime["process"]["user"]["uid"], 1001);
         assert_eq!(
             runtime["process"]["args"],
@@ -146,7 +152,7 @@ fn example_images_hold_the_model_under_models_readable_by_any_uid_of_group_0() {
         ],
     );
     assert!(ran.contains("OK ... Prefetched and valid"), "{ran}");
-    let read = tool(
+    let read = tool_ok_bytes(
         "chroot",
         [
             "--userspec=1000650000:0",
@@ -155,9 +161,8 @@ fn example_images_hold_the_model_under_models_readable_by_any_uid_of_group_0() {
             "/models/model.joblib",
         ],
     );
-    assert!(read.status.success(), "{:?}", read);
     assert_eq!(
-        read.stdout,
+        read,
         fs::read(example_model("sklearn").join("model.joblib")).unwrap()
     );
     fs::create_dir_all(rootfs.join("mnt")).unwrap();
@@ -219,19 +224,9 @@ fn a_two_platform_base_gives_an_index_whose_platforms_share_the_model_layer() {
     assert_eq!(arm_config["architecture"], "arm64");
     assert_eq!(arm_config["config"]["User"], "1001");
 
-    let copy = dir.path().join("copy");
-    tool_ok(
-        "skopeo",
-        [
-            "copy",
-            "--quiet",
-            "--multi-arch",
-            "all",
-            &location,
-            &format!("oci:{}:copied", copy.display()),
-        ],
-    );
-    let copied = skopeo_raw(&format!("oci:{}:copied", copy.display()));
+    let copy = oci(&dir.path().join("copy"), "copied");
+    skopeo_copy(&["--multi-arch", "all"], &location, &copy);
+    let copied = skopeo_raw(&copy);
     assert_eq!(sha256(&copied), digest, "skopeo copies the index unchanged");
 
     // --platform narrows the image to the platform asked for.
@@ -271,8 +266,8 @@ fn docker_and_oci_archive_bases_give_oci_images_with_the_same_base_layers() {
     let dir = temp();
     let store = dir.path().join("store");
     let b = bases();
-    let docker = format!("docker-archive:{}", b.docker_tar.display());
-    let ociarchive = format!("oci-archive:{}", b.oci_tar.display());
+    let docker = docker_archive(&b.docker_tar);
+    let ociarchive = oci_archive(&b.oci_tar);
     // The Docker archive speaks Docker media types (the control of this test).
     let docker_raw = skopeo_raw_json(&docker);
     assert_eq!(
@@ -320,12 +315,8 @@ fn docker_and_oci_archive_bases_give_oci_images_with_the_same_base_layers() {
 
 /// A model directory with files of several sizes in subdirectories.
 fn varied_model(dir: &Path) {
+    sklearn_models(dir);
     fs::create_dir_all(dir.join("tokenizer/extra")).unwrap();
-    fs::copy(
-        example_model("sklearn").join("model.joblib"),
-        dir.join("model.joblib"),
-    )
-    .unwrap();
     write_random(&dir.join("weights-a.bin"), 300 << 10, 1);
     write_random(&dir.join("weights-b.bin"), 200 << 10, 2);
     fs::write(
@@ -415,9 +406,7 @@ fn source_date_epoch_sets_the_creation_time_and_the_file_times() {
     let store = dir.path().join("s2");
     let dated = modelcar(&store)
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["build", "--models"])
-        .arg(&models)
-        .args(["--tag", "quay.io/t/m:v1", "--base", &base])
+        .build(&models, "quay.io/t/m:v1", &base)
         .run()
         .success()
         .digest();
@@ -429,11 +418,7 @@ fn source_date_epoch_sets_the_creation_time_and_the_file_times() {
         "2023-11-14T22:13:20Z"
     );
     let m = manifest(&store, "quay.io/t/m:v1");
-    let layer = &model_layers(&m, base_layer_count())[0];
-    let listing = tar_listing(
-        &blob_path(&store, layer["digest"].as_str().unwrap()),
-        layer["mediaType"].as_str().unwrap(),
-    );
+    let listing = layer_listing(&store, &model_layers(&m, base_layer_count())[0]);
     assert!(!listing.is_empty());
     for line in &listing {
         assert!(line.contains("2023-11-14 22:13:20"), "{line}");
@@ -444,13 +429,7 @@ fn source_date_epoch_sets_the_creation_time_and_the_file_times() {
 #[test]
 fn a_large_file_gets_a_layer_of_its_own_that_survives_changes_to_small_files() {
     let dir = temp();
-    let models = dir.path().join("models");
-    fs::create_dir_all(&models).unwrap();
-    fs::copy(
-        example_model("sklearn").join("model.joblib"),
-        models.join("model.joblib"),
-    )
-    .unwrap();
+    let models = sklearn_models(&dir.path().join("models"));
     fs::write(models.join("config.json"), b"{\"n_features\": 4}").unwrap();
     // Over the default threshold of 32 MiB, and incompressible.
     write_random(&models.join("weights.bin"), 40 * MIB, 42);
@@ -469,10 +448,7 @@ fn a_large_file_gets_a_layer_of_its_own_that_survives_changes_to_small_files() {
         .clone();
     // auto compression keeps random bytes raw.
     assert_eq!(big["mediaType"], "application/vnd.oci.image.layer.v1.tar");
-    let listing = tar_listing(
-        &blob_path(&store, big["digest"].as_str().unwrap()),
-        "application/vnd.oci.image.layer.v1.tar",
-    );
+    let listing = layer_listing(&store, &big);
     let names: Vec<&str> = listing
         .iter()
         .map(|l| l.rsplit(' ').next().unwrap())
@@ -507,10 +483,7 @@ fn layers_single_puts_the_whole_model_in_one_layer() {
     let m = manifest(&store, "quay.io/t/m:v1");
     let l = model_layers(&m, base_layer_count());
     assert_eq!(l.len(), 1, "{m}");
-    let listing = tar_listing(
-        &blob_path(&store, l[0]["digest"].as_str().unwrap()),
-        l[0]["mediaType"].as_str().unwrap(),
-    );
+    let listing = layer_listing(&store, &l[0]);
     let names: Vec<&str> = listing
         .iter()
         .map(|l| l.split(" -> ").next().unwrap().rsplit(' ').next().unwrap())
@@ -618,7 +591,7 @@ fn compression_choices_set_the_layer_media_type_and_the_bytes() {
 /// Model-file reads of a modelcar run, seen by strace (`-y` names the file behind each
 /// descriptor): the lines of data-reading system calls on `file`.
 fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
-    let (cmd, line) = build.command();
+    let cmd = build.command();
     let trace = tempfile::NamedTempFile::new().unwrap();
     let mut traced = std::process::Command::new("strace");
     traced
@@ -631,21 +604,14 @@ fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
         ])
         .arg(cmd.get_program())
         .args(cmd.get_args())
-        .current_dir(repo_root())
-        .stdin(std::process::Stdio::null());
+        .current_dir(repo_root());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => traced.env(k, v),
             None => traced.env_remove(k),
         };
     }
-    let out = tool_output("strace", traced);
-    let outcome = Outcome {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command: format!("strace ... {line}"),
-    };
+    let outcome = run(traced, None);
     let needle = format!("<{}>", file.display());
     let reads = fs::read_to_string(trace.path())
         .unwrap()
@@ -658,23 +624,15 @@ fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
 #[test]
 fn an_unchanged_rebuild_reuses_its_layers_without_reading_the_files_again() {
     let dir = temp();
-    let models = dir.path().join("models");
-    fs::create_dir_all(&models).unwrap();
-    fs::copy(
-        example_model("sklearn").join("model.joblib"),
-        models.join("model.joblib"),
-    )
-    .unwrap();
+    let models = sklearn_models(&dir.path().join("models"));
     let extra = models.join("extra.bin");
     write_random(&extra, 2 * MIB, 3);
     let store = dir.path().join("store");
     let base = bases().busybox();
     let build = || {
         modelcar(&store)
-            .args(["build", "--json", "--models"])
-            .arg(&models)
-            .args(["--tag", "quay.io/t/m:v1", "--base", &base])
-            .args(["--layer-threshold", "1MiB"])
+            .build(&models, "quay.io/t/m:v1", &base)
+            .args(["--json", "--layer-threshold", "1MiB"])
     };
     let (first, reads) = reads_of(&extra, build());
     let first = first.success().json();
@@ -695,10 +653,7 @@ fn an_unchanged_rebuild_reuses_its_layers_without_reading_the_files_again() {
     // Another store has no cache: the file is read again.
     let (_, reads) = reads_of(
         &extra,
-        modelcar(&dir.path().join("other-store"))
-            .args(["build", "--models"])
-            .arg(&models)
-            .args(["--tag", "quay.io/t/m:v1", "--base", &base]),
+        modelcar(&dir.path().join("other-store")).build(&models, "quay.io/t/m:v1", &base),
     );
     assert!(reads > 0);
 }
@@ -706,13 +661,7 @@ fn an_unchanged_rebuild_reuses_its_layers_without_reading_the_files_again() {
 #[test]
 fn a_content_change_that_keeps_size_and_mtime_is_still_seen() {
     let dir = temp();
-    let models = dir.path().join("models");
-    fs::create_dir_all(&models).unwrap();
-    fs::copy(
-        example_model("sklearn").join("model.joblib"),
-        models.join("model.joblib"),
-    )
-    .unwrap();
+    let models = sklearn_models(&dir.path().join("models"));
     let weights = models.join("weights.bin");
     write_random(&weights, MIB, 5);
     let store = dir.path().join("store");
@@ -792,10 +741,7 @@ fn files_over_8_gib_keep_their_size() {
         layer["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
-    let listing = tar_listing(
-        &blob_path(&store, layer["digest"].as_str().unwrap()),
-        "application/vnd.oci.image.layer.v1.tar+zstd",
-    );
+    let listing = layer_listing(&store, layer);
     let file = listing
         .iter()
         .find(|l| l.ends_with(" models/huge.safetensors"))

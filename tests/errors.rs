@@ -3,13 +3,17 @@
 //! Each test first builds an image so the store is not empty, takes a snapshot of it (every file
 //! and its size, and `index.json`), runs the failing command and compares.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use support::cmd::*;
+use support::files::*;
+use support::fixtures::*;
+use support::images::*;
+use support::snapshot::*;
 
 /// A store holding one image, its snapshot, and a scratch directory.
 struct Setup {
@@ -41,14 +45,15 @@ impl Setup {
         self.dir.path().join(rel)
     }
 
-    /// `modelcar build --models DIR --tag quay.io/test/new:v1 --base busybox EXTRA...`, which
-    /// must fail.
+    /// `modelcar build --models MODELS --tag quay.io/test/new:v1 --base BASE` into the store.
+    fn build(&self, models: &Path, base: &str) -> Modelcar {
+        modelcar(&self.store).build(models, "quay.io/test/new:v1", base)
+    }
+
+    /// [`Setup::build`] on busybox with `extra` flags, which must fail.
     #[track_caller]
     fn build_fails(&self, models: &Path, extra: &[&str]) -> Outcome {
-        modelcar(&self.store)
-            .args(["build", "--models"])
-            .arg(models)
-            .args(["--tag", "quay.io/test/new:v1", "--base", &bases().busybox()])
+        self.build(models, &bases().busybox())
             .args(extra)
             .run()
             .failure()
@@ -65,13 +70,7 @@ impl Setup {
 
     /// A model directory with a valid sklearn model and whatever `extra` adds.
     fn models(&self, name: &str, extra: impl FnOnce(&Path)) -> PathBuf {
-        let dir = self.path(name);
-        fs::create_dir_all(&dir).unwrap();
-        fs::copy(
-            example_model("sklearn").join("model.joblib"),
-            dir.join("model.joblib"),
-        )
-        .unwrap();
+        let dir = sklearn_models(&self.path(name));
         extra(&dir);
         dir
     }
@@ -161,12 +160,7 @@ fn sklearn_without_a_file_mlserver_loads_is_refused_naming_the_expected_names() 
 fn a_base_without_a_shell_is_refused_unless_the_check_is_skipped() {
     let s = Setup::new();
     let noshell = bases().oci("noshell");
-    let out = modelcar(&s.store)
-        .args(["build", "--models"])
-        .arg(example_model("sklearn"))
-        .args(["--tag", "quay.io/test/new:v1", "--base", &noshell])
-        .run()
-        .failure();
+    let out = s.build(&example_model("sklearn"), &noshell).run().failure();
     out.stderr_has(&["noshell", "lacks sh", "KServe", "sh -c", "--no-base-check"]);
     // Nothing became visible: the index is the same and no temporary file is left. The base's
     // own blobs may stay behind as cached, unreferenced content (a later `clean` removes them);
@@ -196,16 +190,9 @@ fn a_base_without_a_shell_is_refused_unless_the_check_is_skipped() {
         after.files
     );
 
-    let digest = modelcar(&s.store)
-        .args(["build", "--models"])
-        .arg(example_model("sklearn"))
-        .args([
-            "--tag",
-            "quay.io/test/new:v1",
-            "--base",
-            &noshell,
-            "--no-base-check",
-        ])
+    let digest = s
+        .build(&example_model("sklearn"), &noshell)
+        .arg("--no-base-check")
         .run()
         .success()
         .digest();
@@ -222,9 +209,7 @@ fn a_malformed_tag_is_refused_naming_it() {
         "quay.io/org/model:-v1",
     ] {
         let out = modelcar(&s.store)
-            .args(["build", "--models"])
-            .arg(example_model("sklearn"))
-            .args(["--tag", tag, "--base", &bases().busybox()])
+            .build(&example_model("sklearn"), tag, &bases().busybox())
             .run()
             .failure();
         out.stderr_has(&[tag, "invalid image reference"]);
@@ -271,12 +256,7 @@ fn a_platform_without_an_architecture_is_refused() {
 fn an_unknown_image_name_in_a_base_layout_lists_the_names_there() {
     let s = Setup::new();
     let base = bases().oci("nosuch");
-    let out = modelcar(&s.store)
-        .args(["build", "--models"])
-        .arg(example_model("sklearn"))
-        .args(["--tag", "quay.io/test/new:v1", "--base", &base])
-        .run()
-        .failure();
+    let out = s.build(&example_model("sklearn"), &base).run().failure();
     out.stderr_has(&["nosuch", "busybox", "multi", "noshell"]);
     s.unchanged("a build on an unknown base name");
 }
@@ -285,15 +265,8 @@ fn an_unknown_image_name_in_a_base_layout_lists_the_names_there() {
 fn a_base_layout_that_does_not_exist_is_named() {
     let s = Setup::new();
     let missing = s.path("no-such-layout");
-    let out = modelcar(&s.store)
-        .args(["build", "--models"])
-        .arg(example_model("sklearn"))
-        .args([
-            "--tag",
-            "quay.io/test/new:v1",
-            "--base",
-            &format!("oci:{}:busybox", missing.display()),
-        ])
+    let out = s
+        .build(&example_model("sklearn"), &oci(&missing, "busybox"))
         .run()
         .failure();
     out.stderr_has(&[&missing.display().to_string()]);
@@ -303,11 +276,9 @@ fn a_base_layout_that_does_not_exist_is_named() {
 #[test]
 fn a_source_date_epoch_that_is_not_a_number_is_refused() {
     let s = Setup::new();
-    let out = modelcar(&s.store)
+    let out = s
+        .build(&example_model("sklearn"), &bases().busybox())
         .env("SOURCE_DATE_EPOCH", "abc")
-        .args(["build", "--models"])
-        .arg(example_model("sklearn"))
-        .args(["--tag", "quay.io/test/new:v1", "--base", &bases().busybox()])
         .run()
         .failure();
     out.stderr_has(&["SOURCE_DATE_EPOCH", "`abc`"]);
@@ -332,10 +303,7 @@ fn unknown_compression_and_layer_modes_are_named() {
 /// As root every file is readable, so this runs modelcar as `nobody` (65534) with `setpriv`.
 #[test]
 fn an_unreadable_model_file_is_named() {
-    // Fails (never skips) when setpriv is missing: `tool` panics naming it.
-    tool_ok("setpriv", ["--version"]);
-    let dir = temp();
-    chmod(dir.path(), 0o755);
+    let dir = temp_for_nobody();
     let store = dir.path().join("store");
     fs::create_dir(&store).unwrap();
     std::os::unix::fs::chown(&store, Some(65534), Some(65534)).unwrap();
@@ -343,13 +311,7 @@ fn an_unreadable_model_file_is_named() {
     let base = dir.path().join("busybox.docker.tar");
     fs::copy(&bases().docker_tar, &base).unwrap();
     chmod(&base, 0o644);
-    let models = dir.path().join("models");
-    fs::create_dir(&models).unwrap();
-    fs::copy(
-        example_model("sklearn").join("model.joblib"),
-        models.join("model.joblib"),
-    )
-    .unwrap();
+    let models = sklearn_models(&dir.path().join("models"));
     let secret = models.join("tokenizer.json");
     fs::write(&secret, b"{\"vocab\": {}}").unwrap();
     chmod(&secret, 0o644);
@@ -357,41 +319,28 @@ fn an_unreadable_model_file_is_named() {
 
     // A copy of the binary, so that the unprivileged user can run it wherever the checkout is.
     let binary = dir.path().join("modelcar");
-    fs::copy(env!("CARGO_BIN_EXE_modelcar"), &binary).unwrap();
+    fs::copy(MODELCAR, &binary).unwrap();
     chmod(&binary, 0o755);
-    let as_nobody = |tag: &str| {
-        let mut cmd = std::process::Command::new("setpriv");
-        cmd.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--reset-env",
-            "--",
-        ])
-        .arg(&binary)
-        .arg("--store")
-        .arg(&store)
-        .args(["build", "--models"])
-        .arg(&models)
-        .args(["--tag", tag, "--base"])
-        .arg(format!("docker-archive:{}", base.display()))
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null());
-        let out = tool_output("setpriv", cmd);
-        Outcome {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            command: format!("setpriv --reuid=65534 ... modelcar build {tag}"),
-        }
+    let build_as_nobody = |tag: &str| {
+        let mut cmd = as_nobody();
+        cmd.args(["--reset-env", "--"])
+            .arg(&binary)
+            .arg("--store")
+            .arg(&store)
+            .args(["build", "--models"])
+            .arg(&models)
+            .args(["--tag", tag, "--base"])
+            .arg(docker_archive(&base))
+            .current_dir(dir.path());
+        run(cmd, None)
     };
 
     // Control: with every file readable, the unprivileged user can build into this store.
-    as_nobody("quay.io/test/readable:v1").success();
+    build_as_nobody("quay.io/test/readable:v1").success();
     let before = snapshot(&store);
 
     chmod(&secret, 0o000);
-    let out = as_nobody("quay.io/test/unreadable:v1").failure();
+    let out = build_as_nobody("quay.io/test/unreadable:v1").failure();
     out.stderr_has(&[&secret.display().to_string(), "cannot be read"]);
     assert_unchanged(&before, &store, "a build with an unreadable file");
 }

@@ -5,18 +5,18 @@
 //!
 //! Needs docker-registry, skopeo, umoci, busybox-static, openssl and apache2-utils (htpasswd).
 
-#[allow(dead_code)]
-#[path = "support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
 
-use support::cmd::{example_model, Env, Outcome};
-use support::fixtures::{self, base};
+use support::cmd::{wait, Outcome};
+use support::env::Env;
+use support::files::read_json;
+use support::fixtures::{bases, big_image, example_model, BigImage};
+use support::images::{blob_names, oci};
 use support::proxy::{Fault, FaultProxy, Record, Rule};
 use support::registries::{htpasswd, Auth, Registry, RegistryOptions, Tls};
 use support::token::{self, TokenService};
@@ -50,8 +50,37 @@ fn manifest_blobs(manifest: &Value) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// Build the sklearn example into `env`'s store as `tag` on `base`; its digest.
+fn build_sklearn(env: &Env, tag: &str, base: &str) -> String {
+    env.build(
+        &example_model("sklearn"),
+        tag,
+        base,
+        &["--format", "sklearn"],
+    )
+}
+
+/// A plain registry, and a fault proxy in front of it.
+fn proxied_registry() -> (Registry, FaultProxy) {
+    let reg = Registry::plain();
+    let proxy = FaultProxy::start(reg.addr());
+    (reg, proxy)
+}
+
+/// Where the tests put the busybox base in a registry.
+const BASE_REPO: &str = "base/busybox:latest";
+
+/// [`proxied_registry`] holding the busybox base (copied in by skopeo) as [`BASE_REPO`]; with
+/// the base's reference through the proxy.
+fn proxied_registry_with_base(env: &Env) -> (Registry, FaultProxy, String) {
+    let (reg, proxy) = proxied_registry();
+    env.skopeo_push(
+        &[],
+        &bases().busybox(),
+        &format!("{}/{BASE_REPO}", reg.host()),
+    );
+    let base_ref = format!("{}/{BASE_REPO}", proxy.host());
+    (reg, proxy, base_ref)
 }
 
 fn images(env: &Env) -> Vec<String> {
@@ -76,7 +105,7 @@ fn images(env: &Env) -> Vec<String> {
 fn pushed_example_images_are_what_skopeo_reads_back_and_a_second_push_uploads_nothing() {
     let reg = Registry::plain();
     let env = Env::new();
-    let busybox = base("busybox");
+    let busybox = bases().busybox();
     for name in ["sklearn", "xgboost", "lightgbm"] {
         let dest = format!("{}/models/{name}:v1", reg.host());
         let built = env.build(&example_model(name), &dest, &busybox, &["--format", name]);
@@ -105,13 +134,7 @@ fn pushed_example_images_are_what_skopeo_reads_back_and_a_second_push_uploads_no
 
         // skopeo copies it out, checking every blob against its digest.
         let copy = env.path(&format!("{name}-copy"));
-        env.skopeo(&[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{dest}"),
-            &format!("oci:{}:{name}", copy.display()),
-        ])
-        .success();
+        env.skopeo_pull(&[], &dest, &oci(&copy, name)).success();
         assert_eq!(
             read_json(&copy.join("index.json"))["manifests"][0]["digest"],
             built.as_str()
@@ -132,14 +155,8 @@ fn pushed_example_images_are_what_skopeo_reads_back_and_a_second_push_uploads_no
 fn an_image_pushed_by_skopeo_is_pulled_into_a_fresh_store_that_skopeo_can_read() {
     let reg = Registry::plain();
     let env = Env::new();
-    let dest = format!("{}/base/busybox:latest", reg.host());
-    env.skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &base("busybox"),
-        &format!("docker://{dest}"),
-    ])
-    .success();
+    let dest = format!("{}/{BASE_REPO}", reg.host());
+    env.skopeo_push(&[], &bases().busybox(), &dest);
     let want = env.skopeo_digest(&dest);
 
     let out = env.modelcar(&["pull", &dest]).success();
@@ -147,31 +164,18 @@ fn an_image_pushed_by_skopeo_is_pulled_into_a_fresh_store_that_skopeo_can_read()
     assert!(images(&env).contains(&dest), "{:?}", images(&env));
 
     // The store is an OCI layout that skopeo reads the image from, blobs and all.
-    let store_ref = format!("oci:{}:{dest}", env.store.display());
+    let store_ref = oci(&env.store, &dest);
     let inspected = env.skopeo(&["inspect", &store_ref]).success().json();
     assert_eq!(inspected["Digest"], want.as_str());
-    env.skopeo(&[
-        "copy",
-        &store_ref,
-        &format!("oci:{}:copy", env.path("copy").display()),
-    ])
-    .success();
+    env.skopeo(&["copy", &store_ref, &oci(&env.path("copy"), "copy")])
+        .success();
 }
 
 #[test]
 fn a_registry_base_is_pulled_by_the_first_build_only_and_the_pull_policy_decides_when() {
-    let mut reg = Registry::plain();
-    // The proxy only counts here: every request modelcar makes goes through it.
-    let proxy = FaultProxy::start(reg.addr());
     let env = Env::new();
-    env.skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &base("busybox"),
-        &format!("docker://{}/base/busybox:latest", reg.host()),
-    ])
-    .success();
-    let base_ref = format!("{}/base/busybox:latest", proxy.host());
+    // The proxy only counts here: every request modelcar makes goes through it.
+    let (mut reg, proxy, base_ref) = proxied_registry_with_base(&env);
     let models = example_model("sklearn");
     let tag = "localhost/models/sklearn:v1";
     let build = |env: &Env, policy: &str| {
@@ -241,14 +245,7 @@ fn pull_with_a_platform_fetches_only_that_platforms_manifest_and_blobs() {
     let reg = Registry::plain();
     let env = Env::new();
     let dest = format!("{}/base/multi:latest", reg.host());
-    env.skopeo(&[
-        "copy",
-        "--all",
-        "--dest-tls-verify=false",
-        &base("multi"),
-        &format!("docker://{dest}"),
-    ])
-    .success();
+    env.skopeo_push(&["--all"], &bases().multi(), &dest);
     let index = env.skopeo_raw(&dest);
     let index_digest = env.skopeo_digest(&dest);
     let mut arm64 = vec![index_digest.clone()];
@@ -272,15 +269,13 @@ fn pull_with_a_platform_fetches_only_that_platforms_manifest_and_blobs() {
 
     env.modelcar(&["pull", &dest, "--platform", "linux/arm64"])
         .success();
-    let have = env.store_blobs();
+    let have = blob_names(&env.store);
+    let has = |d: &str| have.contains(d.trim_start_matches("sha256:"));
     for d in &arm64 {
-        assert!(have.contains(d), "{d} (linux/arm64) is missing: {have:?}");
+        assert!(has(d), "{d} (linux/arm64) is missing: {have:?}");
     }
     for d in &amd64 {
-        assert!(
-            !have.contains(d),
-            "{d} (linux/amd64 only) was fetched: {have:?}"
-        );
+        assert!(!has(d), "{d} (linux/amd64 only) was fetched: {have:?}");
     }
 }
 
@@ -291,12 +286,7 @@ fn a_multi_platform_image_is_pushed_as_an_index_that_skopeo_sees_with_both_platf
     let reg = Registry::plain();
     let env = Env::new();
     let dest = format!("{}/models/sklearn-multi:v1", reg.host());
-    let built = env.build(
-        &example_model("sklearn"),
-        &dest,
-        &base("multi"),
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &dest, &bases().multi());
     let r = push_json(&env, &dest, None, &[]);
     assert_eq!(r["digest"], built.as_str());
 
@@ -334,14 +324,8 @@ fn a_multi_platform_image_is_pushed_as_an_index_that_skopeo_sees_with_both_platf
             .success();
         assert_eq!(out.json()["Architecture"], arch);
     }
-    env.skopeo(&[
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{dest}"),
-        &format!("oci:{}:all", env.path("copy").display()),
-    ])
-    .success();
+    env.skopeo_pull(&["--all"], &dest, &oci(&env.path("copy"), "all"))
+        .success();
 }
 
 // 4. TLS and Basic authentication.
@@ -359,15 +343,36 @@ fn basic_tls_registry(env: &Env) -> (Tls, Registry) {
     (tls, reg)
 }
 
+/// The base64 of `USER:password`, as Basic authentication and auth files carry it.
+fn basic(password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"))
+}
+
+/// Write `env`'s auth file with `USER:password` for `host`, as `login` would.
+fn write_auth(env: &Env, host: &str, password: &str) {
+    std::fs::write(
+        &env.auth_file,
+        serde_json::json!({"auths": {host: {"auth": basic(password)}}}).to_string(),
+    )
+    .unwrap();
+}
+
+/// `modelcar GLOBAL... login HOST -u USER --password-stdin` with `password` on standard input.
+fn login(env: &Env, global: &[&str], host: &str, password: &str) -> Outcome {
+    let mut args = global.to_vec();
+    args.extend(["login", host, "-u", USER, "--password-stdin"]);
+    env.modelcar_stdin(&args, &format!("{password}\n"))
+}
+
 /// Neither the password nor the base64 of `user:password` in anything modelcar printed.
 fn assert_no_secret(outputs: &[&Outcome]) {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let encoded = basic(PASSWORD);
     for o in outputs {
         let text = o.all_output();
         assert!(
             !text.contains(PASSWORD) && !text.contains(&encoded),
             "`{}` printed the password:\n{text}",
-            o.cmdline
+            o.command
         );
     }
 }
@@ -378,12 +383,7 @@ fn a_push_to_a_basic_auth_registry_without_credentials_fails_naming_it_and_lands
     let (tls, reg) = basic_tls_registry(&env);
     let cert_dir = tls.cert_dir.to_str().unwrap();
     let dest = format!("{}/models/sklearn:v1", reg.host());
-    env.build(
-        &example_model("sklearn"),
-        &dest,
-        &base("busybox"),
-        &["--format", "sklearn"],
-    );
+    build_sklearn(&env, &dest, &bases().busybox());
     let out = env
         .modelcar(&["--cert-dir", cert_dir, "push", &dest])
         .failure()
@@ -411,11 +411,7 @@ fn a_push_to_a_basic_auth_registry_without_credentials_fails_naming_it_and_lands
 
     // Without the CA the registry's certificate is not trusted: login, which has to reach the
     // registry to check the password, fails and writes nothing...
-    let login = env
-        .modelcar_stdin(
-            &["login", &reg.host(), "-u", USER, "--password-stdin"],
-            &format!("{PASSWORD}\n"),
-        )
+    let login = login(&env, &[], &reg.host(), PASSWORD)
         .failure()
         .stderr_has(&[&reg.host()]);
     assert!(
@@ -424,12 +420,7 @@ fn a_push_to_a_basic_auth_registry_without_credentials_fails_naming_it_and_lands
         login.stderr
     );
     // ... and a push with credentials says that the certificate is the problem.
-    std::fs::write(
-        &env.auth_file,
-        serde_json::json!({"auths": {reg.host(): {"auth": base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))}}})
-            .to_string(),
-    )
-    .unwrap();
+    write_auth(&env, &reg.host(), PASSWORD);
     let untrusted = env
         .modelcar(&["push", &dest])
         .failure()
@@ -451,19 +442,7 @@ fn login_checks_the_password_and_writes_podmans_auth_json_that_push_skopeo_and_l
     let mut outputs = Vec::new();
 
     // A wrong password: refused, and nothing written.
-    let wrong = env
-        .modelcar_stdin(
-            &[
-                "--cert-dir",
-                cert_dir,
-                "login",
-                &host,
-                "-u",
-                USER,
-                "--password-stdin",
-            ],
-            "not-the-password\n",
-        )
+    let wrong = login(&env, &["--cert-dir", cert_dir], &host, "not-the-password")
         .failure()
         .stderr_has(&[&host]);
     assert!(
@@ -473,26 +452,11 @@ fn login_checks_the_password_and_writes_podmans_auth_json_that_push_skopeo_and_l
     outputs.push(wrong);
 
     // The right one: podman's format, private to the user.
-    outputs.push(
-        env.modelcar_stdin(
-            &[
-                "--cert-dir",
-                cert_dir,
-                "login",
-                &host,
-                "-u",
-                USER,
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .success(),
-    );
+    outputs.push(login(&env, &["--cert-dir", cert_dir], &host, PASSWORD).success());
     let auth = read_json(&env.auth_file);
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     assert_eq!(
         auth,
-        serde_json::json!({"auths": {host.clone(): {"auth": encoded}}})
+        serde_json::json!({"auths": {host.clone(): {"auth": basic(PASSWORD)}}})
     );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -507,12 +471,7 @@ fn login_checks_the_password_and_writes_podmans_auth_json_that_push_skopeo_and_l
 
     // Push with the CA, and with verification off.
     let dest = format!("{host}/models/sklearn:v1");
-    let built = env.build(
-        &example_model("sklearn"),
-        &dest,
-        &base("busybox"),
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &dest, &bases().busybox());
     let out = env
         .modelcar(&["--cert-dir", cert_dir, "push", &dest, "--json"])
         .success();
@@ -588,12 +547,7 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
     });
     let host = reg.host();
     let dest = format!("{host}/models/sklearn:v1");
-    let built = env.build(
-        &example_model("sklearn"),
-        &dest,
-        &base("busybox"),
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &dest, &bases().busybox());
 
     // Anonymous: refused, clearly.
     let anonymous = env
@@ -602,22 +556,13 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
         .stderr_has(&[&host, "login"]);
 
     // A wrong password: the token service refuses it; login fails and writes nothing.
-    let wrong = env
-        .modelcar_stdin(
-            &["login", &host, "-u", USER, "--password-stdin"],
-            "wrong-password\n",
-        )
+    let wrong = login(&env, &[], &host, "wrong-password")
         .failure()
         .stderr_has(&[&host]);
     assert!(!env.auth_file.exists());
 
     // The right one: push, with a token for pull and push on the repository.
-    let login = env
-        .modelcar_stdin(
-            &["login", &host, "-u", USER, "--password-stdin"],
-            &format!("{PASSWORD}\n"),
-        )
-        .success();
+    let login = login(&env, &[], &host, PASSWORD).success();
     let pushed = push_json(&env, &dest, None, &[]);
     assert_eq!(pushed["digest"], built.as_str());
     assert!(
@@ -648,7 +593,7 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
     std::fs::copy(&env.auth_file, &puller.auth_file).unwrap();
     puller.modelcar(&["pull", &dest]).success();
     let inspected = puller
-        .skopeo(&["inspect", &format!("oci:{}:{dest}", puller.store.display())])
+        .skopeo(&["inspect", &oci(&puller.store, &dest)])
         .success();
     assert_eq!(inspected.json()["Digest"], built.as_str());
 
@@ -658,12 +603,7 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
         .modelcar(&["pull", &dest])
         .failure()
         .stderr_has(&[&host, "login"]);
-    std::fs::write(
-        &stranger.auth_file,
-        serde_json::json!({"auths": {host.clone(): {"auth": base64::engine::general_purpose::STANDARD.encode(format!("{USER}:wrong-password"))}}})
-            .to_string(),
-    )
-    .unwrap();
+    write_auth(&stranger, &host, "wrong-password");
     let wrong_pull = stranger
         .modelcar(&["pull", &dest])
         .failure()
@@ -688,16 +628,10 @@ fn records_with_status(records: &[Record], status: u16) -> Vec<&Record> {
 
 #[test]
 fn a_push_retries_through_429s_honouring_retry_after_and_through_500s() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
+    let (reg, proxy) = proxied_registry();
     let env = Env::new();
     let dest = format!("{}/models/sklearn:v1", proxy.host());
-    let built = env.build(
-        &example_model("sklearn"),
-        &dest,
-        &base("busybox"),
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &dest, &bases().busybox());
     proxy.add_rule(
         Rule::new(Fault::Status {
             status: 429,
@@ -746,13 +680,8 @@ fn a_push_retries_through_429s_honouring_retry_after_and_through_500s() {
     // The image is complete in the registry.
     let direct = format!("{}/models/sklearn:v1", reg.host());
     assert_eq!(env.skopeo_digest(&direct), built);
-    env.skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{direct}"),
-        &format!("oci:{}:x", env.path("copy").display()),
-    ])
-    .success();
+    env.skopeo_pull(&[], &direct, &oci(&env.path("copy"), "x"))
+        .success();
 }
 
 /// Push the large image through the proxy to `repo`; returns the result and the records.
@@ -760,8 +689,8 @@ fn push_big_through(
     proxy: &FaultProxy,
     reg: &Registry,
     repo: &str,
-) -> (fixtures::BigImage, Value, Vec<Record>) {
-    let big = fixtures::big_image();
+) -> (BigImage, Value, Vec<Record>) {
+    let big = big_image();
     let env = Env::new().with_store(&big.store);
     let dest = format!("{}/{repo}:v1", proxy.host());
     let out = env.modelcar(&["push", &big.reference, &dest, "--json"]);
@@ -786,36 +715,51 @@ fn push_big_through(
     (big, r, proxy.records())
 }
 
-/// Body bytes the registry received into upload sessions.
-fn forwarded_upload_bytes(records: &[Record]) -> u64 {
-    records
+/// The body bytes the registry received into upload sessions add up to the image's size.
+#[track_caller]
+fn assert_forwarded_once(records: &[Record], big: &BigImage, summary: &str) {
+    let forwarded: u64 = records
         .iter()
         .filter(|r| r.is_upload_data())
         .map(|r| r.forwarded)
-        .sum()
+        .sum();
+    assert_eq!(forwarded, big.total_size, "{summary}");
 }
 
-#[test]
-fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
-    proxy.set_resumable(true);
-    // The second chunk: 16 MiB of it reach the registry, then the connection drops.
+/// Push the large image through the proxy with the connection dropped after 16 MiB of its
+/// second chunk (those bytes reach the registry first with `forward`). The image, the records,
+/// the position of the dropped request (checked to be the second chunk) and the proxy's summary.
+fn push_big_dropping_the_second_chunk(
+    proxy: &FaultProxy,
+    reg: &Registry,
+    repo: &str,
+    forward: bool,
+) -> (BigImage, Vec<Record>, usize, String) {
     proxy.add_rule(
         Rule::new(Fault::Drop {
             after: 16 * MIB,
-            forward: true,
+            forward,
         })
         .method("PATCH")
         .skip(1),
     );
-    let (big, _, records) = push_big_through(&proxy, &reg, "models/resumed");
+    let (big, _, records) = push_big_through(proxy, reg, repo);
     let summary = proxy.summary();
     let drop = records
         .iter()
         .position(|r| r.status.is_none())
         .unwrap_or_else(|| panic!("no connection was dropped:\n{summary}"));
     assert_eq!(records[drop].range_start(), Some(CHUNK), "{summary}");
+    (big, records, drop, summary)
+}
+
+#[test]
+fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
+    let (reg, proxy) = proxied_registry();
+    proxy.set_resumable(true);
+    // The second chunk: 16 MiB of it reach the registry, then the connection drops.
+    let (big, records, drop, summary) =
+        push_big_dropping_the_second_chunk(&proxy, &reg, "models/resumed", true);
     assert_eq!(records[drop].forwarded, 16 * MIB, "{summary}");
     let upload = records[drop].upload.clone();
     let after: Vec<&Record> = records[drop + 1..]
@@ -842,11 +786,7 @@ fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
         sent < 2 * big.big_layer_size,
         "{sent} bytes sent\n{summary}"
     );
-    assert_eq!(
-        forwarded_upload_bytes(&records),
-        big.total_size,
-        "{summary}"
-    );
+    assert_forwarded_once(&records, &big, &summary);
     // The upload went on from where the registry stood: 64 MiB + 16 MiB.
     assert_eq!(
         after.iter().map(|r| r.forwarded).sum::<u64>(),
@@ -857,40 +797,21 @@ fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
 
 #[test]
 fn a_chunk_dropped_before_the_registry_got_it_is_sent_again_from_the_same_offset() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
-    proxy.add_rule(
-        Rule::new(Fault::Drop {
-            after: 16 * MIB,
-            forward: false,
-        })
-        .method("PATCH")
-        .skip(1),
-    );
-    let (big, _, records) = push_big_through(&proxy, &reg, "models/resent");
-    let summary = proxy.summary();
-    let drop = records
-        .iter()
-        .position(|r| r.status.is_none())
-        .unwrap_or_else(|| panic!("no connection was dropped:\n{summary}"));
-    assert_eq!(records[drop].range_start(), Some(CHUNK), "{summary}");
+    let (reg, proxy) = proxied_registry();
+    let (big, records, drop, summary) =
+        push_big_dropping_the_second_chunk(&proxy, &reg, "models/resent", false);
     assert!(
         records[drop + 1..].iter().any(|r| r.method == "PATCH"
             && r.range_start() == Some(CHUNK)
             && r.status == Some(202)),
         "the dropped chunk was not sent again:\n{summary}"
     );
-    assert_eq!(
-        forwarded_upload_bytes(&records),
-        big.total_size,
-        "{summary}"
-    );
+    assert_forwarded_once(&records, &big, &summary);
 }
 
 #[test]
 fn chunks_refused_with_413_fall_back_to_one_put_of_the_whole_blob() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
+    let (reg, proxy) = proxied_registry();
     proxy.add_rule(
         Rule::status(413)
             .method("PATCH")
@@ -909,35 +830,16 @@ fn chunks_refused_with_413_fall_back_to_one_put_of_the_whole_blob() {
         .unwrap_or_else(|| panic!("no PUT of the large blob:\n{summary}"));
     assert_eq!(put.status, Some(201), "{summary}");
     assert_eq!(put.forwarded, big.big_layer_size, "{summary}");
-    assert_eq!(
-        forwarded_upload_bytes(&records),
-        big.total_size,
-        "{summary}"
-    );
+    assert_forwarded_once(&records, &big, &summary);
 }
 
 #[test]
 fn a_cross_repository_mount_answered_with_202_is_uploaded_instead() {
-    let reg = Registry::plain();
-    let proxy = FaultProxy::start(reg.addr());
     let env = Env::new();
-    env.skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        &base("busybox"),
-        &format!("docker://{}/base/busybox:latest", reg.host()),
-    ])
-    .success();
-    let base_ref = format!("{}/base/busybox:latest", proxy.host());
-    let base_layers =
-        manifest_blobs(&env.skopeo_raw(&format!("{}/base/busybox:latest", reg.host())));
+    let (reg, proxy, base_ref) = proxied_registry_with_base(&env);
+    let base_layers = manifest_blobs(&env.skopeo_raw(&format!("{}/{BASE_REPO}", reg.host())));
     let image = format!("{}/models/mounted:v1", proxy.host());
-    let built = env.build(
-        &example_model("sklearn"),
-        &image,
-        &base_ref,
-        &["--format", "sklearn"],
-    );
+    let built = build_sklearn(&env, &image, &base_ref);
 
     // As a control: a registry that mounts gets the base's layer mounted.
     let mounted = push_json(&env, &image, None, &[]);
@@ -980,30 +882,26 @@ fn a_cross_repository_mount_answered_with_202_is_uploaded_instead() {
     }
     let direct = format!("{}/models/unmounted:v1", reg.host());
     assert_eq!(env.skopeo_digest(&direct), built);
-    env.skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{direct}"),
-        &format!("oci:{}:x", env.path("copy").display()),
-    ])
-    .success();
+    env.skopeo_pull(&[], &direct, &oci(&env.path("copy"), "x"))
+        .success();
 }
 
 // 7. A registry that goes away mid-push.
 
 #[test]
 fn a_registry_that_dies_mid_push_fails_it_clearly_and_a_rerun_uploads_only_what_is_missing() {
-    let big = fixtures::big_image();
+    let big = big_image();
     let mut reg = Registry::plain();
     let env = Env::new().with_store(&big.store);
     let dest = format!("{}/models/big:v1", reg.host());
     let started = Instant::now();
-    let mut child = env.spawn_modelcar(&["push", &big.reference, &dest, "--json"]);
-    let blobs_dir = reg.root.join("docker/registry/v2/blobs/sha256");
-    let complete_blobs = || walk_count(&blobs_dir, "data");
+    let (mut child, command) = env
+        .cmd()
+        .args(["push", &big.reference, &dest, "--json"])
+        .spawn();
     // Kill it once the small blobs are in and part of the large one is.
     loop {
-        if reg.upload_bytes() >= 8 * MIB && complete_blobs() >= big.blobs - 1 {
+        if reg.upload_bytes() >= 8 * MIB && reg.blob_count() >= big.blobs - 1 {
             break;
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -1016,8 +914,8 @@ fn a_registry_that_dies_mid_push_fails_it_clearly_and_a_rerun_uploads_only_what_
         std::thread::sleep(Duration::from_millis(5));
     }
     reg.kill();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = wait(child, command);
+    let stderr = out.stderr;
     assert!(
         !out.status.success(),
         "the push succeeded without its registry"
@@ -1043,22 +941,6 @@ fn a_registry_that_dies_mid_push_fails_it_clearly_and_a_rerun_uploads_only_what_
     assert_eq!(env.skopeo_digest(&dest), big.digest);
 }
 
-fn walk_count(dir: &Path, name: &str) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                walk_count(&p, name)
-            } else {
-                usize::from(e.file_name() == name)
-            }
-        })
-        .sum()
-}
-
 // 8. Content that does not match its digest.
 
 #[test]
@@ -1066,12 +948,7 @@ fn a_pulled_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_tagged
     let reg = Registry::plain();
     let env = Env::new();
     let dest = format!("{}/models/sklearn:v1", reg.host());
-    env.build(
-        &example_model("sklearn"),
-        &dest,
-        &base("busybox"),
-        &["--format", "sklearn"],
-    );
+    build_sklearn(&env, &dest, &bases().busybox());
     push_json(&env, &dest, None, &[]);
     let blobs = manifest_blobs(&env.skopeo_raw(&dest));
     let (digest, _) = blobs.last().unwrap().clone();
@@ -1083,12 +960,7 @@ fn a_pulled_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_tagged
     }
     std::fs::write(&data, &bytes).unwrap();
     // The corruption is real: skopeo refuses it too.
-    let skopeo = env.skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{dest}"),
-        &format!("oci:{}:x", env.path("copy").display()),
-    ]);
+    let skopeo = env.skopeo_pull(&[], &dest, &oci(&env.path("copy"), "x"));
     assert!(!skopeo.status.success(), "skopeo copied a corrupt blob");
 
     let fresh = Env::new();
@@ -1098,7 +970,7 @@ fn a_pulled_blob_that_does_not_match_its_digest_is_refused_and_nothing_is_tagged
         .stderr_has(&[&digest]);
     assert!(images(&fresh).is_empty(), "{:?}", images(&fresh));
     assert!(
-        !fresh.store_blobs().contains(&digest),
+        !blob_names(&fresh.store).contains(digest.trim_start_matches("sha256:")),
         "the corrupt blob was stored"
     );
 }
@@ -1119,12 +991,7 @@ fn bad_references_are_refused_with_a_message_that_shows_what_is_wrong() {
         .stderr_has(&["bad!tag"]);
 
     let image = "localhost/models/sklearn:v1";
-    env.build(
-        &example_model("sklearn"),
-        image,
-        &base("busybox"),
-        &["--format", "sklearn"],
-    );
+    build_sklearn(&env, image, &bases().busybox());
     env.modelcar(&["push", image, "localhost:99999/x"])
         .failure()
         .stderr_has(&["localhost:99999", "port"]);

@@ -1,18 +1,20 @@
 //! The local store and what reads it: `images`, `inspect`, `export`, `clean`, `kserve`; and that
 //! the store stays consistent when builds are killed or run side by side.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::*;
+use support::cmd::*;
+use support::files::*;
+use support::fixtures::*;
+use support::images::*;
 
 const MIB: u64 = 1 << 20;
 
@@ -28,13 +30,13 @@ fn store_with_examples(dir: &Path) -> (std::path::PathBuf, Vec<(String, String)>
     (store, built)
 }
 
-fn digest_of(built: &[(String, String)], reference: &str) -> String {
-    built
-        .iter()
-        .find(|(r, _)| r == reference)
-        .unwrap_or_else(|| panic!("{reference} not in {built:?}"))
-        .1
-        .clone()
+/// `modelcar export REFERENCE DEST EXTRA...`, which must succeed.
+fn export(store: &Path, reference: &str, dest: &str, extra: &[&str]) {
+    modelcar(store)
+        .args(["export", reference, dest])
+        .args(extra)
+        .run()
+        .success();
 }
 
 /// Read a document blob of a layout, checking it against its digest.
@@ -71,10 +73,11 @@ fn reachable(layout: &Path, digest: &str, out: &mut BTreeSet<String>) {
 
 /// Blobs reachable from the named entries of a layout's index.json.
 fn reachable_from_index(layout: &Path) -> BTreeSet<String> {
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let mut out = BTreeSet::new();
-    for m in index["manifests"].as_array().unwrap() {
+    for m in read_json(&layout.join("index.json"))["manifests"]
+        .as_array()
+        .unwrap()
+    {
         reachable(layout, m["digest"].as_str().unwrap(), &mut out);
     }
     out
@@ -169,13 +172,8 @@ fn images_lists_references_digests_and_platforms_of_what_was_built() {
 #[test]
 fn inspect_files_lists_the_model_files_with_owner_1001_0_and_read_only_modes() {
     let dir = temp();
-    let models = dir.path().join("models");
+    let models = sklearn_models(&dir.path().join("models"));
     fs::create_dir_all(models.join("sub")).unwrap();
-    fs::copy(
-        example_model("sklearn").join("model.joblib"),
-        models.join("model.joblib"),
-    )
-    .unwrap();
     fs::write(models.join("sub/notes.txt"), b"hello").unwrap();
     let store = dir.path().join("store");
     build_one(
@@ -237,49 +235,26 @@ fn export_writes_oci_layouts_and_archives_that_skopeo_reads() {
 
     // oci:DIR:TAG, by project name.
     let layout = dir.path().join("exported");
-    modelcar(&store)
-        .args(["export", "sklearn"])
-        .arg(format!("oci:{}:mytag", layout.display()))
-        .run()
-        .success();
-    let info = skopeo_inspect(&format!("oci:{}:mytag", layout.display()), &[]);
+    export(&store, "sklearn", &oci(&layout, "mytag"), &[]);
+    let info = skopeo_inspect(&oci(&layout, "mytag"), &[]);
     assert_eq!(info["Digest"], digest.as_str());
     assert_eq!(info["Layers"], layers);
     // A second image into the same layout keeps the first.
-    modelcar(&store)
-        .args(["export", &project_ref("xgboost")])
-        .arg(format!("oci:{}:other", layout.display()))
-        .run()
-        .success();
-    assert!(skopeo_can_inspect(&format!(
-        "oci:{}:mytag",
-        layout.display()
-    )));
-    assert!(skopeo_can_inspect(&format!(
-        "oci:{}:other",
-        layout.display()
-    )));
+    export(&store, &project_ref("xgboost"), &oci(&layout, "other"), &[]);
+    assert!(skopeo_can_inspect(&oci(&layout, "mytag")));
+    assert!(skopeo_can_inspect(&oci(&layout, "other")));
     assert_blobs_match_their_names(&layout);
 
     // oci-archive:FILE
-    let archive = dir.path().join("image.oci.tar");
-    modelcar(&store)
-        .args(["export", &reference])
-        .arg(format!("oci-archive:{}", archive.display()))
-        .run()
-        .success();
-    let info = skopeo_inspect(&format!("oci-archive:{}", archive.display()), &[]);
+    let archive = oci_archive(&dir.path().join("image.oci.tar"));
+    export(&store, &reference, &archive, &[]);
+    let info = skopeo_inspect(&archive, &[]);
     assert_eq!(info["Digest"], digest.as_str());
     assert_eq!(info["Layers"], layers);
 
     // docker-archive:FILE: skopeo lists a Docker archive's layers by diff ID.
-    let docker = dir.path().join("image.docker.tar");
-    modelcar(&store)
-        .args(["export", &reference])
-        .arg(format!("docker-archive:{}", docker.display()))
-        .run()
-        .success();
-    let location = format!("docker-archive:{}", docker.display());
+    let location = docker_archive(&dir.path().join("image.docker.tar"));
+    export(&store, &reference, &location, &[]);
     let info = skopeo_inspect(&location, &[]);
     assert_eq!(info["Layers"], diff_ids);
     assert_eq!(info["Labels"]["io.modelcar.model.format"], "sklearn");
@@ -288,15 +263,7 @@ fn export_writes_oci_layouts_and_archives_that_skopeo_reads() {
     assert!(docker_config["config"]["Entrypoint"].is_null());
     // And the archive holds everything: skopeo copies it and umoci unpacks the copy.
     let copy = dir.path().join("from-docker");
-    tool_ok(
-        "skopeo",
-        [
-            "copy",
-            "--quiet",
-            &location,
-            &format!("oci:{}:x", copy.display()),
-        ],
-    );
+    skopeo_copy(&[], &location, &oci(&copy, "x"));
     let bundle = dir.path().join("bundle");
     umoci_unpack(&copy, "x", &bundle);
     assert_eq!(
@@ -323,22 +290,11 @@ fn a_multi_platform_image_exported_as_a_docker_archive_holds_one_platform() {
     );
     let location = oci(&store, tag);
 
-    let amd = dir.path().join("amd64.tar");
-    modelcar(&store)
-        .args(["export", tag])
-        .arg(format!("docker-archive:{}", amd.display()))
-        .args(["--platform", "linux/amd64"])
-        .run()
-        .success();
-    let arm = dir.path().join("arm64.tar");
-    modelcar(&store)
-        .args(["export", tag])
-        .arg(format!("docker-archive:{}", arm.display()))
-        .args(["--platform", "linux/arm64"])
-        .run()
-        .success();
-    for (file, arch) in [(&amd, "amd64"), (&arm, "arm64")] {
-        let archive = format!("docker-archive:{}", file.display());
+    for arch in ["amd64", "arm64"] {
+        let file = dir.path().join(format!("{arch}.tar"));
+        let archive = docker_archive(&file);
+        let platform = format!("linux/{arch}");
+        export(&store, tag, &archive, &["--platform", &platform]);
         let config = skopeo_inspect(&archive, &["--config"]);
         let want = skopeo_inspect(&location, &["--override-arch", arch, "--config"]);
         assert_eq!(config["architecture"], arch);
@@ -350,16 +306,9 @@ fn a_multi_platform_image_exported_as_a_docker_archive_holds_one_platform() {
     }
 
     // Without --platform it still writes one platform.
-    let default = dir.path().join("default.tar");
-    modelcar(&store)
-        .args(["export", tag])
-        .arg(format!("docker-archive:{}", default.display()))
-        .run()
-        .success();
-    let config = skopeo_inspect(
-        &format!("docker-archive:{}", default.display()),
-        &["--config"],
-    );
+    let default = docker_archive(&dir.path().join("default.tar"));
+    export(&store, tag, &default, &[]);
+    let config = skopeo_inspect(&default, &["--config"]);
     assert!(
         config["architecture"] == "amd64" || config["architecture"] == "arm64",
         "{config}"
@@ -368,9 +317,7 @@ fn a_multi_platform_image_exported_as_a_docker_archive_holds_one_platform() {
 
 #[test]
 fn exports_are_readable_by_other_users() {
-    tool_ok("setpriv", ["--version"]);
-    let dir = temp();
-    chmod(dir.path(), 0o755);
+    let dir = temp_for_nobody();
     let store = dir.path().join("store");
     let tag = "quay.io/test/shared:v1";
     build_one(
@@ -384,30 +331,19 @@ fn exports_are_readable_by_other_users() {
     fs::create_dir(&out).unwrap();
     chmod(&out, 0o755);
     for dest in [
-        format!("oci:{}:x", out.join("layout").display()),
-        format!("oci-archive:{}", out.join("image.oci.tar").display()),
-        format!("docker-archive:{}", out.join("image.docker.tar").display()),
+        oci(&out.join("layout"), "x"),
+        oci_archive(&out.join("image.oci.tar")),
+        docker_archive(&out.join("image.docker.tar")),
     ] {
-        modelcar(&store)
-            .args(["export", tag, &dest])
-            .run()
-            .success();
-        let mut cmd = Command::new("setpriv");
-        cmd.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            "skopeo",
-            "inspect",
-            &dest,
-        ])
-        .current_dir(dir.path());
-        let o = tool_output("setpriv", cmd);
+        export(&store, tag, &dest, &[]);
+        let mut cmd = as_nobody();
+        cmd.args(["--", "skopeo", "inspect", &dest])
+            .current_dir(dir.path());
+        let o = run(cmd, None);
         assert!(
             o.status.success(),
             "another user cannot read {dest}: {}",
-            String::from_utf8_lossy(&o.stderr)
+            o.stderr
         );
     }
 }
@@ -455,17 +391,10 @@ fn clean_removes_only_the_named_image_and_the_blobs_nothing_else_uses() {
         assert_eq!(info["Digest"], digest_of(&built, &r).as_str());
     }
     assert!(skopeo_can_inspect(&oci(&store, "quay.io/test/multi:v1")));
-    let copy = dir.path().join("copy");
-    tool_ok(
-        "skopeo",
-        [
-            "copy",
-            "--quiet",
-            "--multi-arch",
-            "all",
-            &oci(&store, "quay.io/test/multi:v1"),
-            &format!("oci:{}:m", copy.display()),
-        ],
+    skopeo_copy(
+        &["--multi-arch", "all"],
+        &oci(&store, "quay.io/test/multi:v1"),
+        &oci(&dir.path().join("copy"), "m"),
     );
 
     // The sklearn model layer went with it (the multi image has the same model layer, so it
@@ -519,13 +448,7 @@ fn concurrent_builds(dir: &Path, store: &Path) {
     let base = bases().multi();
     let mut models = Vec::new();
     for i in 0..4u64 {
-        let m = dir.join(format!("models-{i}"));
-        fs::create_dir_all(&m).unwrap();
-        fs::copy(
-            example_model("sklearn").join("model.joblib"),
-            m.join("model.joblib"),
-        )
-        .unwrap();
+        let m = sklearn_models(&dir.join(format!("models-{i}")));
         write_random(&m.join("weights.bin"), 3 << 20, 100 + i);
         models.push(m);
     }
@@ -535,14 +458,7 @@ fn concurrent_builds(dir: &Path, store: &Path) {
         .enumerate()
         .map(|(i, m)| {
             modelcar(store)
-                .args(["build", "--models"])
-                .arg(m)
-                .args([
-                    "--tag",
-                    &format!("quay.io/test/concurrent-{i}:v1"),
-                    "--base",
-                    &base,
-                ])
+                .build(m, &format!("quay.io/test/concurrent-{i}:v1"), &base)
                 .spawn()
         })
         .collect();
@@ -591,16 +507,8 @@ fn a_build_killed_midway_leaves_the_store_consistent_and_a_rerun_succeeds() {
     let tag = "quay.io/test/killed:v1";
     let build = || {
         modelcar(&store)
-            .args(["build", "--models"])
-            .arg(&models)
-            .args([
-                "--tag",
-                tag,
-                "--base",
-                &bases().busybox(),
-                "--compression",
-                "gzip",
-            ])
+            .build(&models, tag, &bases().busybox())
+            .args(["--compression", "gzip"])
     };
 
     // Kill the build (SIGKILL) as soon as a partial blob is on disk.
@@ -634,8 +542,7 @@ fn a_build_killed_midway_leaves_the_store_consistent_and_a_rerun_succeeds() {
         "the build must have been killed, not finished: {status}"
     );
 
-    let index: Value = serde_json::from_slice(&fs::read(store.join("index.json")).unwrap())
-        .expect("index.json is intact");
+    let index = read_json(&store.join("index.json"));
     assert!(
         !index_refs(&store).contains(&tag.to_string()),
         "a killed build must not be listed: {index}"
@@ -673,28 +580,8 @@ fn validate_isvc(yaml: &str) -> Outcome {
     let crd = shared_dir().join("kserve/serving.kserve.io_inferenceservices.yaml");
     assert!(crd.is_file(), "{} missing", crd.display());
     let mut cmd = Command::new("python3");
-    cmd.arg(&script)
-        .arg(&crd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => panic!("python3 is needed to validate InferenceServices: {e}"),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let outcome = Outcome {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command: "tests/validate_isvc.py".into(),
-    };
+    cmd.arg(&script).arg(&crd);
+    let outcome = run(cmd, Some(yaml.as_bytes()));
     assert!(
         !outcome.stderr.contains("ModuleNotFoundError"),
         "install PyYAML and jsonschema (pip install pyyaml jsonschema): {}",

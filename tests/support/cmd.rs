@@ -1,285 +1,396 @@
-//! Running modelcar and skopeo hermetically: a temporary HOME, XDG_RUNTIME_DIR, auth file,
-//! working directory (no modelcar.toml) and store for each test, and no inherited proxy or
-//! credential settings from the machine.
+//! Running programs from the tests: modelcar (with a store of the test's own, in the repository
+//! root, with none of the caller's modelcar settings) and the external tools that check its
+//! output. A run is captured as an [`Outcome`]; a program that is not installed fails the test,
+//! never skips it.
 
+use std::ffi::OsStr;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
-use tempfile::TempDir;
+use serde_json::Value;
 
+use super::files::{chmod, temp};
+use super::fixtures::repo_root;
+
+/// The modelcar binary under test.
 pub const MODELCAR: &str = env!("CARGO_BIN_EXE_modelcar");
-pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// An example model directory of the repository (`sklearn`, `xgboost`, `lightgbm`).
-pub fn example_model(name: &str) -> PathBuf {
-    Path::new(REPO).join("models/mlserver").join(name)
+/// Environment variables modelcar reads; cleared so that the caller's environment cannot change
+/// what a test sees.
+const MODELCAR_ENV: [&str; 8] = [
+    "MODELCAR_STORE",
+    "MODELCAR_LOG",
+    "REGISTRY",
+    "VERSION",
+    "BASE_IMAGE",
+    "SOURCE_DATE_EPOCH",
+    "XDG_DATA_HOME",
+    "REGISTRY_AUTH_FILE",
+];
+
+/// The command line of `cmd`, for messages: the program's file name and the arguments.
+pub fn command_line(cmd: &Command) -> String {
+    let program = Path::new(cmd.get_program());
+    std::iter::once(program.file_name().unwrap_or(program.as_os_str()))
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Start `cmd` with its standard output and error captured, and its standard input piped (for
+/// `stdin`) or closed.
+pub fn spawn(cmd: &mut Command, stdin: bool) -> Child {
+    cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`{}` is not installed, and this test needs it \
+             (scripts/test-deps.sh installs what the tests need): {e}",
+            cmd.get_program().to_string_lossy()
+        ),
+        Err(e) => panic!("cannot run {}: {e}", command_line(cmd)),
+    }
+}
+
+/// Run `cmd` to its end with its output captured, with `input` on its standard input (closed
+/// when `None`).
+pub fn output(mut cmd: Command, input: Option<&[u8]>) -> Output {
+    let mut child = spawn(&mut cmd, input.is_some());
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input)
+            .unwrap_or_else(|e| panic!("writing to {}: {e}", command_line(&cmd)));
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {}: {e}", command_line(&cmd)))
 }
 
 /// What a command did.
+#[derive(Debug)]
 pub struct Outcome {
-    pub cmdline: String,
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// The command line, for messages.
+    pub command: String,
+}
+
+/// Run `cmd` (see [`output`]).
+pub fn run(cmd: Command, input: Option<&[u8]>) -> Outcome {
+    let command = command_line(&cmd);
+    Outcome::from_output(command, output(cmd, input))
+}
+
+/// Wait for a child started by [`Modelcar::spawn`].
+pub fn wait(child: Child, command: String) -> Outcome {
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {command}: {e}"));
+    Outcome::from_output(command, out)
 }
 
 impl Outcome {
-    fn from_output(cmdline: String, out: Output) -> Outcome {
+    fn from_output(command: String, o: Output) -> Outcome {
         Outcome {
-            cmdline,
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            command,
         }
     }
 
-    fn describe(&self) -> String {
-        format!(
-            "`{}` exited with {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.cmdline, self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// Panic unless the command succeeded.
+    /// Assert success and return self.
     #[track_caller]
     pub fn success(self) -> Outcome {
         assert!(
             self.status.success(),
-            "expected success: {}",
-            self.describe()
+            "`{}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            self.command,
+            self.status,
+            self.stdout,
+            self.stderr
         );
         self
     }
 
-    /// Panic unless the command failed (with an ordinary error, not a crash).
+    /// Assert a failure reported as modelcar reports errors (`error: ...` on stderr, nothing
+    /// on stdout, exit code 1, no panic) and return self.
     #[track_caller]
     pub fn failure(self) -> Outcome {
         assert_eq!(
             self.status.code(),
             Some(1),
-            "expected an exit status of 1: {}",
-            self.describe()
+            "`{}` should fail with exit code 1 ({}):\nstdout:\n{}\nstderr:\n{}",
+            self.command,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains("error: "),
+            "`{}`: no `error:` line on stderr:\n{}",
+            self.command,
+            self.stderr
         );
         assert!(
             !self.stderr.contains("panicked"),
-            "it panicked: {}",
-            self.describe()
+            "`{}` panicked:\n{}",
+            self.command,
+            self.stderr
+        );
+        assert!(
+            self.stdout.trim().is_empty(),
+            "`{}` failed but printed a result:\n{}",
+            self.command,
+            self.stdout
         );
         self
     }
 
-    /// Panic unless standard error contains every one of `needles`.
+    /// Assert that stderr contains every one of `parts`.
     #[track_caller]
-    pub fn stderr_has(self, needles: &[&str]) -> Outcome {
-        for n in needles {
+    pub fn stderr_has(self, parts: &[&str]) -> Outcome {
+        for p in parts {
             assert!(
-                self.stderr.contains(n),
-                "expected `{n}` on standard error: {}",
-                self.describe()
+                self.stderr.contains(p),
+                "`{}`: stderr should mention `{p}`:\n{}",
+                self.command,
+                self.stderr
             );
         }
         self
     }
 
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.describe()))
+    /// Standard output as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("`{}` printed no JSON ({e}):\n{}", self.command, self.stdout)
+        })
     }
 
     /// Both streams, for checks that something never appears.
     pub fn all_output(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
-}
 
-/// A private environment for modelcar and skopeo runs.
-pub struct Env {
-    pub dir: TempDir,
-    pub home: PathBuf,
-    pub runtime: PathBuf,
-    pub auth_file: PathBuf,
-    pub store: PathBuf,
-    pub cwd: PathBuf,
-    policy: PathBuf,
-}
-
-impl Env {
-    pub fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("modelcar-registry-test-")
-            .tempdir()
-            .expect("temporary directory");
-        let p = dir.path().to_path_buf();
-        let home = p.join("home");
-        let runtime = p.join("run");
-        let cwd = p.join("work");
-        for d in [&home, &runtime, &cwd] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let policy = p.join("policy.json");
-        std::fs::write(
-            &policy,
-            r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
-        )
-        .unwrap();
-        Env {
-            auth_file: p.join("auth.json"),
-            store: p.join("store"),
-            home,
-            runtime,
-            cwd,
-            policy,
-            dir,
-        }
+    /// The `REF@sha256:...` lines a build prints, as (reference, digest).
+    #[track_caller]
+    pub fn built(&self) -> Vec<(String, String)> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                let (r, d) = l
+                    .rsplit_once('@')
+                    .unwrap_or_else(|| panic!("not REF@DIGEST: {l:?} in\n{}", self.stdout));
+                assert!(
+                    d.starts_with("sha256:") && d.len() == 71,
+                    "not a digest: {d:?}"
+                );
+                (r.to_string(), d.to_string())
+            })
+            .collect()
     }
 
-    /// The same environment with another store (shared fixtures).
-    pub fn with_store(mut self, store: &Path) -> Env {
-        self.store = store.to_path_buf();
+    /// The digest of the one image a build printed.
+    #[track_caller]
+    pub fn digest(&self) -> String {
+        let built = self.built();
+        assert_eq!(built.len(), 1, "one image expected:\n{}", self.stdout);
+        built[0].1.clone()
+    }
+}
+
+/// The digest of `reference` among the (reference, digest) pairs of [`Outcome::built`].
+#[track_caller]
+pub fn digest_of(built: &[(String, String)], reference: &str) -> String {
+    built
+        .iter()
+        .find(|(r, _)| r == reference)
+        .unwrap_or_else(|| panic!("{reference} not in {built:?}"))
+        .1
+        .clone()
+}
+
+// ---------------------------------------------------------------------------------------------
+// modelcar
+
+/// A modelcar command line being put together.
+pub struct Modelcar {
+    cmd: Command,
+}
+
+/// `modelcar --store STORE`, run in the repository root without the caller's modelcar settings.
+pub fn modelcar(store: &Path) -> Modelcar {
+    let mut cmd = Command::new(MODELCAR);
+    cmd.current_dir(repo_root());
+    for k in MODELCAR_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.arg("--store").arg(store);
+    Modelcar::new(cmd)
+}
+
+impl Modelcar {
+    /// A command line starting from `cmd`, a command of the modelcar binary.
+    pub fn new(cmd: Command) -> Modelcar {
+        Modelcar { cmd }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.cmd.arg(a);
         self
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
     }
 
-    fn base_command(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &self.home)
-            .env("XDG_RUNTIME_DIR", &self.runtime)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("TMPDIR", self.dir.path())
-            .env("LANG", "C.UTF-8")
-            .current_dir(&self.cwd);
-        c
+    /// `build --models MODELS --tag TAG --base BASE`.
+    pub fn build(self, models: &Path, tag: &str, base: &str) -> Self {
+        self.args(["build", "--models"])
+            .arg(models)
+            .args(["--tag", tag, "--base", base])
     }
 
-    fn modelcar_command(&self, args: &[&str]) -> Command {
-        let mut c = self.base_command(MODELCAR);
-        c.env("REGISTRY_AUTH_FILE", &self.auth_file)
-            .env("MODELCAR_STORE", &self.store)
-            .args(args);
-        c
+    pub fn cwd(mut self, dir: &Path) -> Self {
+        self.cmd.current_dir(dir);
+        self
     }
 
-    fn run(mut c: Command, stdin: Option<&str>) -> Outcome {
-        let cmdline = std::iter::once(c.get_program())
-            .chain(c.get_args())
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
-        c.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {cmdline}: {e}"));
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        Outcome::from_output(cmdline, out)
+    pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
     }
 
-    /// Run modelcar.
-    pub fn modelcar(&self, args: &[&str]) -> Outcome {
-        Env::run(self.modelcar_command(args), None)
+    /// Run [`Modelcar::build`] with `extra` flags, which must succeed; the digest of the one
+    /// image built.
+    #[track_caller]
+    pub fn build_one(self, models: &Path, tag: &str, base: &str, extra: &[&str]) -> String {
+        self.build(models, tag, base)
+            .args(extra)
+            .run()
+            .success()
+            .digest()
     }
 
-    /// Run modelcar with text on standard input.
-    pub fn modelcar_stdin(&self, args: &[&str], input: &str) -> Outcome {
-        Env::run(self.modelcar_command(args), Some(input))
+    /// The command, for callers that run it another way (for example under strace).
+    pub fn command(self) -> Command {
+        self.cmd
     }
 
-    /// Start modelcar in the background (output captured).
-    pub fn spawn_modelcar(&self, args: &[&str]) -> Child {
-        self.modelcar_command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start modelcar")
+    pub fn run(self) -> Outcome {
+        run(self.cmd, None)
     }
 
-    /// Run skopeo with a permissive policy and no credentials but those passed explicitly.
-    pub fn skopeo(&self, args: &[&str]) -> Outcome {
-        let mut c = self.base_command("skopeo");
-        c.env("REGISTRY_AUTH_FILE", self.path("skopeo-auth.json"))
-            .arg("--policy")
-            .arg(&self.policy)
-            .args(args);
-        Env::run(c, None)
+    /// Run with `input` on standard input.
+    pub fn run_with_input(self, input: &str) -> Outcome {
+        run(self.cmd, Some(input.as_bytes()))
     }
 
-    /// `skopeo inspect --raw` of a plain-HTTP registry reference, parsed.
-    pub fn skopeo_raw(&self, reference: &str) -> serde_json::Value {
-        let out = self
-            .skopeo(&[
-                "inspect",
-                "--raw",
-                "--tls-verify=false",
-                &format!("docker://{reference}"),
-            ])
-            .success();
-        serde_json::from_str(&out.stdout).expect("manifest JSON")
-    }
-
-    /// The digest skopeo reports for a plain-HTTP registry reference.
-    pub fn skopeo_digest(&self, reference: &str) -> String {
-        let out = self
-            .skopeo(&[
-                "inspect",
-                "--tls-verify=false",
-                &format!("docker://{reference}"),
-            ])
-            .success();
-        out.json()["Digest"].as_str().expect("Digest").to_string()
-    }
-
-    /// Build an image from a model directory into this environment's store; returns its digest.
-    pub fn build(&self, models: &Path, tag: &str, base: &str, extra: &[&str]) -> String {
-        let models = models.to_str().unwrap();
-        let mut args = vec![
-            "build", "--models", models, "--tag", tag, "--base", base, "-q",
-        ];
-        args.extend_from_slice(extra);
-        let out = self.modelcar(&args).success();
-        out.stdout
-            .trim()
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_string())
-            .unwrap_or_else(|| panic!("no digest in {:?}", out.stdout))
-    }
-
-    /// The blob files of this environment's store, by `sha256:` digest.
-    pub fn store_blobs(&self) -> Vec<String> {
-        let dir = self.store.join("blobs/sha256");
-        let mut v: Vec<String> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+    /// Start without waiting (output captured); [`wait`] collects it.
+    pub fn spawn(mut self) -> (Child, String) {
+        let child = spawn(&mut self.cmd, false);
+        (child, command_line(&self.cmd))
     }
 }
 
-impl Default for Env {
-    fn default() -> Self {
-        Env::new()
-    }
+/// Build one image from `models` tagged `tag` on `base`, with extra flags, into `store`; asserts
+/// success and returns the digest.
+#[track_caller]
+pub fn build_one(store: &Path, models: &Path, tag: &str, base: &str, extra: &[&str]) -> String {
+    modelcar(store).build_one(models, tag, base, extra)
+}
+
+// ---------------------------------------------------------------------------------------------
+// External tools
+
+/// `PROGRAM ARGS...`.
+fn tool_command(program: &str, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    cmd
+}
+
+/// Run an external tool with standard input closed; its raw output.
+pub fn tool(program: &str, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Output {
+    output(tool_command(program, args), None)
+}
+
+/// Run an external tool that must succeed; its standard output.
+#[track_caller]
+pub fn tool_ok(program: &str, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> String {
+    String::from_utf8(tool_ok_bytes(program, args)).expect("tool output is UTF-8")
+}
+
+/// [`tool_ok`] for output that need not be text.
+#[track_caller]
+pub fn tool_ok_bytes(program: &str, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Vec<u8> {
+    succeed(tool_command(program, args))
+}
+
+/// [`tool_ok`] in the directory `dir`.
+#[track_caller]
+pub fn tool_ok_in(
+    dir: &Path,
+    program: &str,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+) -> String {
+    let mut cmd = tool_command(program, args);
+    cmd.current_dir(dir);
+    String::from_utf8(succeed(cmd)).expect("tool output is UTF-8")
+}
+
+/// Run `cmd`, which must succeed (see [`Outcome::success`]); its raw standard output.
+#[track_caller]
+fn succeed(cmd: Command) -> Vec<u8> {
+    let command = command_line(&cmd);
+    let out = output(cmd, None);
+    let stdout = out.stdout.clone();
+    Outcome::from_output(command, out).success();
+    stdout
+}
+
+/// Run `sh -c SCRIPT` that must succeed; its standard output.
+#[track_caller]
+pub fn sh(script: &str) -> String {
+    tool_ok("sh", ["-c", script])
+}
+
+/// Quote a path for `sh -c`.
+pub fn q(p: impl AsRef<Path>) -> String {
+    format!(
+        "'{}'",
+        p.as_ref().display().to_string().replace('\'', r"'\''")
+    )
+}
+
+/// `setpriv` set to run a command as `nobody` (uid and gid 65534, no supplementary groups):
+/// add `--reset-env` if wanted, then `--` and the command.
+pub fn as_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    cmd
+}
+
+/// A temporary directory that `nobody` can enter, for tests that run programs as that user;
+/// fails (never skips) first when setpriv is not installed.
+pub fn temp_for_nobody() -> tempfile::TempDir {
+    tool_ok("setpriv", ["--version"]);
+    let dir = temp();
+    chmod(dir.path(), 0o755);
+    dir
 }

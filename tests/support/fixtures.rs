@@ -1,87 +1,182 @@
-//! Fixtures shared by the tests of one build of modelcar: the base-image layouts of
-//! `tests/fixtures/make-bases.sh` and a store holding an image with a layer larger than the
-//! monolithic upload limit. They are made once, under a file lock (nextest runs each test in its
-//! own process), in Cargo's target tmp directory, keyed by the modelcar binary and the script, so
-//! a rebuilt binary gets fresh fixtures; older sets are removed after an hour.
+//! Fixtures: the repository's example models and project, the base images of
+//! `tests/fixtures/make-bases.sh`, an image with a layer larger than the monolithic upload
+//! limit, and model directories made for a test.
+//!
+//! The base images and the large image are made once per version of what they are made from
+//! (the script, busybox, the modelcar binary), under a file lock so that `cargo nextest` (one
+//! process per test) does not make them for every test, in Cargo's target tmp directory so that
+//! nothing piles up in `/tmp`; sets for other versions, unused for an hour, are removed. Tests
+//! only read them.
 
-use std::fs::File;
-use std::hash::{Hash, Hasher};
-use std::io::{BufWriter, Write};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use super::cmd::{example_model, Env, MODELCAR, REPO};
+use super::cmd::{tool_ok_bytes, MODELCAR};
+use super::env::Env;
+use super::files::{chmod, sha256, write_random};
 
-/// Size of the large file of the large image: more than twice the 64 MiB chunk size, so its
-/// layer (built with `--compression none`) is uploaded in three chunks.
-pub const BIG_FILE: u64 = 150 << 20;
+/// The repository root (where `modelcar.toml` and `models/` are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
-fn fixtures_dir() -> PathBuf {
-    let script = Path::new(REPO).join("tests/fixtures/make-bases.sh");
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for p in [Path::new(MODELCAR), script.as_path()] {
-        let md = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        md.len().hash(&mut h);
-        md.modified().ok().hash(&mut h);
+/// `../shared` next to the repository (KServe data files).
+pub fn shared_dir() -> PathBuf {
+    repo_root().join("../shared")
+}
+
+/// An example model directory, e.g. `example_model("sklearn")`.
+pub fn example_model(name: &str) -> PathBuf {
+    repo_root().join("models/mlserver").join(name)
+}
+
+/// The example models: name, repository of the project's image, and the file MLServer loads.
+pub const EXAMPLES: [(&str, &str, &str); 3] = [
+    ("sklearn", "mlserver-sklearn", "model.joblib"),
+    ("xgboost", "mlserver-xgboost", "model.bst"),
+    ("lightgbm", "mlserver-lightgbm", "model.bst"),
+];
+
+/// The reference `modelcar.toml` gives a project image.
+pub fn project_ref(name: &str) -> String {
+    let repo = EXAMPLES
+        .iter()
+        .find(|e| e.0 == name)
+        .map(|e| e.1)
+        .unwrap_or_else(|| panic!("no example image {name}"));
+    format!("quay.io/jooholee/{repo}:v1.0.0")
+}
+
+/// Make `dir` a model directory holding the sklearn example's `model.joblib`; returns `dir`.
+pub fn sklearn_models(dir: &Path) -> PathBuf {
+    fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    fs::copy(
+        example_model("sklearn").join("model.joblib"),
+        dir.join("model.joblib"),
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Made once
+
+/// The fixture `name` for the current version of `inputs` (a missing input counts as one
+/// version): made by `make` into its directory, which is returned, unless that was done before.
+fn made_once(name: &str, inputs: &[&Path], make: impl FnOnce(&Path)) -> PathBuf {
+    let mut key = Vec::new();
+    for input in inputs {
+        key.extend(input.as_os_str().as_encoded_bytes());
+        if let Ok(m) = fs::metadata(input) {
+            key.extend(
+                format!(":{}:{}:{}:{};", m.len(), m.mtime(), m.mtime_nsec(), m.ino()).bytes(),
+            );
+        }
     }
-    let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("registry-fixtures");
-    let dir = parent.join(format!("{:016x}", h.finish()));
-    if !dir.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        // Sets of other builds, unused for an hour, go.
-        if let Ok(rd) = std::fs::read_dir(&parent) {
-            for e in rd.flatten() {
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .is_some_and(|age| age > Duration::from_secs(3600));
-                if e.path() != dir && old {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
+    let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    fs::create_dir_all(&parent).expect("create the fixtures directory");
+    let dir = parent.join(format!("{name}-{}", &sha256(&key)[7..23]));
+    let done = dir.join(".complete");
+    if !done.exists() {
+        let lock = fs::File::create(parent.join(format!("{name}.lock"))).expect("create a lock");
+        lock.lock().expect("lock the fixture");
+        if !done.exists() {
+            remove_stale(&parent, name, &dir);
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            // Readable by everyone: some tests run programs as an unprivileged user.
+            chmod(&dir, 0o755);
+            make(&dir);
+            fs::write(&done, b"").unwrap();
         }
     }
     dir
 }
 
-/// Make `name` in the fixtures directory once: `make` is run under an exclusive lock unless a
-/// previous run finished it.
-fn once(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
-    let dir = fixtures_dir();
-    let lock = File::create(dir.join(format!("{name}.lock"))).unwrap();
-    lock.lock().unwrap();
-    let out = dir.join(name);
-    let done = dir.join(format!("{name}.done"));
-    if !done.exists() {
-        let _ = std::fs::remove_dir_all(&out);
-        make(&out);
-        File::create(&done).unwrap();
+/// Remove the sets of fixture `name` other than `keep` that were not changed for an hour.
+fn remove_stale(parent: &Path, name: &str, keep: &Path) {
+    let Ok(items) = fs::read_dir(parent) else {
+        return;
+    };
+    let prefix = format!("{name}-");
+    for e in items.flatten() {
+        let path = e.path();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > Duration::from_secs(3600));
+        if old && path != keep && e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_dir_all(path);
+        }
     }
-    lock.unlock().unwrap();
-    out
 }
 
-/// The OCI layout with the base images `busybox`, `multi` (linux/amd64 and linux/arm64) and
-/// `noshell`.
-pub fn bases() -> PathBuf {
-    once("bases", |out| {
-        let status = std::process::Command::new("bash")
-            .arg(Path::new(REPO).join("tests/fixtures/make-bases.sh"))
-            .arg(out)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("run make-bases.sh");
-        assert!(status.success(), "make-bases.sh failed");
+fn make_bases_script() -> PathBuf {
+    repo_root().join("tests/fixtures/make-bases.sh")
+}
+
+fn busybox() -> PathBuf {
+    std::env::var_os("BUSYBOX")
+        .unwrap_or_else(|| "/bin/busybox".into())
+        .into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Base images
+
+/// Where the base images of `make-bases.sh` are.
+pub struct Bases {
+    pub dir: PathBuf,
+    /// The OCI layout with `busybox`, `multi` (linux/amd64 and linux/arm64) and `noshell`.
+    pub layout: PathBuf,
+    pub docker_tar: PathBuf,
+    pub oci_tar: PathBuf,
+}
+
+impl Bases {
+    /// `oci:LAYOUT:NAME`.
+    pub fn oci(&self, name: &str) -> String {
+        format!("oci:{}:{name}", self.layout.display())
+    }
+    /// The single-platform busybox base.
+    pub fn busybox(&self) -> String {
+        self.oci("busybox")
+    }
+    /// The linux/amd64 + linux/arm64 index.
+    pub fn multi(&self) -> String {
+        self.oci("multi")
+    }
+}
+
+/// The base images of `tests/fixtures/make-bases.sh` (resolved once per test process).
+pub fn bases() -> &'static Bases {
+    static BASES: OnceLock<Bases> = OnceLock::new();
+    BASES.get_or_init(|| {
+        let script = make_bases_script();
+        let dir = made_once("bases", &[&script, &busybox()], |dir| {
+            tool_ok_bytes("bash", [script.as_os_str(), dir.join("bases").as_os_str()]);
+        });
+        let out = dir.join("bases");
+        Bases {
+            layout: out.join("layout"),
+            docker_tar: out.join("busybox.docker.tar"),
+            oci_tar: out.join("busybox.oci.tar"),
+            dir: out,
+        }
     })
-    .join("layout")
 }
 
-/// `oci:LAYOUT:NAME` for a base image of [`bases`].
-pub fn base(name: &str) -> String {
-    format!("oci:{}:{name}", bases().display())
-}
+// ---------------------------------------------------------------------------------------------
+// The large image
+
+/// Size of the large file of the large image: more than twice the 64 MiB chunk size, so its
+/// layer (built with `--compression none`) is uploaded in three chunks.
+pub const BIG_FILE: u64 = 150 << 20;
 
 /// An image in a store of its own with one layer of [`BIG_FILE`] pseudo-random bytes.
 pub struct BigImage {
@@ -98,22 +193,18 @@ pub struct BigImage {
 
 pub fn big_image() -> BigImage {
     let reference = "localhost/fixtures/big:v1".to_string();
-    let dir = once("big", |out| {
-        std::fs::create_dir_all(out.join("model")).unwrap();
-        std::fs::copy(
-            example_model("sklearn").join("model.joblib"),
-            out.join("model/model.joblib"),
-        )
-        .unwrap();
-        write_pseudo_random(&out.join("model/weights.bin"), BIG_FILE);
+    let inputs = [Path::new(MODELCAR), &make_bases_script(), &busybox()];
+    let dir = made_once("big", &inputs, |out| {
+        let models = sklearn_models(&out.join("model"));
+        write_random(&models.join("weights.bin"), BIG_FILE, 0x9E37_79B9_7F4A_7C15);
         let env = Env::new().with_store(&out.join("store"));
         env.build(
-            &out.join("model"),
+            &models,
             &reference,
-            &base("busybox"),
+            &bases().busybox(),
             &["--format", "sklearn", "--compression", "none"],
         );
-        std::fs::remove_dir_all(out.join("model")).unwrap();
+        fs::remove_dir_all(models).unwrap();
     });
     let env = Env::new().with_store(&dir.join("store"));
     let info = env
@@ -127,16 +218,10 @@ pub fn big_image() -> BigImage {
         .max_by_key(|l| l["size"].as_u64().unwrap())
         .unwrap();
     let store = dir.join("store");
-    let config = m["config_digest"].as_str().unwrap().to_string();
-    let blob_size = |d: &str| {
-        std::fs::metadata(
-            store
-                .join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:")),
-        )
+    let config = m["config_digest"].as_str().unwrap();
+    let config_size = fs::metadata(super::images::blob_path(&store, config))
         .unwrap()
-        .len()
-    };
+        .len();
     BigImage {
         digest: info["digest"].as_str().unwrap().to_string(),
         big_layer: big["digest"].as_str().unwrap().to_string(),
@@ -146,28 +231,8 @@ pub fn big_image() -> BigImage {
             .iter()
             .map(|l| l["size"].as_u64().unwrap())
             .sum::<u64>()
-            + blob_size(&config),
+            + config_size,
         reference,
         store,
     }
-}
-
-/// `len` bytes of xorshift output: incompressible, and the same on every run.
-pub fn write_pseudo_random(path: &Path, len: u64) {
-    let mut w = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        for chunk in buf.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes());
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        w.write_all(&buf[..n]).unwrap();
-        left -= n as u64;
-    }
-    w.flush().unwrap();
 }

@@ -1,7 +1,48 @@
-//! Just enough HTTP/1.1 for the fault proxy and the token service: message heads, bodies framed
-//! by Content-Length or chunked encoding, canned responses and query strings.
+//! Just enough HTTP/1.1 for the fault proxy and the token service: a loopback server, message
+//! heads, bodies framed by Content-Length or chunked encoding, canned responses and query
+//! strings.
 
 use std::io::{self, BufRead, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A server on a free loopback port that hands each connection to a handler on a thread of its
+/// own, until dropped.
+pub struct Server {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    pub fn start(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = Arc::new(handle);
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(c) = conn {
+                    let handle = handle.clone();
+                    std::thread::spawn(move || handle(c));
+                }
+            }
+        });
+        Server { port, stop }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accepting thread so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
 
 /// The start line and headers of a request or a response.
 #[derive(Debug, Clone)]

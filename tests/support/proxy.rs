@@ -17,12 +17,11 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::http::{copy_exact, error_body, relay_chunked, respond, Head};
+use super::http::{copy_exact, error_body, relay_chunked, respond, Head, Server};
 
 /// What a matching rule does to a request.
 #[derive(Clone, Debug)]
@@ -161,7 +160,6 @@ struct State {
 struct Shared {
     upstream: SocketAddr,
     state: Mutex<State>,
-    stop: AtomicBool,
 }
 
 enum Action {
@@ -184,37 +182,24 @@ enum Action {
 
 /// The proxy: listens on a loopback port until dropped.
 pub struct FaultProxy {
-    pub port: u16,
+    server: Server,
     shared: Arc<Shared>,
 }
 
 impl FaultProxy {
     pub fn start(upstream: SocketAddr) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             upstream,
             state: Mutex::new(State::default()),
-            stop: AtomicBool::new(false),
         });
         let s = shared.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(c) = conn {
-                    let s = s.clone();
-                    std::thread::spawn(move || s.serve(c));
-                }
-            }
-        });
-        FaultProxy { port, shared }
+        let server = Server::start(move |c| s.serve(c));
+        FaultProxy { server, shared }
     }
 
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.server.port)
     }
 
     pub fn add_rule(&self, rule: Rule) {
@@ -256,13 +241,6 @@ impl FaultProxy {
             })
             .collect::<Vec<_>>()
             .join("\n")
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 

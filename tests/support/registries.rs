@@ -10,24 +10,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-pub const REGISTRY_BIN: &str = "docker-registry";
+use super::cmd::tool_ok_in;
+use super::files::{temp, walk};
 
-/// Run a helper tool and panic with its output when it fails.
-pub fn tool(program: &str, args: &[&str], cwd: &Path) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (is it installed?)"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub const REGISTRY_BIN: &str = "docker-registry";
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -72,7 +58,7 @@ impl Tls {
             "-addext",
             "keyUsage=critical,keyCertSign,cRLSign",
         ]);
-        tool("openssl", &ca, dir);
+        tool_ok_in(dir, "openssl", &ca);
         let mut csr = vec!["req"];
         csr.extend_from_slice(&ec);
         csr.extend_from_slice(&[
@@ -83,15 +69,16 @@ impl Tls {
             "-subj",
             "/CN=127.0.0.1",
         ]);
-        tool("openssl", &csr, dir);
+        tool_ok_in(dir, "openssl", &csr);
         std::fs::write(
             dir.join("server.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
-        tool(
+        tool_ok_in(
+            dir,
             "openssl",
-            &[
+            [
                 "x509",
                 "-req",
                 "-in",
@@ -108,7 +95,6 @@ impl Tls {
                 "-out",
                 "server.crt",
             ],
-            dir,
         );
         let cert_dir = dir.join("certs.d");
         std::fs::create_dir_all(&cert_dir).unwrap();
@@ -124,7 +110,7 @@ impl Tls {
 
 /// An htpasswd file with one bcrypt entry (apache2-utils' `htpasswd -B`).
 pub fn htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
-    let line = tool("htpasswd", &["-Bbn", user, password], dir);
+    let line = tool_ok_in(dir, "htpasswd", ["-Bbn", user, password]);
     let path = dir.join("htpasswd");
     std::fs::write(&path, line.trim_end().to_string() + "\n").unwrap();
     path
@@ -168,10 +154,7 @@ impl Registry {
     }
 
     pub fn start(opts: RegistryOptions) -> Registry {
-        let dir = tempfile::Builder::new()
-            .prefix("modelcar-registry-")
-            .tempdir()
-            .unwrap();
+        let dir = temp();
         let root = dir.path().join("storage");
         std::fs::create_dir_all(&root).unwrap();
         let mut r = Registry {
@@ -282,26 +265,31 @@ impl Registry {
 
     /// Bytes held by uploads in progress, over all repositories.
     pub fn upload_bytes(&self) -> u64 {
-        fn walk(p: &Path, in_uploads: bool, total: &mut u64) {
-            let Ok(rd) = std::fs::read_dir(p) else { return };
-            for e in rd.flatten() {
-                let path = e.path();
-                let name = e.file_name();
-                let Ok(md) = e.metadata() else { continue };
-                if md.is_dir() {
-                    walk(&path, in_uploads || name == "_uploads", total);
-                } else if in_uploads && name == "data" {
-                    *total += md.len();
-                }
-            }
-        }
+        let repositories = self.root.join("docker/registry/v2/repositories");
         let mut total = 0;
-        walk(
-            &self.root.join("docker/registry/v2/repositories"),
-            false,
-            &mut total,
-        );
+        walk(&repositories, &mut |path, meta| {
+            let in_uploads = path
+                .strip_prefix(&repositories)
+                .is_ok_and(|rel| rel.components().any(|c| c.as_os_str() == "_uploads"));
+            if meta.is_file() && in_uploads && path.file_name().is_some_and(|n| n == "data") {
+                total += meta.len();
+            }
+            true
+        });
         total
+    }
+
+    /// How many blobs the registry holds complete.
+    pub fn blob_count(&self) -> usize {
+        let mut n = 0;
+        walk(
+            &self.root.join("docker/registry/v2/blobs/sha256"),
+            &mut |path, meta| {
+                n += usize::from(meta.is_file() && path.file_name().is_some_and(|f| f == "data"));
+                true
+            },
+        );
+        n
     }
 }
 

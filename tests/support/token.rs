@@ -7,18 +7,18 @@
 //! refuses it; a known user gets the actions asked for.
 
 use std::io::{BufReader, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use serde_json::json;
 
-use super::http::{error_body, query_pairs, respond, Head};
-use super::registries::tool;
+use super::cmd::{output, tool_ok_in};
+use super::http::{error_body, query_pairs, respond, Head, Server};
 
 pub const SERVICE: &str = "modelcar-test-registry";
 pub const ISSUER: &str = "modelcar-test-token-service";
@@ -40,12 +40,11 @@ struct Shared {
     key: PathBuf,
     x5c: String,
     issued: Mutex<Vec<Issued>>,
-    stop: AtomicBool,
     serial: AtomicU64,
 }
 
 pub struct TokenService {
-    pub port: u16,
+    server: Server,
     /// The signing certificate, for the registry's `rootcertbundle`.
     pub cert: PathBuf,
     shared: Arc<Shared>,
@@ -54,9 +53,10 @@ pub struct TokenService {
 impl TokenService {
     pub fn start(dir: &Path, users: &[(&str, &str)]) -> TokenService {
         std::fs::create_dir_all(dir).unwrap();
-        tool(
+        tool_ok_in(
+            dir,
             "openssl",
-            &[
+            [
                 "req",
                 "-x509",
                 "-newkey",
@@ -71,11 +71,11 @@ impl TokenService {
                 "-subj",
                 "/CN=modelcar test token signer",
             ],
-            dir,
         );
-        tool(
+        tool_ok_in(
+            dir,
             "openssl",
-            &[
+            [
                 "x509",
                 "-in",
                 "signer.crt",
@@ -84,7 +84,6 @@ impl TokenService {
                 "-out",
                 "signer.der",
             ],
-            dir,
         );
         let der = std::fs::read(dir.join("signer.der")).unwrap();
         let shared = Arc::new(Shared {
@@ -95,43 +94,23 @@ impl TokenService {
             key: dir.join("signer.key"),
             x5c: base64::engine::general_purpose::STANDARD.encode(der),
             issued: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
             serial: AtomicU64::new(0),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let s = shared.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(c) = conn {
-                    let s = s.clone();
-                    std::thread::spawn(move || s.serve(c));
-                }
-            }
-        });
+        let server = Server::start(move |c| s.serve(c));
         TokenService {
-            port,
+            server,
             cert: dir.join("signer.crt"),
             shared,
         }
     }
 
     pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
+        format!("http://127.0.0.1:{}/token", self.server.port)
     }
 
     pub fn issued(&self) -> Vec<Issued> {
         self.shared.issued.lock().unwrap().clone()
-    }
-}
-
-impl Drop for TokenService {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
@@ -263,21 +242,10 @@ impl Shared {
             b64url(header.to_string().as_bytes()),
             b64url(claims.to_string().as_bytes())
         );
-        let mut child = Command::new("openssl")
-            .args(["dgst", "-sha256", "-binary", "-sign"])
-            .arg(&self.key)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run openssl: {e}"))?;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(signing_input.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("openssl");
+        cmd.args(["dgst", "-sha256", "-binary", "-sign"])
+            .arg(&self.key);
+        let out = output(cmd, Some(signing_input.as_bytes()));
         if !out.status.success() || out.stdout.is_empty() {
             return Err(format!(
                 "openssl dgst failed: {}",
