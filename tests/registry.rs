@@ -23,7 +23,9 @@ use support::token::{self, TokenService};
 
 const MIB: u64 = 1 << 20;
 /// modelcar's chunk size for blobs over its monolithic limit.
-const CHUNK: u64 = 64 * MIB;
+const CHUNK: u64 = modelcar::registry::push::CHUNK;
+/// Where the fault proxy drops a chunk's connection: half way through it.
+const DROP_AFTER: u64 = CHUNK / 2;
 
 /// Push with `--json`; the one result.
 fn push_json(env: &Env, image: &str, dest: Option<&str>, extra: &[&str]) -> Value {
@@ -726,7 +728,7 @@ fn assert_forwarded_once(records: &[Record], big: &BigImage, summary: &str) {
     assert_eq!(forwarded, big.total_size, "{summary}");
 }
 
-/// Push the large image through the proxy with the connection dropped after 16 MiB of its
+/// Push the large image through the proxy with the connection dropped half way through its
 /// second chunk (those bytes reach the registry first with `forward`). The image, the records,
 /// the position of the dropped request (checked to be the second chunk) and the proxy's summary.
 fn push_big_dropping_the_second_chunk(
@@ -737,7 +739,7 @@ fn push_big_dropping_the_second_chunk(
 ) -> (BigImage, Vec<Record>, usize, String) {
     proxy.add_rule(
         Rule::new(Fault::Drop {
-            after: 16 * MIB,
+            after: DROP_AFTER,
             forward,
         })
         .method("PATCH")
@@ -757,10 +759,10 @@ fn push_big_dropping_the_second_chunk(
 fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
     let (reg, proxy) = proxied_registry();
     proxy.set_resumable(true);
-    // The second chunk: 16 MiB of it reach the registry, then the connection drops.
+    // The second chunk: half of it reaches the registry, then the connection drops.
     let (big, records, drop, summary) =
         push_big_dropping_the_second_chunk(&proxy, &reg, "models/resumed", true);
-    assert_eq!(records[drop].forwarded, 16 * MIB, "{summary}");
+    assert_eq!(records[drop].forwarded, DROP_AFTER, "{summary}");
     let upload = records[drop].upload.clone();
     let after: Vec<&Record> = records[drop + 1..]
         .iter()
@@ -787,10 +789,10 @@ fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
         "{sent} bytes sent\n{summary}"
     );
     assert_forwarded_once(&records, &big, &summary);
-    // The upload went on from where the registry stood: 64 MiB + 16 MiB.
+    // The upload went on from where the registry stood: one chunk and a half.
     assert_eq!(
         after.iter().map(|r| r.forwarded).sum::<u64>(),
-        big.big_layer_size - CHUNK - 16 * MIB,
+        big.big_layer_size - CHUNK - DROP_AFTER,
         "{summary}"
     );
 }

@@ -174,9 +174,9 @@ pub fn bases() -> &'static Bases {
 // ---------------------------------------------------------------------------------------------
 // The large image
 
-/// Size of the large file of the large image: more than twice the 64 MiB chunk size, so its
-/// layer (built with `--compression none`) is uploaded in three chunks.
-pub const BIG_FILE: u64 = 150 << 20;
+/// Size of the large file of the large image: more than twice the chunk size, so its layer
+/// (built with `--compression none`) is uploaded in three chunks.
+pub const BIG_FILE: u64 = 2 * modelcar::registry::push::CHUNK + (8 << 20);
 
 /// An image in a store of its own with one layer of [`BIG_FILE`] pseudo-random bytes.
 pub struct BigImage {
