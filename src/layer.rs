@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,8 @@ pub const MODEL_ROOT: &str = "models";
 /// Bumped whenever the bytes written for the same inputs change, to invalidate the cache.
 const LAYER_FORMAT_VERSION: u32 = 2;
 const IO_BUFFER: usize = 1 << 20;
+/// Files at least this large go into uncompressed store blobs by an in-kernel copy.
+const KERNEL_COPY_MIN: u64 = 1 << 20;
 /// Bytes sampled per layer to decide whether compression pays.
 const SAMPLE_BUDGET: usize = 4 << 20;
 const SAMPLE_WINDOW: u64 = 128 << 10;
@@ -222,9 +224,40 @@ impl BuiltLayer {
     }
 }
 
+/// A layer writer that may take a file's bytes by an in-kernel copy instead of through this
+/// process (a store blob, when the layer is not compressed).
+pub trait AppendFile: Write {
+    /// Append the next `len` bytes of `src`; `Ok(false)` if this writer cannot, and the caller
+    /// copies them through it instead.
+    fn append_file(
+        &mut self,
+        _src: &mut File,
+        _path: &Path,
+        _len: u64,
+        _tick: &dyn Fn(u64),
+    ) -> io::Result<bool> {
+        Ok(false)
+    }
+}
+
+impl AppendFile for BlobWriter {
+    fn append_file(
+        &mut self,
+        src: &mut File,
+        path: &Path,
+        len: u64,
+        tick: &dyn Fn(u64),
+    ) -> io::Result<bool> {
+        self.append_file(src, path, len, tick)?;
+        Ok(true)
+    }
+}
+
+impl<W: Write> AppendFile for crate::digest::ThreadedHashingWriter<W> {}
+
 /// Where the compressed bytes of a layer go: a blob of the store, or an upload to a registry.
 pub trait LayerDestination: Sync {
-    type Writer: Write;
+    type Writer: AppendFile;
     /// Whether the destination already holds this blob (a cache hit is used only then).
     fn has(&self, digest: &Digest, size: u64) -> bool;
     /// Start a blob.
@@ -335,7 +368,7 @@ pub fn write_layer<D: LayerDestination>(
 
 /// Write the uncompressed tar stream of a layer; returns the files written and their total size.
 /// `sink_err` turns a failed write into the error to report.
-fn write_tar<W: Write>(
+fn write_tar<W: AppendFile>(
     sink: &mut W,
     tree: &ModelTree,
     plan: &LayerPlan,
@@ -471,7 +504,7 @@ impl Write for CompareWriter {
     }
 }
 
-fn copy_file<W: Write>(
+fn copy_file<W: AppendFile>(
     entry: &ModelEntry,
     size: u64,
     sink: &mut W,
@@ -481,6 +514,13 @@ fn copy_file<W: Write>(
 ) -> Result<()> {
     let mut file = File::open(&entry.source).map_err(io_err("open model file", &entry.source))?;
     let mut left = size;
+    if size >= KERNEL_COPY_MIN
+        && sink
+            .append_file(&mut file, &entry.source, size, progress)
+            .map_err(sink_err)?
+    {
+        left = 0;
+    }
     while left > 0 {
         let want = buf.len().min(left as usize);
         let n = file
@@ -615,6 +655,23 @@ impl<W: Write> Sink<W> {
         })
     }
 }
+
+impl<W: AppendFile> AppendFile for Sink<W> {
+    fn append_file(
+        &mut self,
+        src: &mut File,
+        path: &Path,
+        len: u64,
+        tick: &dyn Fn(u64),
+    ) -> io::Result<bool> {
+        match self {
+            Sink::Raw(w) => w.append_file(src, path, len, tick),
+            Sink::Gzip(_) | Sink::Zstd(_) => Ok(false),
+        }
+    }
+}
+
+impl AppendFile for CompareWriter {}
 
 impl<W: Write> Write for Sink<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -443,6 +443,20 @@ impl BlobWriter {
     }
 }
 
+impl BlobWriter {
+    /// Append the next `len` bytes of `src` by an in-kernel copy; see
+    /// [`ThreadedHashingWriter::append_file`].
+    pub fn append_file(
+        &mut self,
+        src: &mut File,
+        path: &Path,
+        len: u64,
+        tick: &dyn Fn(u64),
+    ) -> io::Result<()> {
+        self.inner.append_file(src, path, len, tick)
+    }
+}
+
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.inner.write(buf)

@@ -563,6 +563,8 @@ impl Write for UploadWriter {
     }
 }
 
+impl crate::layer::AppendFile for UploadWriter {}
+
 impl LayerDestination for RegistryUpload<'_> {
     type Writer = UploadWriter;
 
