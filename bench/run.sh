@@ -3,9 +3,10 @@
 # same inputs in the same run. Prints a Markdown table of medians (wall, CPU, peak memory) and
 # each peer's wall time divided by modelcar's.
 #
-#   bench/run.sh                      all workloads, 3 runs each, with the peers
+#   bench/run.sh                      all workloads, 3 runs of modelcar, the peers in the first
 #   bench/run.sh --runs 1 --workloads 1,4 --no-peers
 #   bench/run.sh --big                also workload 1 at 8 GiB (memory independent of size)
+#   bench/run.sh --peer-runs 3        the peers in every run too (buildah alone takes ~10 min a run)
 #
 # Needs (installed when missing, as root): docker-registry, skopeo, umoci, buildah, busybox-static,
 # openssl, GNU time; olot from PyPI in a private virtualenv. Works in $BENCH_DIR (default
@@ -15,17 +16,19 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=${BENCH_DIR:-/tmp/modelcar-bench}
 runs=3
+peer_runs=1
 workloads=1,2,3,4
 peers=1
 big=0
-step_timeout=${BENCH_STEP_TIMEOUT:-600}
+step_timeout=${BENCH_STEP_TIMEOUT:-300}
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
+    --peer-runs) peer_runs=$2; shift 2 ;;
     --workloads) workloads=$2; shift 2 ;;
     --no-peers) peers=0; shift ;;
     --big) big=1; shift ;;
-    *) echo "usage: bench/run.sh [--runs N] [--workloads 1,2,3,4] [--no-peers] [--big]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [--runs N] [--peer-runs N] [--workloads 1,2,3,4] [--no-peers] [--big]" >&2; exit 2 ;;
   esac
 done
 
@@ -138,6 +141,21 @@ measure() {
   echo -e "w$w\t$step\t$tool\t$wall\t$user\t$sys\t$rss" >> "$results"
 }
 
+# What the registry itself can take in: each model file uploaded by curl in one PUT to a fresh
+# repository (digests computed beforehand, outside the timing).
+registry_floor() {
+  local model=$1 repo=$2 script="$work/registry-floor.sh"
+  {
+    echo "set -e"
+    find "$model" -type f | sort | while read -r f; do
+      d=$(sha256sum "$f" | cut -d' ' -f1)
+      echo "loc=\$(curl -fsS -o /dev/null -D - -X POST 'http://$reg/v2/$repo/blobs/uploads/' | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')"
+      echo "curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' -T '$f' \"\$loc&digest=sha256:$d\""
+    done
+  } > "$script"
+  echo "$script"
+}
+
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 bench_workload() {
@@ -164,6 +182,9 @@ bench_workload() {
     else
       measure build modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
       measure push modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
+      if [ "$w" != 3 ]; then
+        measure push "registry floor (curl PUT)" "$w" -- sh "$(registry_floor "$model" "floor/w$w-r$run")"
+      fi
       measure push-again modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
       find "$model" -type f -exec touch {} +
       measure rebuild-touched modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
@@ -173,7 +194,7 @@ bench_workload() {
     fi
     rm -rf "$store"
 
-    [ "$peers" = 1 ] || continue
+    [ "$peers" = 1 ] && [ "$run" -le "$peer_runs" ] || continue
     # buildah: build from a Containerfile, then push (gzip on push, as podman does).
     cat > "$dir/Containerfile" <<EOF
 FROM $reg/base/busybox:latest
