@@ -24,8 +24,9 @@ use support::token::{self, TokenService};
 const MIB: u64 = 1 << 20;
 /// modelcar's chunk size for blobs over its monolithic limit.
 const CHUNK: u64 = modelcar::registry::push::CHUNK;
-/// Where the fault proxy drops a chunk's connection: half way through it.
-const DROP_AFTER: u64 = CHUNK / 2;
+/// Where the fault proxy drops the connection of the first PATCH (which carries the whole blob):
+/// a chunk and a half into it.
+const DROP_AFTER: u64 = CHUNK + CHUNK / 2;
 
 /// Push with `--json`; the one result.
 fn push_json(env: &Env, image: &str, dest: Option<&str>, extra: &[&str]) -> Value {
@@ -728,10 +729,10 @@ fn assert_forwarded_once(records: &[Record], big: &BigImage, summary: &str) {
     assert_eq!(forwarded, big.total_size, "{summary}");
 }
 
-/// Push the large image through the proxy with the connection dropped half way through its
-/// second chunk (those bytes reach the registry first with `forward`). The image, the records,
-/// the position of the dropped request (checked to be the second chunk) and the proxy's summary.
-fn push_big_dropping_the_second_chunk(
+/// Push the large image through the proxy with the connection of its first PATCH (the whole
+/// blob) dropped after [`DROP_AFTER`] bytes (which reach the registry first with `forward`). The
+/// image, the records, the position of the dropped request and the proxy's summary.
+fn push_big_dropping_the_upload(
     proxy: &FaultProxy,
     reg: &Registry,
     repo: &str,
@@ -742,8 +743,7 @@ fn push_big_dropping_the_second_chunk(
             after: DROP_AFTER,
             forward,
         })
-        .method("PATCH")
-        .skip(1),
+        .method("PATCH"),
     );
     let (big, _, records) = push_big_through(proxy, reg, repo);
     let summary = proxy.summary();
@@ -751,7 +751,7 @@ fn push_big_dropping_the_second_chunk(
         .iter()
         .position(|r| r.status.is_none())
         .unwrap_or_else(|| panic!("no connection was dropped:\n{summary}"));
-    assert_eq!(records[drop].range_start(), Some(CHUNK), "{summary}");
+    assert_eq!(records[drop].range_start(), Some(0), "{summary}");
     (big, records, drop, summary)
 }
 
@@ -759,9 +759,9 @@ fn push_big_dropping_the_second_chunk(
 fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
     let (reg, proxy) = proxied_registry();
     proxy.set_resumable(true);
-    // The second chunk: half of it reaches the registry, then the connection drops.
+    // A chunk and a half reach the registry, then the connection drops.
     let (big, records, drop, summary) =
-        push_big_dropping_the_second_chunk(&proxy, &reg, "models/resumed", true);
+        push_big_dropping_the_upload(&proxy, &reg, "models/resumed", true);
     assert_eq!(records[drop].forwarded, DROP_AFTER, "{summary}");
     let upload = records[drop].upload.clone();
     let after: Vec<&Record> = records[drop + 1..]
@@ -789,10 +789,10 @@ fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
         "{sent} bytes sent\n{summary}"
     );
     assert_forwarded_once(&records, &big, &summary);
-    // The upload went on from where the registry stood: one chunk and a half.
+    // The upload went on from where the registry stood, in chunks.
     assert_eq!(
         after.iter().map(|r| r.forwarded).sum::<u64>(),
-        big.big_layer_size - CHUNK - DROP_AFTER,
+        big.big_layer_size - DROP_AFTER,
         "{summary}"
     );
 }
@@ -801,11 +801,11 @@ fn a_chunk_dropped_mid_body_resumes_at_the_offset_the_registry_reports() {
 fn a_chunk_dropped_before_the_registry_got_it_is_sent_again_from_the_same_offset() {
     let (reg, proxy) = proxied_registry();
     let (big, records, drop, summary) =
-        push_big_dropping_the_second_chunk(&proxy, &reg, "models/resent", false);
+        push_big_dropping_the_upload(&proxy, &reg, "models/resent", false);
     assert!(
-        records[drop + 1..].iter().any(|r| r.method == "PATCH"
-            && r.range_start() == Some(CHUNK)
-            && r.status == Some(202)),
+        records[drop + 1..]
+            .iter()
+            .any(|r| r.method == "PATCH" && r.range_start() == Some(0) && r.status == Some(202)),
         "the dropped chunk was not sent again:\n{summary}"
     );
     assert_forwarded_once(&records, &big, &summary);
