@@ -338,12 +338,11 @@ pub fn write_layer<D: LayerDestination>(
         }
     };
     let mut sink = Sink::new(dest.begin()?, compression, codec.threads)?;
-    let (files, content_bytes) =
-        write_tar(&mut sink, tree, plan, settings, progress, &|e| Error::Io {
-            op: "write a layer into the store at",
-            path: store.root().to_path_buf(),
-            source: e,
-        })?;
+    let written = write_tar(&mut sink, tree, plan, settings, progress, &|e| Error::Io {
+        op: "write a layer into the store at",
+        path: store.root().to_path_buf(),
+        source: e,
+    })?;
     let (blob, diff) = sink.finish().map_err(|e| Error::Io {
         op: "write a layer into the store at",
         path: store.root().to_path_buf(),
@@ -357,17 +356,18 @@ pub fn write_layer<D: LayerDestination>(
         size,
         diff_id: diff_id.to_string(),
         compression,
-        files,
-        content_bytes,
+        files: written.files,
+        content_bytes: written.content_bytes,
         cached: false,
     };
+    crate::rootfs::remember_listing(store, &digest, &written.listing);
     write_cache(&stat_file, &layer);
     write_cache(&contents_file, &layer);
     Ok(layer)
 }
 
-/// Write the uncompressed tar stream of a layer; returns the files written and their total size.
-/// `sink_err` turns a failed write into the error to report.
+/// Write the uncompressed tar stream of a layer. `sink_err` turns a failed write into the error
+/// to report.
 fn write_tar<W: AppendFile>(
     sink: &mut W,
     tree: &ModelTree,
@@ -375,18 +375,32 @@ fn write_tar<W: AppendFile>(
     settings: &EntrySettings,
     progress: &(dyn Fn(u64) + Sync),
     sink_err: &dyn Fn(io::Error) -> Error,
-) -> Result<(Vec<String>, u64)> {
+) -> Result<Written> {
     let mut buf = vec![0u8; IO_BUFFER];
-    let mut content_bytes = 0;
-    write_dir(sink, MODEL_ROOT, settings).map_err(sink_err)?;
+    let mut out = Written::default();
+    let put = |sink: &mut W, h: Vec<u8>, out: &mut Written| -> Result<()> {
+        sink.write_all(&h).map_err(sink_err)?;
+        out.listing.push(listed(&h)?);
+        Ok(())
+    };
+    let dir_header = |path: &str| {
+        header(
+            &format!("{path}/"),
+            tar::EntryType::Directory,
+            0,
+            settings.dir_mode,
+            None,
+            settings,
+        )
+    };
+    put(sink, dir_header(MODEL_ROOT)?, &mut out)?;
     let mut order: Vec<usize> = plan.dirs.iter().chain(&plan.items).copied().collect();
     order.sort_by(|&a, &b| tree.entries[a].rel.cmp(&tree.entries[b].rel));
-    let mut files = Vec::new();
     for i in order {
         let entry = &tree.entries[i];
         let path = format!("{MODEL_ROOT}/{}", entry.rel);
         match &entry.kind {
-            EntryKind::Dir => write_dir(sink, &path, settings).map_err(sink_err)?,
+            EntryKind::Dir => put(sink, dir_header(&path)?, &mut out)?,
             EntryKind::Symlink { target } => {
                 let h = header(
                     &path,
@@ -396,7 +410,7 @@ fn write_tar<W: AppendFile>(
                     Some(target),
                     settings,
                 )?;
-                sink.write_all(&h).map_err(sink_err)?;
+                put(sink, h, &mut out)?;
             }
             EntryKind::File { size } => {
                 let h = header(
@@ -407,17 +421,58 @@ fn write_tar<W: AppendFile>(
                     None,
                     settings,
                 )?;
-                sink.write_all(&h).map_err(sink_err)?;
+                put(sink, h, &mut out)?;
                 copy_file(entry, *size, sink, &mut buf, progress, sink_err)?;
                 pad(sink, *size).map_err(sink_err)?;
-                content_bytes += size;
-                files.push(entry.rel.clone());
+                out.content_bytes += size;
+                out.files.push(entry.rel.clone());
             }
         }
     }
     // End of archive: two zero blocks.
     sink.write_all(&[0u8; 1024]).map_err(sink_err)?;
-    Ok((files, content_bytes))
+    Ok(out)
+}
+
+/// What [`write_tar`] wrote.
+#[derive(Default)]
+struct Written {
+    /// The model files (relative paths).
+    files: Vec<String>,
+    /// Their total size.
+    content_bytes: u64,
+    /// Every entry as a reader of the layer sees it, read back from the header bytes written.
+    listing: crate::rootfs::Listing,
+}
+
+/// The listing entry of a header written by [`header`], read back from its bytes as a tar reader
+/// would: the ustar block, overridden by the PAX records before it.
+fn listed(h: &[u8]) -> Result<(String, crate::rootfs::Node)> {
+    let bad = |e: &dyn std::fmt::Display| Error::corrupt(format!("a tar header just written: {e}"));
+    let ustar = tar::Header::from_byte_slice(&h[h.len() - 512..]);
+    let mut path = String::from_utf8_lossy(&ustar.path_bytes()).into_owned();
+    let mut link = ustar
+        .link_name_bytes()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let mut size = ustar.size().map_err(|e| bad(&e))?;
+    if h.len() > 512 {
+        let records = tar::Header::from_byte_slice(&h[..512])
+            .size()
+            .map_err(|e| bad(&e))? as usize;
+        for ext in tar::PaxExtensions::new(&h[512..512 + records]) {
+            let ext = ext.map_err(|e| bad(&e))?;
+            let value = || String::from_utf8_lossy(ext.value_bytes()).into_owned();
+            match ext.key() {
+                Ok("path") => path = value(),
+                Ok("linkpath") => link = value(),
+                Ok("size") => size = value().parse().map_err(|e| bad(&e))?,
+                _ => {}
+            }
+        }
+    }
+    let node = crate::rootfs::node_of(ustar, size, link);
+    Ok((crate::rootfs::clean_path(&path), node))
 }
 
 /// Whether the layer the model files make now is byte for byte `layer`: compared with the stored
@@ -552,19 +607,6 @@ fn copy_file<W: AppendFile>(
     Ok(())
 }
 
-fn write_dir<W: Write>(sink: &mut W, path: &str, s: &EntrySettings) -> io::Result<()> {
-    let h = header(
-        &format!("{path}/"),
-        tar::EntryType::Directory,
-        0,
-        s.dir_mode,
-        None,
-        s,
-    )
-    .map_err(io::Error::other)?;
-    sink.write_all(&h)
-}
-
 fn pad<W: Write>(sink: &mut W, size: u64) -> io::Result<()> {
     let rem = (size % 512) as usize;
     if rem != 0 {
@@ -603,8 +645,13 @@ pub fn header(
     if let Some(target) = link {
         if target.len() > 100 || !target.is_ascii() || h.set_link_name(target).is_err() {
             pax.push(("linkpath", target.as_bytes().to_vec()));
-            h.set_link_name("")
-                .map_err(|e| Error::invalid(e.to_string()))?;
+            // Readers take the PAX record; the ustar field gets the first 100 bytes, as GNU tar
+            // writes (tar's setter refuses a path cut mid-component).
+            if let Some(u) = h.as_ustar_mut() {
+                let n = target.len().min(u.linkname.len());
+                u.linkname = [0; 100];
+                u.linkname[..n].copy_from_slice(&target.as_bytes()[..n]);
+            }
         }
     }
     h.set_cksum();
@@ -1060,6 +1107,38 @@ mod tests {
                 }
             };
             assert!(raw.windows(bytes.len()).any(|w| w == &bytes[..]));
+        }
+    }
+
+    #[test]
+    fn the_listing_kept_for_a_layer_is_what_a_reader_finds_in_it() {
+        let long = format!("{}/weights.bin", "deep".repeat(40));
+        let (d, _) = tree_with(&[(&long, 2 << 20), ("config.json", 10)]);
+        std::os::unix::fs::symlink(&long, d.path().join("link-with-a-long-target")).unwrap();
+        let t = ModelTree::scan(d.path()).unwrap();
+        for choice in [CompressionChoice::None, CompressionChoice::Gzip] {
+            let sd = tempfile::tempdir().unwrap();
+            let store = Store::open(sd.path()).unwrap();
+            let layer = build(&store, &t, choice);
+            let desc = layer.descriptor();
+            let kept = crate::rootfs::layer_listing(&store, &desc).unwrap();
+            let read =
+                crate::rootfs::read_listing(crate::rootfs::open_layer(&store, &desc).unwrap())
+                    .unwrap();
+            assert_eq!(kept, read, "{choice:?}");
+            assert!(kept.iter().any(|(p, _)| p == &format!("models/{long}")));
+            assert_eq!(
+                kept.len(),
+                5,
+                "models/, the long directory, two files, the link"
+            );
+            assert!(kept
+                .iter()
+                .any(|(p, n)| p == "models/link-with-a-long-target"
+                    && *n
+                        == crate::rootfs::Node::Symlink {
+                            target: long.clone()
+                        }));
         }
     }
 }

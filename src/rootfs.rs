@@ -1,5 +1,9 @@
 //! The merged filesystem of an image's layers, as a container runtime would see it.
 //!
+//! Each layer's listing (paths and metadata, no contents) is kept in the store's cache per layer
+//! digest, so an image is read once, however many platforms or checks look at it; a layer the
+//! build writes is listed from the very header bytes it wrote.
+//!
 //! Layers are applied in order with OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`); symlinks (also
 //! of directories, as in usr-merged bases where `/bin` points to `usr/bin`) and hard links are
 //! followed when a path is resolved. Only metadata is kept, never file contents: in uncompressed
@@ -16,7 +20,7 @@ use crate::image::{layer_compression, Compression};
 use crate::store::Store;
 
 /// Metadata of one path in the merged filesystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Node {
     Dir {
         mode: u32,
@@ -150,35 +154,120 @@ pub fn clean_path(p: &str) -> String {
     parts.join("/")
 }
 
+/// What one layer holds: each entry's cleaned path and metadata, in archive order (whiteouts
+/// included, as entries named `.wh.*`).
+pub type Listing = Vec<(String, Node)>;
+
+/// Bumped whenever [`Listing`] or how it is read changes.
+const LISTING_VERSION: u32 = 1;
+
+fn listing_cache(store: &Store, digest: &oci_spec::image::Digest) -> std::path::PathBuf {
+    store.cache_dir().join("listings").join(format!(
+        "v{LISTING_VERSION}-{}-{}.json",
+        digest.algorithm(),
+        digest.digest()
+    ))
+}
+
+/// The listing of a layer in the store: from the listing cache (kept per layer digest, so it is
+/// as trustworthy as the blob), else read from the blob and cached.
+pub fn layer_listing(store: &Store, desc: &Descriptor) -> Result<Listing> {
+    let cache = listing_cache(store, desc.digest());
+    if let Some(listing) = std::fs::read(&cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Listing>(&b).ok())
+    {
+        return Ok(listing);
+    }
+    let listing = read_listing(open_layer(store, desc)?).map_err(|e| {
+        Error::corrupt(format!(
+            "layer {} cannot be read as tar: {e}",
+            desc.digest()
+        ))
+    })?;
+    remember_listing(store, desc.digest(), &listing);
+    Ok(listing)
+}
+
+/// Keep the listing of a layer in the store's cache (best effort: the cache only saves time).
+pub fn remember_listing(store: &Store, digest: &oci_spec::image::Digest, listing: &Listing) {
+    let cache = listing_cache(store, digest);
+    let Some(dir) = cache.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    if let Ok(mut tmp) = crate::store::readable_tempfile().tempfile_in(dir) {
+        use std::io::Write;
+        let bytes = serde_json::to_vec(listing).unwrap_or_default();
+        if tmp.write_all(&bytes).is_ok() {
+            let _ = tmp.persist(&cache);
+        }
+    }
+}
+
+/// Read the entries of one uncompressed layer tar stream, skipping file contents.
+pub fn read_listing(reader: impl Read + Seek) -> io::Result<Listing> {
+    let mut archive = tar::Archive::new(reader);
+    let mut out = Vec::new();
+    for entry in archive.entries_with_seek()? {
+        let entry = entry?;
+        let path = clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
+        if path.is_empty() {
+            continue;
+        }
+        let link = entry
+            .link_name_bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        out.push((path, node_of(entry.header(), entry.size(), link)));
+    }
+    Ok(out)
+}
+
+/// The metadata of a tar entry, given its header, its size and its link target (both of which
+/// PAX records may override).
+pub fn node_of(h: &tar::Header, size: u64, link: String) -> Node {
+    let mode = h.mode().unwrap_or(0);
+    let uid = h.uid().unwrap_or(0);
+    let gid = h.gid().unwrap_or(0);
+    match h.entry_type() {
+        tar::EntryType::Directory => Node::Dir { mode, uid, gid },
+        tar::EntryType::Regular | tar::EntryType::Continuous => Node::File {
+            mode,
+            uid,
+            gid,
+            size,
+        },
+        tar::EntryType::Symlink => Node::Symlink { target: link },
+        tar::EntryType::Link => Node::Hardlink {
+            target: clean_path(&link),
+        },
+        _ => Node::Other,
+    }
+}
+
 impl RootFs {
     /// Apply the layers of an image in order.
     pub fn from_layers(store: &Store, layers: &[Descriptor]) -> Result<RootFs> {
         let mut fs = RootFs::default();
         for layer in layers {
-            let reader = open_layer(store, layer)?;
-            fs.apply(reader).map_err(|e| {
-                Error::corrupt(format!(
-                    "layer {} cannot be read as tar: {e}",
-                    layer.digest()
-                ))
-            })?;
+            fs.apply_listing(&layer_listing(store, layer)?);
         }
         Ok(fs)
     }
 
     /// Apply one uncompressed layer tar stream.
     pub fn apply(&mut self, reader: impl Read + Seek) -> io::Result<()> {
-        let mut archive = tar::Archive::new(reader);
+        self.apply_listing(&read_listing(reader)?);
+        Ok(())
+    }
+
+    /// Apply one layer's listing: its whiteouts, then its entries.
+    pub fn apply_listing(&mut self, listing: &[(String, Node)]) {
         let mut added: Vec<(String, Node)> = Vec::new();
         let mut whiteouts: Vec<String> = Vec::new();
         let mut opaque: Vec<String> = Vec::new();
-        for entry in archive.entries_with_seek()? {
-            let entry = entry?;
-            let raw = entry.path_bytes();
-            let path = clean_path(&String::from_utf8_lossy(&raw));
-            if path.is_empty() {
-                continue;
-            }
+        for (path, node) in listing {
             let (dir, name) = match path.rsplit_once('/') {
                 Some((d, n)) => (d.to_string(), n),
                 None => (String::new(), path.as_str()),
@@ -195,31 +284,7 @@ impl RootFs {
                 });
                 continue;
             }
-            let h = entry.header();
-            let mode = h.mode().unwrap_or(0);
-            let uid = h.uid().unwrap_or(0);
-            let gid = h.gid().unwrap_or(0);
-            let link = || {
-                entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default()
-            };
-            let node = match h.entry_type() {
-                tar::EntryType::Directory => Node::Dir { mode, uid, gid },
-                tar::EntryType::Regular | tar::EntryType::Continuous => Node::File {
-                    mode,
-                    uid,
-                    gid,
-                    size: entry.size(),
-                },
-                tar::EntryType::Symlink => Node::Symlink { target: link() },
-                tar::EntryType::Link => Node::Hardlink {
-                    target: clean_path(&link()),
-                },
-                _ => Node::Other,
-            };
-            added.push((path, node));
+            added.push((path.clone(), node.clone()));
         }
         for dir in opaque {
             let prefix = if dir.is_empty() {
@@ -242,7 +307,6 @@ impl RootFs {
             self.entries.insert(path, node);
         }
         self.layers_applied += 1;
-        Ok(())
     }
 
     fn remove_tree(&mut self, path: &str) {
