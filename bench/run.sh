@@ -164,7 +164,9 @@ bench_workload() {
   make_workloads "$w"
   for run in $(seq "$runs"); do
     log "workload $w, run $run"
-    local store="$work/store" tag="$reg/mc/w$w:r$run"
+    # A repository per run: a registry holds a blob once per repository, and the push of each
+    # run must find an empty one.
+    local store="$work/store" tag="$reg/mc/w$w-r$run:v1"
     # The hashing floor: every byte read and hashed once (files warm in the page cache, as for the others).
     cat "$model"/* >/dev/null 2>&1 || true
     measure floor "openssl sha256" "$w" -- sh -c "find '$model' -type f -print0 | xargs -0 openssl dgst -sha256 >/dev/null"
@@ -172,13 +174,13 @@ bench_workload() {
     rm -rf "$store"
     if [ "$w" = 4 ]; then
       # The examples: one image each, as make build-all does.
-      measure build modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --models '$model/'\$m --tag '$reg/mc/w4-'\$m':r$run' --base '$base_oci' >/dev/null; done"
-      measure push modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' push '$reg/mc/w4-'\$m':r$run' >/dev/null; done"
-      measure push-again modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' push '$reg/mc/w4-'\$m':r$run' >/dev/null; done"
+      measure build modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --models '$model/'\$m --tag '$reg/mc/w4-'\$m'-r$run:v1' --base '$base_oci' >/dev/null; done"
+      measure push modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' push '$reg/mc/w4-'\$m'-r$run:v1' >/dev/null; done"
+      measure push-again modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' push '$reg/mc/w4-'\$m'-r$run:v1' >/dev/null; done"
       find "$model" -type f -exec touch {} +
-      measure rebuild-touched modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --models '$model/'\$m --tag '$reg/mc/w4-'\$m':r$run' --base '$base_oci' >/dev/null; done"
+      measure rebuild-touched modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --models '$model/'\$m --tag '$reg/mc/w4-'\$m'-r$run:v1' --base '$base_oci' >/dev/null; done"
       rm -rf "$store"
-      measure build-push modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --push --models '$model/'\$m --tag '$reg/mc/w4-bp-'\$m':r$run' --base '$base_oci' >/dev/null; done"
+      measure build-push modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --push --models '$model/'\$m --tag '$reg/mc/w4-bp-'\$m'-r$run:v1' --base '$base_oci' >/dev/null; done"
     else
       measure build modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
       measure push modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
@@ -190,7 +192,7 @@ bench_workload() {
       measure rebuild-touched modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
       measure rebuild-unchanged modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
       rm -rf "$store"
-      measure build-push modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$reg/mc/w$w-bp:r$run" --base "$base_oci" --format "$fmt"
+      measure build-push modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$reg/mc/w$w-bp-r$run:v1" --base "$base_oci" --format "$fmt"
     fi
     rm -rf "$store"
 
@@ -205,14 +207,14 @@ EOF
     rm -rf "$bstore"; mkdir -p "$bstore"
     local bflags=(--root "$bstore/root" --runroot "$bstore/run" --storage-driver vfs)
     measure build buildah "$w" -- buildah "${bflags[@]}" bud --quiet --isolation chroot --tls-verify=false -f "$dir/Containerfile" -t "bench-w$w" "$dir"
-    measure push buildah "$w" -- buildah "${bflags[@]}" push --quiet --tls-verify=false "bench-w$w" "docker://$reg/buildah/w$w:r$run"
+    measure push buildah "$w" -- buildah "${bflags[@]}" push --quiet --tls-verify=false "bench-w$w" "docker://$reg/buildah/w$w-r$run:v1"
     rm -rf "$bstore"
     # olot: append model layers to an OCI layout of the base, then skopeo copies it.
     local layout="$work/olot-layout"
     rm -rf "$layout"
     skopeo copy --quiet "$base_oci" "oci:$layout:latest"
     measure build olot "$w" -- sh -c "find '$model' -type f -print0 | xargs -0 '$work/olot-venv/bin/olot' --root-dir '$model' '$layout' >/dev/null"
-    measure push "olot+skopeo" "$w" -- skopeo copy --quiet --dest-tls-verify=false "oci:$layout:latest" "docker://$reg/olot/w$w:r$run"
+    measure push "olot+skopeo" "$w" -- skopeo copy --quiet --dest-tls-verify=false "oci:$layout:latest" "docker://$reg/olot/w$w-r$run:v1"
     rm -rf "$layout"
   done
 }

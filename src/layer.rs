@@ -227,28 +227,23 @@ impl BuiltLayer {
 /// A layer writer that may take a file's bytes by an in-kernel copy instead of through this
 /// process (a store blob, when the layer is not compressed).
 pub trait AppendFile: Write {
-    /// Append the next `len` bytes of `src`; `Ok(false)` if this writer cannot, and the caller
-    /// copies them through it instead.
-    fn append_file(
-        &mut self,
-        _src: &mut File,
-        _path: &Path,
-        _len: u64,
-        _tick: &dyn Fn(u64),
-    ) -> io::Result<bool> {
+    /// Append the next `part.len` bytes of `part.file`; `Ok(false)` if this writer cannot, and
+    /// the caller copies them through it instead.
+    fn append_file(&mut self, _part: FilePart<'_>, _tick: &dyn Fn(u64)) -> io::Result<bool> {
         Ok(false)
     }
 }
 
+/// The next `len` bytes of an open model file, and its path for messages.
+pub struct FilePart<'a> {
+    pub file: &'a mut File,
+    pub path: &'a Path,
+    pub len: u64,
+}
+
 impl AppendFile for BlobWriter {
-    fn append_file(
-        &mut self,
-        src: &mut File,
-        path: &Path,
-        len: u64,
-        tick: &dyn Fn(u64),
-    ) -> io::Result<bool> {
-        self.append_file(src, path, len, tick)?;
+    fn append_file(&mut self, part: FilePart<'_>, tick: &dyn Fn(u64)) -> io::Result<bool> {
+        self.append_file(part.file, part.path, part.len, tick)?;
         Ok(true)
     }
 }
@@ -569,11 +564,12 @@ fn copy_file<W: AppendFile>(
 ) -> Result<()> {
     let mut file = File::open(&entry.source).map_err(io_err("open model file", &entry.source))?;
     let mut left = size;
-    if size >= KERNEL_COPY_MIN
-        && sink
-            .append_file(&mut file, &entry.source, size, progress)
-            .map_err(sink_err)?
-    {
+    let part = FilePart {
+        file: &mut file,
+        path: &entry.source,
+        len: size,
+    };
+    if size >= KERNEL_COPY_MIN && sink.append_file(part, progress).map_err(sink_err)? {
         left = 0;
     }
     while left > 0 {
@@ -704,15 +700,9 @@ impl<W: Write> Sink<W> {
 }
 
 impl<W: AppendFile> AppendFile for Sink<W> {
-    fn append_file(
-        &mut self,
-        src: &mut File,
-        path: &Path,
-        len: u64,
-        tick: &dyn Fn(u64),
-    ) -> io::Result<bool> {
+    fn append_file(&mut self, part: FilePart<'_>, tick: &dyn Fn(u64)) -> io::Result<bool> {
         match self {
-            Sink::Raw(w) => w.append_file(src, path, len, tick),
+            Sink::Raw(w) => w.append_file(part, tick),
             Sink::Gzip(_) | Sink::Zstd(_) => Ok(false),
         }
     }
