@@ -7,6 +7,7 @@
 #   bench/run.sh --runs 1 --workloads 1,4 --no-peers
 #   bench/run.sh --big                also workload 1 at 8 GiB (memory independent of size)
 #   bench/run.sh --peer-runs 3        the peers in every run too (buildah alone takes ~10 min a run)
+#   bench/run.sh --report FILE        print the table of a results file (results.tsv) again
 #
 # Needs (installed when missing, as root): docker-registry, skopeo, umoci, buildah, busybox-static,
 # openssl, GNU time; olot from PyPI in a private virtualenv. Works in $BENCH_DIR (default
@@ -20,6 +21,7 @@ peer_runs=1
 workloads=1,2,3,4
 peers=1
 big=0
+report_only=""
 step_timeout=${BENCH_STEP_TIMEOUT:-300}
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,11 +30,59 @@ while [ $# -gt 0 ]; do
     --workloads) workloads=$2; shift 2 ;;
     --no-peers) peers=0; shift ;;
     --big) big=1; shift ;;
-    *) echo "usage: bench/run.sh [--runs N] [--peer-runs N] [--workloads 1,2,3,4] [--no-peers] [--big]" >&2; exit 2 ;;
+    --report) report_only=$2; shift 2 ;;
+    *) echo "usage: bench/run.sh [--runs N] [--peer-runs N] [--workloads 1,2,3,4] [--no-peers] [--big] [--report FILE]" >&2; exit 2 ;;
   esac
 done
 
 log() { echo "bench: $*" >&2; }
+
+# The Markdown table of a results file: medians per workload, step and tool.
+report() {
+  python3 - "$1" "$step_timeout" <<'PY'
+import collections, statistics, sys, platform, os, subprocess
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+data = collections.defaultdict(list)
+for w, step, tool, wall, user, sys_, rss in rows:
+    if wall in ("fail", "timeout"):
+        data[(w, step, tool)].append(wall)
+    else:
+        data[(w, step, tool)].append((float(wall), float(user) + float(sys_), int(rss) / 1024))
+def med(k, i):
+    v = [x[i] for x in data.get(k, []) if isinstance(x, tuple)]
+    return statistics.median(v) if v else None
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+print(f"Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.system()} {platform.release()}")
+print()
+print("| workload | step | tool | wall s | CPU s | peak MiB | wall / modelcar | wall / floor |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
+names = {"w1": "1: 2 GiB file", "w2": "2: 4 x 1 GiB", "w3": "3: 10,000 small files", "w4": "4: examples", "w8": "1 at 8 GiB"}
+for w in sorted({k[0] for k in data}):
+    floor = med((w, "floor", "openssl sha256"), 0)
+    for (ww, step, tool) in [k for k in data if k[0] == w]:
+        wall = med((ww, step, tool), 0)
+        if wall is None:
+            why = f"stopped after {sys.argv[2]} s" if "timeout" in data[(ww, step, tool)] else "failed"
+            print(f"| {names.get(w, w)} | {step} | {tool} | {why} | | | | |"); continue
+        mc = med((w, step, "modelcar"), 0)
+        ratio = f"{wall / mc:.1f}x" if mc and tool != "modelcar" and step != "floor" else ""
+        fl = f"{wall / floor:.2f}" if floor and step != "floor" else ""
+        print(f"| {names.get(w, w)} | {step} | {tool} | {wall:.2f} | {med((ww, step, tool), 1):.2f} | {med((ww, step, tool), 2):.0f} | {ratio} | {fl} |")
+    # End to end: build + push.
+    def e2e(tool_build, tool_push):
+        b, p = med((w, "build", tool_build), 0), med((w, "push", tool_push), 0)
+        return b + p if b is not None and p is not None else None
+    m = e2e("modelcar", "modelcar")
+    for label, tb, tp in [("buildah", "buildah", "buildah"), ("olot+skopeo", "olot", "olot+skopeo")]:
+        other = e2e(tb, tp)
+        if m and other:
+            print(f"| {names.get(w, w)} | build+push | {label} vs modelcar | {other:.2f} vs {m:.2f} | | | {other / m:.1f}x | |")
+PY
+}
+if [ -n "$report_only" ]; then
+  report "$report_only"
+  exit 0
+fi
 
 # --- tools ---------------------------------------------------------------------------------
 need=()
@@ -61,29 +111,28 @@ results="$work/results.tsv"
 # --- registry and base ---------------------------------------------------------------------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 reg="127.0.0.1:$port"
-rm -rf "$work/registry"
-mkdir -p "$work/registry"
-cat > "$work/registry/config.yml" <<EOF
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $work/registry/data
-http:
-  addr: $reg
-log:
-  level: error
-EOF
-docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
-reg_pid=$!
-cleanup() { kill "$reg_pid" 2>/dev/null || true; }
+reg_pid=""
+cleanup() { [ -z "$reg_pid" ] || kill "$reg_pid" 2>/dev/null || true; }
 trap cleanup EXIT
-for _ in $(seq 50); do curl -fs "http://$reg/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-
 if [ ! -d "$work/bases/layout" ]; then
   "$repo/tests/fixtures/make-bases.sh" "$work/bases" >/dev/null
 fi
 base_oci="oci:$work/bases/layout:busybox"
-skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$reg/base/busybox:latest"
+
+# A fresh, empty registry holding only the base: each run of each workload starts with one, so
+# that pushes meet an empty registry and its storage does not fill the disk.
+fresh_registry() {
+  cleanup
+  [ -z "$reg_pid" ] || wait "$reg_pid" 2>/dev/null || true
+  rm -rf "$work/registry"
+  mkdir -p "$work/registry"
+  printf '%s\n' "version: 0.1" "storage:" "  filesystem:" "    rootdirectory: $work/registry/data" \
+    "http:" "  addr: $reg" "log:" "  level: error" > "$work/registry/config.yml"
+  docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
+  reg_pid=$!
+  for _ in $(seq 50); do curl -fs "http://$reg/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+  skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$reg/base/busybox:latest"
+}
 
 # --- workloads -------------------------------------------------------------------------------
 # N bytes of incompressible data, the same on every run (AES-CTR keystream; openssl rand
@@ -164,6 +213,7 @@ bench_workload() {
   make_workloads "$w"
   for run in $(seq "$runs"); do
     log "workload $w, run $run"
+    fresh_registry
     # A repository per run: a registry holds a blob once per repository, and the push of each
     # run must find an empty one.
     local store="$work/store" tag="$reg/mc/w$w-r$run:v1"
@@ -228,42 +278,4 @@ if [ "$big" = 1 ]; then
 fi
 
 # --- report ------------------------------------------------------------------------------------
-python3 - "$results" "$step_timeout" <<'PY'
-import collections, statistics, sys, platform, os, subprocess
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-data = collections.defaultdict(list)
-for w, step, tool, wall, user, sys_, rss in rows:
-    if wall in ("fail", "timeout"):
-        data[(w, step, tool)].append(wall)
-    else:
-        data[(w, step, tool)].append((float(wall), float(user) + float(sys_), int(rss) / 1024))
-def med(k, i):
-    v = [x[i] for x in data.get(k, []) if isinstance(x, tuple)]
-    return statistics.median(v) if v else None
-cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
-print(f"Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.system()} {platform.release()}")
-print()
-print("| workload | step | tool | wall s | CPU s | peak MiB | wall / modelcar | wall / floor |")
-print("|---|---|---|---:|---:|---:|---:|---:|")
-names = {"w1": "1: 2 GiB file", "w2": "2: 4 x 1 GiB", "w3": "3: 10,000 small files", "w4": "4: examples", "w8": "1 at 8 GiB"}
-for w in sorted({k[0] for k in data}):
-    floor = med((w, "floor", "openssl sha256"), 0)
-    for (ww, step, tool) in [k for k in data if k[0] == w]:
-        wall = med((ww, step, tool), 0)
-        if wall is None:
-            why = f"stopped after {sys.argv[2]} s" if "timeout" in data[(ww, step, tool)] else "failed"
-            print(f"| {names.get(w, w)} | {step} | {tool} | {why} | | | | |"); continue
-        mc = med((w, step, "modelcar"), 0)
-        ratio = f"{wall / mc:.1f}x" if mc and tool != "modelcar" and step != "floor" else ""
-        fl = f"{wall / floor:.2f}" if floor and step != "floor" else ""
-        print(f"| {names.get(w, w)} | {step} | {tool} | {wall:.2f} | {med((ww, step, tool), 1):.2f} | {med((ww, step, tool), 2):.0f} | {ratio} | {fl} |")
-    # End to end: build + push.
-    def e2e(tool_build, tool_push):
-        b, p = med((w, "build", tool_build), 0), med((w, "push", tool_push), 0)
-        return b + p if b is not None and p is not None else None
-    m = e2e("modelcar", "modelcar")
-    for label, tb, tp in [("buildah", "buildah", "buildah"), ("olot+skopeo", "olot", "olot+skopeo")]:
-        other = e2e(tb, tp)
-        if m and other:
-            print(f"| {names.get(w, w)} | build+push | {label} vs modelcar | {other:.2f} vs {m:.2f} | | | {other / m:.1f}x | |")
-PY
+report "$results"
