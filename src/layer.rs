@@ -25,7 +25,7 @@ use crate::digest::HashingWriter;
 use crate::error::{io_err, Error, Result};
 use crate::image::Compression;
 use crate::model::{EntryKind, ModelEntry, ModelTree};
-use crate::store::{BlobWriter, Store};
+use crate::store::{read_cache, write_cache, BlobWriter, Store};
 
 /// Directory of the model inside the image (and inside each layer tar, without the slash).
 pub const MODEL_ROOT: &str = "models";
@@ -307,12 +307,12 @@ pub fn write_layer<D: LayerDestination>(
             .parse::<Digest>()
             .is_ok_and(|d| dest.has(&d, layer.size))
     };
-    if let Some(mut hit) = read_cache(&stat_file).filter(held) {
+    if let Some(mut hit) = read_cache::<BuiltLayer>(&stat_file).filter(held) {
         hit.cached = true;
         progress(hit.content_bytes);
         return Ok(hit);
     }
-    if let Some(mut candidate) = read_cache(&contents_file).filter(held) {
+    if let Some(mut candidate) = read_cache::<BuiltLayer>(&contents_file).filter(held) {
         if same_contents(store, tree, plan, settings, &candidate, progress)? {
             candidate.cached = true;
             write_cache(&stat_file, &candidate);
@@ -827,27 +827,6 @@ fn cache_key(
     };
     let bytes = serde_json::to_vec(&input).expect("cache key serialises");
     hex::encode(Sha256::digest(&bytes))
-}
-
-fn read_cache(path: &std::path::Path) -> Option<BuiltLayer> {
-    let bytes = fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-fn write_cache(path: &std::path::Path, layer: &BuiltLayer) {
-    // The cache is an optimisation: failing to write it must not fail the build.
-    let Some(dir) = path.parent() else { return };
-    if fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    if let Ok(mut tmp) = crate::store::readable_tempfile().tempfile_in(dir) {
-        if tmp
-            .write_all(&serde_json::to_vec(layer).unwrap_or_default())
-            .is_ok()
-        {
-            let _ = tmp.persist(path);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -173,10 +173,7 @@ fn listing_cache(store: &Store, digest: &oci_spec::image::Digest) -> std::path::
 /// as trustworthy as the blob), else read from the blob and cached.
 pub fn layer_listing(store: &Store, desc: &Descriptor) -> Result<Listing> {
     let cache = listing_cache(store, desc.digest());
-    if let Some(listing) = std::fs::read(&cache)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Listing>(&b).ok())
-    {
+    if let Some(listing) = crate::store::read_cache(&cache) {
         return Ok(listing);
     }
     let listing = read_listing(open_layer(store, desc)?).map_err(|e| {
@@ -189,20 +186,9 @@ pub fn layer_listing(store: &Store, desc: &Descriptor) -> Result<Listing> {
     Ok(listing)
 }
 
-/// Keep the listing of a layer in the store's cache (best effort: the cache only saves time).
+/// Keep the listing of a layer in the store's cache.
 pub fn remember_listing(store: &Store, digest: &oci_spec::image::Digest, listing: &Listing) {
-    let cache = listing_cache(store, digest);
-    let Some(dir) = cache.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    if let Ok(mut tmp) = crate::store::readable_tempfile().tempfile_in(dir) {
-        use std::io::Write;
-        let bytes = serde_json::to_vec(listing).unwrap_or_default();
-        if tmp.write_all(&bytes).is_ok() {
-            let _ = tmp.persist(&cache);
-        }
-    }
+    crate::store::write_cache(&listing_cache(store, digest), listing);
 }
 
 /// Read the entries of one uncompressed layer tar stream, skipping file contents.

@@ -385,6 +385,28 @@ pub fn readable_tempfile() -> tempfile::Builder<'static, 'static> {
     b
 }
 
+/// A JSON entry of one of the store's caches, if it is there and readable.
+pub fn read_cache<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// Write a JSON entry of one of the store's caches, atomically. Best effort: a cache only saves
+/// time, so failing to write it must not fail what was being done.
+pub fn write_cache<T: serde::Serialize>(path: &Path, value: &T) {
+    let Some(dir) = path.parent() else { return };
+    if fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let Ok(bytes) = serde_json::to_vec(value) else {
+        return;
+    };
+    if let Ok(mut tmp) = readable_tempfile().tempfile_in(dir) {
+        if tmp.write_all(&bytes).is_ok() {
+            let _ = tmp.persist(path);
+        }
+    }
+}
+
 /// The `ref.name` annotation of an index entry.
 pub fn ref_name(desc: &Descriptor) -> Option<&str> {
     desc.annotations()
