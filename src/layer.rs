@@ -440,34 +440,17 @@ struct Written {
     listing: crate::rootfs::Listing,
 }
 
-/// The listing entry of a header written by [`header`], read back from its bytes as a tar reader
-/// would: the ustar block, overridden by the PAX records before it.
+/// The listing entry of a header written by [`header`], read back from its bytes by the same
+/// reader that lists stored layers (the contents it announces are not there, and are not read).
 fn listed(h: &[u8]) -> Result<(String, crate::rootfs::Node)> {
-    let bad = |e: &dyn std::fmt::Display| Error::corrupt(format!("a tar header just written: {e}"));
-    let ustar = tar::Header::from_byte_slice(&h[h.len() - 512..]);
-    let mut path = String::from_utf8_lossy(&ustar.path_bytes()).into_owned();
-    let mut link = ustar
-        .link_name_bytes()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let mut size = ustar.size().map_err(|e| bad(&e))?;
-    if h.len() > 512 {
-        let records = tar::Header::from_byte_slice(&h[..512])
-            .size()
-            .map_err(|e| bad(&e))? as usize;
-        for ext in tar::PaxExtensions::new(&h[512..512 + records]) {
-            let ext = ext.map_err(|e| bad(&e))?;
-            let value = || String::from_utf8_lossy(ext.value_bytes()).into_owned();
-            match ext.key() {
-                Ok("path") => path = value(),
-                Ok("linkpath") => link = value(),
-                Ok("size") => size = value().parse().map_err(|e| bad(&e))?,
-                _ => {}
-            }
-        }
+    let mut entries = crate::rootfs::read_listing(io::Cursor::new(h))
+        .map_err(|e| Error::corrupt(format!("a tar header just written: {e}")))?;
+    match (entries.pop(), entries.is_empty()) {
+        (Some(entry), true) => Ok(entry),
+        _ => Err(Error::corrupt(
+            "a tar header just written does not read back as one entry",
+        )),
     }
-    let node = crate::rootfs::node_of(ustar, size, link);
-    Ok((crate::rootfs::clean_path(&path), node))
 }
 
 /// Whether the layer the model files make now is byte for byte `layer`: compared with the stored

@@ -52,10 +52,6 @@ pub struct RootFs {
     layers_applied: usize,
 }
 
-/// A tar stream that can skip forward: what [`tar::Archive::entries_with_seek`] needs.
-pub trait LayerRead: Read + Seek {}
-impl<T: Read + Seek> LayerRead for T {}
-
 /// Open a layer blob as an uncompressed tar stream that skips file contents cheaply: by seeking
 /// in an uncompressed blob, by decompressing and discarding in a compressed one.
 pub fn open_layer(store: &Store, desc: &Descriptor) -> Result<Skipping> {
@@ -212,7 +208,7 @@ pub fn read_listing(reader: impl Read + Seek) -> io::Result<Listing> {
 
 /// The metadata of a tar entry, given its header, its size and its link target (both of which
 /// PAX records may override).
-pub fn node_of(h: &tar::Header, size: u64, link: String) -> Node {
+fn node_of(h: &tar::Header, size: u64, link: String) -> Node {
     let mode = h.mode().unwrap_or(0);
     let uid = h.uid().unwrap_or(0);
     let gid = h.gid().unwrap_or(0);
