@@ -205,7 +205,6 @@ registry_floor() {
   echo "$script"
 }
 
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 bench_workload() {
   local w=$1 dir="$work/w$1" model="$work/w$1/model" fmt=huggingface

@@ -212,13 +212,7 @@ const STORE_ABOVE_BITS: f64 = 7.5;
 fn deflate_block(c: &mut Compress, input: &[u8], last: bool) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(input.len() + input.len() / 8 + 64);
     if input.is_empty() {
-        c.reset();
-        let flush = if last {
-            FlushCompress::Finish
-        } else {
-            FlushCompress::Sync
-        };
-        feed(c, &[], &mut out, flush)?;
+        deflate_run(c, input, last, &mut out)?;
         return Ok(out);
     }
     let probes: Vec<bool> = input.chunks(PROBE).map(looks_random).collect();
@@ -234,17 +228,23 @@ fn deflate_block(c: &mut Compress, input: &[u8], last: bool) -> io::Result<Vec<u
         if stored {
             store(run, final_run, &mut out);
         } else {
-            c.reset();
-            let flush = if final_run {
-                FlushCompress::Finish
-            } else {
-                FlushCompress::Sync
-            };
-            feed(c, run, &mut out, flush)?;
+            deflate_run(c, run, final_run, &mut out)?;
         }
         i = j;
     }
     Ok(out)
+}
+
+/// Deflate `run` from a fresh state, ending with a sync flush, or the final block marker when
+/// `final_run`.
+fn deflate_run(c: &mut Compress, run: &[u8], final_run: bool, out: &mut Vec<u8>) -> io::Result<()> {
+    c.reset();
+    let flush = if final_run {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    feed(c, run, out, flush)
 }
 
 /// Append `data` as stored deflate blocks (the output is byte-aligned: every run before ends with

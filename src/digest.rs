@@ -142,6 +142,13 @@ impl FileState {
 
 const PIECE: usize = 1 << 20;
 
+fn shrank() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the file shrank while it was being read",
+    )
+}
+
 impl<W: Write> ThreadedHashingWriter<W> {
     pub fn new(inner: W) -> Self {
         let (to_hasher, from_writer) = std::sync::mpsc::sync_channel::<Piece>(4);
@@ -163,10 +170,7 @@ impl<W: Write> ThreadedHashingWriter<W> {
                             let want = (len - done).min(PIECE as u64) as usize;
                             let n = file.read_at(&mut buf[..want], offset + done)?;
                             if n == 0 {
-                                return Err(io::Error::new(
-                                    io::ErrorKind::UnexpectedEof,
-                                    "the file shrank while it was being read",
-                                ));
+                                return Err(shrank());
                             }
                             h.update(&buf[..n]);
                             done += n as u64;
@@ -266,10 +270,7 @@ impl ThreadedHashingWriter<tempfile::NamedTempFile> {
             let step = left.min(64 << 20);
             let n = io::copy(&mut (&mut *src).take(step), self.inner.as_file_mut())?;
             if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file shrank while it was being read",
-                ));
+                return Err(shrank());
             }
             left -= n;
             self.written += n;

@@ -332,17 +332,14 @@ pub fn write_layer<D: LayerDestination>(
             }
         }
     };
+    let store_err = |e: io::Error| Error::Io {
+        op: "write a layer into the store at",
+        path: store.root().to_path_buf(),
+        source: e,
+    };
     let mut sink = Sink::new(dest.begin()?, compression, codec.threads)?;
-    let written = write_tar(&mut sink, tree, plan, settings, progress, &|e| Error::Io {
-        op: "write a layer into the store at",
-        path: store.root().to_path_buf(),
-        source: e,
-    })?;
-    let (blob, diff) = sink.finish().map_err(|e| Error::Io {
-        op: "write a layer into the store at",
-        path: store.root().to_path_buf(),
-        source: e,
-    })?;
+    let written = write_tar(&mut sink, tree, plan, settings, progress, &store_err)?;
+    let (blob, diff) = sink.finish().map_err(store_err)?;
     let (digest, size) = dest.finish(blob)?;
     let diff_id = diff.map(|(d, _)| d).unwrap_or_else(|| digest.clone());
     let layer = BuiltLayer {

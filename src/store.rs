@@ -463,9 +463,7 @@ impl BlobWriter {
             .map_err(|e| io_err("move a blob into", &target)(e.error))?;
         Ok((digest, size))
     }
-}
 
-impl BlobWriter {
     /// Append the next `len` bytes of `src` by an in-kernel copy; see
     /// [`ThreadedHashingWriter::append_file`].
     pub fn append_file(
