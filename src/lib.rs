@@ -11,7 +11,8 @@
 //! - [`rootfs`] merges an image's layers to see what a runtime would see (for the base check);
 //! - [`build`] is the pipeline from base image and model directory to a tagged image;
 //! - [`registry`] pulls from and pushes to registries, with their authentication;
-//! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests.
+//! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests;
+//! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing.
 //!
 //! ```no_run
 //! use modelcar::{build, layer, progress::Progress, store::Store};
@@ -43,6 +44,7 @@ pub mod image;
 pub mod json;
 pub mod kserve;
 pub mod layer;
+pub mod limits;
 pub mod model;
 pub mod progress;
 pub mod project;
@@ -50,5 +52,6 @@ pub mod reference;
 pub mod registry;
 pub mod rootfs;
 pub mod store;
+pub mod text;
 pub mod transport;
 pub mod verify;

@@ -35,7 +35,7 @@ const OWN_NAMES: [&str; 4] = [".modelcar", "blobs", "oci-layout", "index.json"];
 /// Blobs up to this size are synced to disk before they are moved into place.
 const SYNC_MAX: u64 = 1 << 20;
 /// Largest image document (manifest, index, config) read into memory.
-pub const MAX_DOCUMENT: u64 = 8 << 20;
+pub use crate::limits::MAX_DOCUMENT;
 
 /// An open OCI layout used as the local store.
 pub struct Store {
