@@ -7,7 +7,9 @@
 # REGISTRY, VERSION and BASE_IMAGE given here (or in the environment) override modelcar.toml.
 
 CARGO    ?= cargo
-MODELCAR ?= target/release/modelcar
+# Where cargo puts what it builds (CI keeps it under the home directory between runs).
+TARGET   := $(or $(CARGO_TARGET_DIR),target)
+MODELCAR ?= $(TARGET)/release/modelcar
 IMAGES   := sklearn xgboost lightgbm
 
 # Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
@@ -50,7 +52,7 @@ offline-base: ## Make build/base, a busybox base for machines without registry a
 	scripts/offline-base.sh build/base
 
 test: test-cargo ## Run every test: unit, integration and end to end (installs missing tools; root)
-	MODELCAR=target/debug/modelcar e2e/run.sh
+	MODELCAR=$(TARGET)/debug/modelcar e2e/run.sh
 
 test-cargo: ## Unit and integration tests only
 	scripts/test-deps.sh

@@ -102,7 +102,7 @@ if [ "$peers" = 1 ] && [ ! -x "$work/olot-venv/bin/olot" ]; then
   "$work/olot-venv/bin/pip" install -q olot
 fi
 (cd "$repo" && cargo build --release --locked --quiet)
-modelcar="$repo/target/release/modelcar"
+modelcar="${CARGO_TARGET_DIR:-$repo/target}/release/modelcar"
 
 mkdir -p "$work"
 results="$work/results.tsv"
