@@ -17,6 +17,7 @@ use crate::formats::{self, FormatReport, Severity};
 use crate::image::{self, PlatformFilter, PlatformImage};
 use crate::json;
 use crate::layer::{self, BuiltLayer, CompressionChoice, EntrySettings, LayerMode};
+use crate::limits::MAX_SOURCE_DATE_EPOCH;
 use crate::model::ModelTree;
 use crate::progress::Progress;
 use crate::reference::{ImageRef, Location};
@@ -54,6 +55,9 @@ pub struct BuildSpec {
     /// Seconds since the epoch for `created` and file mtimes.
     pub epoch: u64,
     pub base_check: bool,
+    /// Tag (or push) the image even when it fails a check of [`crate::verify`]; the failures
+    /// become notes. Off by default: a build never yields an image `verify` rejects.
+    pub allow_failing_checks: bool,
     /// Worker threads for writing layers, and for each compressor (output does not depend on it).
     pub threads: usize,
 }
@@ -76,17 +80,25 @@ pub struct BuildOutcome {
     pub pushed: Option<crate::registry::push::PushOutcome>,
 }
 
-/// `SOURCE_DATE_EPOCH` when set, else 0.
+/// `SOURCE_DATE_EPOCH` when set, else 0: whole seconds from the Unix epoch to the year 9999.
 pub fn source_date_epoch() -> Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
-            Error::invalid(format!(
-                "SOURCE_DATE_EPOCH `{v}` is not a whole number of seconds"
-            ))
-            .with_hint("set it to a Unix time such as $(git log -1 --format=%ct), or unset it")
-        }),
+        Ok(v) if !v.trim().is_empty() => parse_source_date_epoch(&v),
         _ => Ok(0),
     }
+}
+
+fn parse_source_date_epoch(text: &str) -> Result<u64> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s <= MAX_SOURCE_DATE_EPOCH)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "SOURCE_DATE_EPOCH `{text}` is not a whole number of seconds from 0 to {MAX_SOURCE_DATE_EPOCH} (the end of the year 9999)"
+            ))
+            .with_hint("set it to a Unix time such as $(git log -1 --format=%ct), or unset it")
+        })
 }
 
 pub fn rfc3339(epoch: u64) -> String {
@@ -140,8 +152,20 @@ pub fn build(
     push: Option<&Client>,
     progress: &Progress,
 ) -> Result<BuildOutcome> {
+    if spec.reference.digest.is_some() {
+        return Err(Error::invalid(format!(
+            "{} names a digest: a build computes the digest of what it writes, it cannot choose one",
+            spec.reference
+        ))
+        .with_hint("name the image by tag only, like quay.io/me/model:v1"));
+    }
     let (tree, format) = check_models(spec)?;
     let mut notes: Vec<String> = Vec::new();
+    // Known before anything is written; with --push it is the only permission check possible,
+    // since model layers never reach the store for `verify` to read.
+    if let Some(problem) = unreadable_modes(spec) {
+        checks_failed(spec, vec![problem], &mut notes)?;
+    }
     if format.detected {
         if let Some(f) = &format.format {
             notes.push(format!(
@@ -328,6 +352,11 @@ pub fn build(
         };
     let pushed = match push {
         None => {
+            // The checks `modelcar verify` makes, on what was built, before it gets a name.
+            let report = crate::verify::verify(store, &top, &spec.reference.tagged())?;
+            let (fails, warnings) = verify_findings(&report);
+            notes.extend(warnings);
+            checks_failed(spec, fails, &mut notes)?;
             store.tag(&spec.reference.tagged(), &top)?;
             None
         }
@@ -361,6 +390,69 @@ pub fn build(
         notes,
         pushed,
     })
+}
+
+/// Why OpenShift's random UID in group 0 could not read the model files or enter the
+/// directories with the spec's modes and owner, if it could not.
+fn unreadable_modes(spec: &BuildSpec) -> Option<String> {
+    let file = crate::verify::random_uid_can(spec.file_mode, spec.gid, false);
+    let dir = crate::verify::random_uid_can(spec.dir_mode, spec.gid, true);
+    (!file || !dir).then(|| {
+        format!(
+            "with owner {}:{}, file-mode {:04o} and dir-mode {:04o}, a random UID in group 0 (OpenShift) cannot read the model files{}",
+            spec.uid,
+            spec.gid,
+            spec.file_mode,
+            spec.dir_mode,
+            if dir { "" } else { " or enter their directories" }
+        )
+    })
+}
+
+/// The failed checks of a report (with their platform), and the warnings worth telling at
+/// build time: failures are shown elsewhere, model-level warnings were noted by the build.
+fn verify_findings(report: &crate::verify::Report) -> (Vec<String>, Vec<String>) {
+    let with_hint = |f: &formats::Finding| match &f.hint {
+        Some(h) => format!("{} (hint: {h})", f.message),
+        None => f.message.clone(),
+    };
+    let warnings = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warn)
+        .map(|f| format!("warning: {}", with_hint(f)))
+        .collect();
+    let fails = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Fail)
+        .map(with_hint)
+        .chain(report.platforms.iter().flat_map(|p| {
+            p.findings
+                .iter()
+                .filter(|f| f.severity == Severity::Fail)
+                .map(move |f| format!("{}: {}", p.platform, with_hint(f)))
+        }))
+        .collect();
+    (fails, warnings)
+}
+
+/// Refuse the build when a check failed, unless the user allowed it: then each failure becomes
+/// a warning.
+fn checks_failed(spec: &BuildSpec, fails: Vec<String>, notes: &mut Vec<String>) -> Result<()> {
+    if fails.is_empty() {
+        return Ok(());
+    }
+    if spec.allow_failing_checks {
+        notes.extend(fails.into_iter().map(|f| format!("warning: {f}")));
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{} would not work as a KServe modelcar, so it was not tagged or pushed: {}",
+        spec.reference.tagged(),
+        fails.join("; ")
+    ))
+    .with_hint("fix what the check names; to keep such an image anyway, pass --allow-failing-checks (allow-failing-checks = true in modelcar.toml)"))
 }
 
 /// A base name that does not depend on where files sit on this machine.
