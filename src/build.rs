@@ -601,3 +601,33 @@ fn edit_config(
     }
     had_entrypoint
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_date_epoch_is_a_time_up_to_the_year_9999() {
+        assert_eq!(
+            parse_source_date_epoch("1700000000").unwrap(),
+            1_700_000_000
+        );
+        assert_eq!(
+            rfc3339(parse_source_date_epoch("253402300799").unwrap()),
+            "9999-12-31T23:59:59Z"
+        );
+        for bad in [
+            "253402300800",
+            "-1",
+            "1e9",
+            "soon",
+            "99999999999999999999999",
+        ] {
+            let e = parse_source_date_epoch(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("SOURCE_DATE_EPOCH") && e.contains("9999"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}

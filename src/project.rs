@@ -415,4 +415,36 @@ format = "sklearn"
             .to_string()
             .contains("nope"));
     }
+
+    #[test]
+    fn a_toml_number_as_mode_is_refused_with_the_string_form() {
+        let p = project(&FILE.replace("file-mode = \"0444\"", "file-mode = 444")).unwrap();
+        let e = p.image("sklearn", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("file-mode = 444"), "{e}");
+        assert!(e.hint().unwrap().contains("file-mode = \"0444\""), "{e:?}");
+    }
+
+    #[test]
+    fn special_mode_bits_and_large_owner_ids_are_refused() {
+        for mode in ["4755", "2555", "1444", "0o4444"] {
+            let e = parse_mode(mode).unwrap_err().to_string();
+            assert!(e.contains("setuid, setgid or sticky"), "{mode}: {e}");
+        }
+        assert!(parse_mode("+444").is_err());
+        let p = project(&FILE.replace("file-mode = \"0444\"", "file-mode = \"4444\"")).unwrap();
+        let e = p.image("sklearn", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("file-mode"), "{e}");
+        assert_eq!(parse_owner("4294967295:0").unwrap(), (u32::MAX as u64, 0));
+        for owner in ["4294967296:0", "0:4294967296", "-1:0"] {
+            let e = parse_owner(owner).unwrap_err().to_string();
+            assert!(e.contains("4294967295"), "{owner}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_file_without_images_is_an_error() {
+        let e = project("registry = \"quay.io/x\"\n").unwrap_err();
+        assert!(e.to_string().contains("defines no images"), "{e}");
+        assert!(e.hint().unwrap().contains("[images.NAME]"), "{e:?}");
+    }
 }
