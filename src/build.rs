@@ -354,7 +354,7 @@ pub fn build(
         None => {
             // The checks `modelcar verify` makes, on what was built, before it gets a name.
             let report = crate::verify::verify(store, &top, &spec.reference.tagged())?;
-            let (fails, warnings) = verify_findings(&report);
+            let (fails, warnings) = verify_findings(&report, spec.base_check);
             notes.extend(warnings);
             checks_failed(spec, fails, &mut notes)?;
             store.tag(&spec.reference.tagged(), &top)?;
@@ -411,11 +411,13 @@ fn unreadable_modes(spec: &BuildSpec) -> Option<String> {
 
 /// The failed checks of a report (with their platform), and the warnings worth telling at
 /// build time: failures are shown elsewhere, model-level warnings were noted by the build.
-fn verify_findings(report: &crate::verify::Report) -> (Vec<String>, Vec<String>) {
+/// Without the base check (`--no-base-check`, for image volumes) missing binaries are no failure.
+fn verify_findings(report: &crate::verify::Report, base_check: bool) -> (Vec<String>, Vec<String>) {
     let with_hint = |f: &formats::Finding| match &f.hint {
         Some(h) => format!("{} (hint: {h})", f.message),
         None => f.message.clone(),
     };
+    let with_check = |f: &formats::Finding| format!("check `{}`: {}", f.check, with_hint(f));
     let warnings = report
         .findings
         .iter()
@@ -426,12 +428,13 @@ fn verify_findings(report: &crate::verify::Report) -> (Vec<String>, Vec<String>)
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Fail)
-        .map(with_hint)
+        .map(with_check)
         .chain(report.platforms.iter().flat_map(|p| {
             p.findings
                 .iter()
                 .filter(|f| f.severity == Severity::Fail)
-                .map(move |f| format!("{}: {}", p.platform, with_hint(f)))
+                .filter(move |f| base_check || f.check != "binaries")
+                .map(move |f| format!("{}, {}", p.platform, with_check(f)))
         }))
         .collect();
     (fails, warnings)

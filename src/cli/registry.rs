@@ -204,9 +204,18 @@ pub fn login(ctx: &Context, args: LoginArgs) -> anyhow::Result<()> {
             password: password.clone(),
         },
     );
-    client
-        .check_login(&registry)
-        .with_context(|| format!("logging in to {registry}"))?;
+    // A refusal here is of the credentials just given: the library's usual hint (run
+    // `modelcar login`) would send the user in a circle.
+    client.check_login(&registry).map_err(|e| match e {
+        Error::Invalid { what, .. } => Error::Invalid {
+            what,
+            hint: Some(format!(
+                "check the user name `{}` and the password (or token); nothing was saved",
+                args.username
+            )),
+        },
+        other => other,
+    })?;
     let file = args.authfile.clone().unwrap_or_else(auth::login_file);
     auth::store(&file, &registry, &args.username, &password)?;
     ctx.note(&format!(
