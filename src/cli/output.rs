@@ -126,3 +126,37 @@ pub fn exit_code(err: &anyhow::Error, verify: bool) -> ExitCode {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_gets_a_hint_wherever_it_is_in_the_chain() {
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        let err = anyhow::Error::new(Error::Io {
+            op: "write a blob in",
+            path: "/store/.modelcar/tmp".into(),
+            source: full,
+        })
+        .context("building quay.io/x/y:v1");
+        assert_eq!(hint(&err), Some(DISK_FULL_HINT));
+        let other = anyhow::Error::new(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert_eq!(hint(&other), None);
+    }
+
+    #[test]
+    fn a_hint_deeper_in_the_chain_is_found() {
+        let err = anyhow::Error::new(Error::invalid("bad").with_hint("do this")).context("outer");
+        assert_eq!(hint(&err), Some("do this"));
+    }
+
+    #[test]
+    fn only_a_closed_standard_output_counts_as_a_quiet_end() {
+        let closed = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(&anyhow::Error::new(StdoutError(closed))));
+        // A registry that closed its connection is an error like any other.
+        let network = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(!is_broken_pipe(&anyhow::Error::new(network).context("pushing")));
+    }
+}
