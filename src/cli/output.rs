@@ -157,6 +157,8 @@ mod tests {
         assert!(is_broken_pipe(&anyhow::Error::new(StdoutError(closed))));
         // A registry that closed its connection is an error like any other.
         let network = io::Error::from(io::ErrorKind::BrokenPipe);
-        assert!(!is_broken_pipe(&anyhow::Error::new(network).context("pushing")));
+        assert!(!is_broken_pipe(
+            &anyhow::Error::new(network).context("pushing")
+        ));
     }
 }
