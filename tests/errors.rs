@@ -487,6 +487,16 @@ fn verify_exits_1_for_a_failing_image_and_2_for_an_error() {
         );
         assert!(!err.stderr.contains("panicked"), "{}", err.stderr);
     }
+    // A command line that does not parse: 2, for every command.
+    for args in [&["verify"][..], &["images", "--no-such-flag"]] {
+        let usage = modelcar(&s.store).args(args).run();
+        assert_eq!(
+            usage.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            usage.all_output()
+        );
+    }
 }
 
 /// A pipe whose reading end is closed before the command starts: every write fails with EPIPE.
