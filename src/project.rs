@@ -146,8 +146,23 @@ impl Project {
     pub fn load(path: &Path) -> Result<Project> {
         let text = std::fs::read_to_string(path).map_err(io_err("read the project file", path))?;
         let contents: FileContents = toml::from_str(&text).map_err(|e| {
-            Error::invalid(format!("{}: {}", path.display(), e.to_string().trim_end()))
-                .with_hint("see the README for the keys modelcar.toml accepts")
+            // One line, `FILE:LINE:COLUMN: message`: errors are printed on one line, and the
+            // TOML crate's own rendering spans several.
+            let at = e
+                .span()
+                .map(|span| {
+                    let before = text.get(..span.start).unwrap_or(&text);
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!(":{line}:{column}")
+                })
+                .unwrap_or_default();
+            Error::invalid(format!(
+                "{}{at}: {}",
+                path.display(),
+                e.message().trim_end().replace('\n', "; ")
+            ))
+            .with_hint("see the README for the keys modelcar.toml accepts")
         })?;
         if contents.images.is_empty() {
             return Err(Error::invalid(format!(
@@ -439,6 +454,18 @@ format = "sklearn"
             let e = parse_owner(owner).unwrap_err().to_string();
             assert!(e.contains("4294967295"), "{owner}: {e}");
         }
+    }
+
+    #[test]
+    fn a_syntax_error_is_one_line_with_its_place() {
+        let e = project(&format!("{FILE}\nrepo = \n"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            e.contains(&format!("{FILE_NAME}:{}:", FILE.lines().count() + 2)),
+            "{e}"
+        );
     }
 
     #[test]
