@@ -232,6 +232,16 @@ pub fn build(
         }
     }
 
+    if push.is_some() {
+        // `verify` cannot read the image after a build that streams its model layers away, so
+        // what it would find in the base's own /models is checked here, before anything is sent.
+        for img in &selected {
+            if let Some(problem) = unreadable_base_models(store, img, &tree)? {
+                checks_failed(spec, vec![problem], &mut notes)?;
+            }
+        }
+    }
+
     let settings = EntrySettings {
         uid: spec.uid,
         gid: spec.gid,
@@ -407,6 +417,42 @@ fn unreadable_modes(spec: &BuildSpec) -> Option<String> {
             if dir { "" } else { " or enter their directories" }
         )
     })
+}
+
+/// Entries of the base's own /models that the model does not replace and that a random UID
+/// in group 0 cannot read: they are merged into the image, where `verify` would fail them.
+fn unreadable_base_models(
+    store: &Store,
+    img: &PlatformImage,
+    tree: &ModelTree,
+) -> Result<Option<String>> {
+    use crate::rootfs::Node;
+    let fs = RootFs::from_layers(store, img.manifest.layers())?;
+    let ours: std::collections::HashSet<String> = tree
+        .entries
+        .iter()
+        .map(|e| format!("models/{}", e.rel))
+        .collect();
+    let unreadable: Vec<String> = fs
+        .entries
+        .iter()
+        .filter(|(p, _)| p.starts_with("models/") && !ours.contains(p.as_str()))
+        .filter(|(_, node)| match node {
+            Node::Dir { mode, gid, .. } => !crate::verify::random_uid_can(*mode, *gid, true),
+            Node::File { mode, gid, .. } => !crate::verify::random_uid_can(*mode, *gid, false),
+            _ => false,
+        })
+        .map(|(p, _)| format!("/{p}"))
+        .collect();
+    Ok((!unreadable.is_empty()).then(|| {
+        let shown: Vec<&str> = unreadable.iter().take(5).map(String::as_str).collect();
+        format!(
+            "check `permissions`: the base's own /models holds {} entries a random UID in group 0 cannot read, which would be merged into the image: {}{}",
+            unreadable.len(),
+            shown.join(", "),
+            if unreadable.len() > 5 { ", ..." } else { "" }
+        )
+    }))
 }
 
 /// The failed checks of a report (with their platform), and the warnings worth telling at

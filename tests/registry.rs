@@ -1080,3 +1080,65 @@ fn a_ca_certificate_served_as_the_registrys_own_is_explained() {
         .stderr_has(&[&host, "is a CA certificate", "server certificate (CA:FALSE"]);
     assert!(!out.stderr.contains("CaUsedAsEndEntity"), "{}", out.stderr);
 }
+
+/// `build --push` sends model layers straight to the registry, so the image is never in the
+/// store for the checks of `verify`: what they would find in the base's own /models is checked
+/// before anything is sent.
+#[test]
+fn build_push_on_a_base_with_unreadable_models_sends_nothing_unless_allowed() {
+    let env = Env::new();
+    let reg = Registry::plain();
+    // A base whose /models holds a file only its owner can read (kept with the opt-out).
+    let base_models = env.path("base-models");
+    std::fs::create_dir_all(&base_models).unwrap();
+    std::fs::copy(
+        example_model("sklearn").join("model.joblib"),
+        base_models.join("model.joblib"),
+    )
+    .unwrap();
+    std::fs::write(base_models.join("secret.bin"), b"1").unwrap();
+    let project = env.path("modelcar.toml");
+    std::fs::write(
+        &project,
+        format!(
+            "registry = \"quay.io/test\"\nversion = \"v1\"\nbase = \"{}\"\nfile-mode = \"0400\"\n\
+             allow-failing-checks = true\n[images.base]\nrepository = \"unreadable\"\n\
+             models = \"{}\"\nformat = \"sklearn\"\n",
+            bases().busybox(),
+            base_models.display()
+        ),
+    )
+    .unwrap();
+    env.modelcar(&["-f", project.to_str().unwrap(), "build"])
+        .success();
+
+    let models = env.path("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(
+        example_model("sklearn").join("model.joblib"),
+        models.join("model.joblib"),
+    )
+    .unwrap();
+    let dest = format!("{}/models/on-unreadable:v1", reg.host());
+    let push = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--models",
+            models.to_str().unwrap(),
+            "--tag",
+            &dest,
+        ];
+        args.extend(["--base", "quay.io/test/unreadable:v1", "--push"]);
+        args.extend_from_slice(extra);
+        env.modelcar(&args)
+    };
+    push(&[])
+        .failure()
+        .stderr_has(&["/models/secret.bin", "--allow-failing-checks"]);
+    assert_eq!(reg.blob_count(), 0, "a refused build --push sent blobs");
+
+    push(&["--allow-failing-checks"])
+        .success()
+        .stderr_has(&["warning:", "/models/secret.bin"]);
+    assert!(reg.blob_count() > 0);
+}
