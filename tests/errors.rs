@@ -745,3 +745,29 @@ fn a_symlink_loop_in_the_model_directory_is_called_a_loop() {
     assert!(!out.stderr.contains("does not exist"), "{}", out.stderr);
     s.unchanged("a build with a symlink loop");
 }
+
+#[test]
+fn an_error_quoting_a_name_with_control_characters_is_printed_escaped() {
+    let s = Setup::new();
+    let models = s.path(FORGED_FILE);
+    let out = s.build_fails(&models, &[]);
+    let bad: Vec<char> = out
+        .stderr
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect();
+    assert!(bad.is_empty(), "stderr holds {bad:?}:\n{}", out.stderr);
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .count(),
+        1
+    );
+    let out = out.stderr_has(&[&modelcar::text::escape(FORGED_FILE), "does not exist"]);
+    assert!(
+        !out.stderr.lines().any(|l| l.starts_with("  pass")),
+        "{}",
+        out.stderr
+    );
+}
