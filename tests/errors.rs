@@ -771,3 +771,56 @@ fn an_error_quoting_a_name_with_control_characters_is_printed_escaped() {
         out.stderr
     );
 }
+
+/// A small tmpfs, unmounted when dropped (the tests run as root).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        fs::create_dir_all(dir).unwrap();
+        tool_ok(
+            "mount",
+            [
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                dir.to_str().unwrap(),
+            ],
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_build_with_a_hint_to_free_space_or_move_the_store() {
+    let s = Setup::new();
+    let disk = SmallDisk::mount(&s.path("small-disk"), "2m");
+    let models = s.models("big", |d| write_random(&d.join("weights.bin"), 4 << 20, 7));
+    let out = modelcar(&disk.0.join("store"))
+        .build(&models, "quay.io/test/full:v1", &bases().busybox())
+        .args(["--compression", "none"])
+        .run()
+        .failure()
+        .stderr_has(&[
+            "No space left on device",
+            "hint: the filesystem is full",
+            "--store",
+        ]);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let tmp = disk.0.join("store/.modelcar/tmp");
+    let left: Vec<_> = fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "temporary files left on the full disk: {left:?}"
+    );
+}
