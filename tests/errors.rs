@@ -824,3 +824,25 @@ fn a_full_disk_fails_the_build_with_a_hint_to_free_space_or_move_the_store() {
         "temporary files left on the full disk: {left:?}"
     );
 }
+
+#[test]
+fn a_sha512_digest_in_a_layout_is_called_unsupported_not_a_mismatch() {
+    let s = Setup::new();
+    let layout = s.path("sha512-layout");
+    modelcar(&s.store)
+        .args(["export", "quay.io/test/existing:v1"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .run()
+        .success();
+    let index_path = layout.join("index.json");
+    let mut index = read_json(&index_path);
+    index["manifests"][0]["digest"] = format!("sha512:{}", "a".repeat(128)).into();
+    fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = modelcar(&s.store)
+        .arg("verify")
+        .arg(format!("oci:{}:v1", layout.display()))
+        .run();
+    assert_eq!(out.status.code(), Some(2), "{}", out.all_output());
+    let out = out.stderr_has(&["sha512", "sha256 digests only"]);
+    assert!(!out.stderr.contains("does not match"), "{}", out.stderr);
+}
