@@ -60,11 +60,17 @@ impl Drop for EscapingWriter {
         if self.0.is_empty() {
             return;
         }
-        let text = String::from_utf8_lossy(&self.0);
-        for line in text.strip_suffix('\n').unwrap_or(&text).split('\n') {
-            let _ = writeln!(io::stderr().lock(), "{}", escape(line));
-        }
+        let _ = io::stderr()
+            .lock()
+            .write_all(escaped_event(&self.0).as_bytes());
     }
+}
+
+/// A formatted log event as one escaped line: a newline inside it came from a message, which
+/// may quote text from outside.
+fn escaped_event(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    format!("{}\n", escape(text.strip_suffix('\n').unwrap_or(&text)))
 }
 
 /// Print a note to standard error, escaped.
@@ -143,6 +149,15 @@ mod tests {
         assert_eq!(hint(&err), Some(DISK_FULL_HINT));
         let other = anyhow::Error::new(io::Error::from(io::ErrorKind::PermissionDenied));
         assert_eq!(hint(&other), None);
+    }
+
+    #[test]
+    fn a_log_event_is_one_escaped_line() {
+        assert_eq!(
+            escaped_event(b" WARN layer x\n\x1b[32m  pass\n"),
+            " WARN layer x\\n\\x1b[32m  pass\n"
+        );
+        assert_eq!(escaped_event(b" INFO plain\n"), " INFO plain\n");
     }
 
     #[test]
