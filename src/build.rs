@@ -17,6 +17,7 @@ use crate::formats::{self, FormatReport, Severity};
 use crate::image::{self, PlatformFilter, PlatformImage};
 use crate::json;
 use crate::layer::{self, BuiltLayer, CompressionChoice, EntrySettings, LayerMode};
+use crate::limits::MAX_SOURCE_DATE_EPOCH;
 use crate::model::ModelTree;
 use crate::progress::Progress;
 use crate::reference::{ImageRef, Location};
@@ -24,6 +25,10 @@ use crate::registry::Client;
 use crate::rootfs::{self, RootFs};
 use crate::store::Store;
 use crate::transport;
+
+mod checks;
+
+use checks::{checks_failed, unreadable_base_models, unreadable_modes, verify_findings};
 
 /// Annotation (and label) recording the model format.
 pub const FORMAT_ANNOTATION: &str = "io.modelcar.model.format";
@@ -54,6 +59,9 @@ pub struct BuildSpec {
     /// Seconds since the epoch for `created` and file mtimes.
     pub epoch: u64,
     pub base_check: bool,
+    /// Tag (or push) the image even when it fails a check of [`crate::verify`]; the failures
+    /// become notes. Off by default: a build never yields an image `verify` rejects.
+    pub allow_failing_checks: bool,
     /// Worker threads for writing layers, and for each compressor (output does not depend on it).
     pub threads: usize,
 }
@@ -76,17 +84,25 @@ pub struct BuildOutcome {
     pub pushed: Option<crate::registry::push::PushOutcome>,
 }
 
-/// `SOURCE_DATE_EPOCH` when set, else 0.
+/// `SOURCE_DATE_EPOCH` when set, else 0: whole seconds from the Unix epoch to the year 9999.
 pub fn source_date_epoch() -> Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
-            Error::invalid(format!(
-                "SOURCE_DATE_EPOCH `{v}` is not a whole number of seconds"
-            ))
-            .with_hint("set it to a Unix time such as $(git log -1 --format=%ct), or unset it")
-        }),
+        Ok(v) if !v.trim().is_empty() => parse_source_date_epoch(&v),
         _ => Ok(0),
     }
+}
+
+fn parse_source_date_epoch(text: &str) -> Result<u64> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s <= MAX_SOURCE_DATE_EPOCH)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "SOURCE_DATE_EPOCH `{text}` is not a whole number of seconds from 0 to {MAX_SOURCE_DATE_EPOCH} (the end of the year 9999)"
+            ))
+            .with_hint("set it to a Unix time such as $(git log -1 --format=%ct), or unset it")
+        })
 }
 
 pub fn rfc3339(epoch: u64) -> String {
@@ -140,8 +156,20 @@ pub fn build(
     push: Option<&Client>,
     progress: &Progress,
 ) -> Result<BuildOutcome> {
+    if spec.reference.digest.is_some() {
+        return Err(Error::invalid(format!(
+            "{} names a digest: a build computes the digest of what it writes, it cannot choose one",
+            spec.reference
+        ))
+        .with_hint("name the image by tag only, like quay.io/me/model:v1"));
+    }
     let (tree, format) = check_models(spec)?;
     let mut notes: Vec<String> = Vec::new();
+    // Known before anything is written; with --push it is the only permission check possible,
+    // since model layers never reach the store for `verify` to read.
+    if let Some(problem) = unreadable_modes(spec) {
+        checks_failed(spec, vec![problem], &mut notes)?;
+    }
     if format.detected {
         if let Some(f) = &format.format {
             notes.push(format!(
@@ -204,6 +232,16 @@ pub fn build(
                     missing.join(", ")
                 ))
                 .with_hint("use a base such as registry.access.redhat.com/ubi10/ubi-micro or busybox; pass --no-base-check only if the image will be mounted as an image volume (oci+native://), never run"));
+            }
+        }
+    }
+
+    if push.is_some() {
+        // `verify` cannot read the image after a build that streams its model layers away, so
+        // what it would find in the base's own /models is checked here, before anything is sent.
+        for img in &selected {
+            if let Some(problem) = unreadable_base_models(store, img, &tree)? {
+                checks_failed(spec, vec![problem], &mut notes)?;
             }
         }
     }
@@ -328,6 +366,11 @@ pub fn build(
         };
     let pushed = match push {
         None => {
+            // The checks `modelcar verify` makes, on what was built, before it gets a name.
+            let report = crate::verify::verify(store, &top, &spec.reference.tagged())?;
+            let (fails, warnings) = verify_findings(&report, spec.base_check);
+            notes.extend(warnings);
+            checks_failed(spec, fails, &mut notes)?;
             store.tag(&spec.reference.tagged(), &top)?;
             None
         }
@@ -508,4 +551,34 @@ fn edit_config(
         }
     }
     had_entrypoint
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_date_epoch_is_a_time_up_to_the_year_9999() {
+        assert_eq!(
+            parse_source_date_epoch("1700000000").unwrap(),
+            1_700_000_000
+        );
+        assert_eq!(
+            rfc3339(parse_source_date_epoch("253402300799").unwrap()),
+            "9999-12-31T23:59:59Z"
+        );
+        for bad in [
+            "253402300800",
+            "-1",
+            "1e9",
+            "soon",
+            "99999999999999999999999",
+        ] {
+            let e = parse_source_date_epoch(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("SOURCE_DATE_EPOCH") && e.contains("9999"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -39,6 +39,23 @@ pub fn parse(text: &str) -> Result<Digest> {
         .map_err(|e| Error::invalid(format!("`{text}` is not a valid digest: {e}")))
 }
 
+/// Refuse a descriptor's digest whose algorithm modelcar cannot check (anything but SHA-256,
+/// such as `sha512:`), as unsupported rather than as content that fails to match.
+pub fn require_sha256(digest: &Digest) -> Result<()> {
+    if digest.algorithm() == &oci_spec::image::DigestAlgorithm::Sha256 {
+        return Ok(());
+    }
+    Err(Error::Unsupported {
+        what: format!(
+            "digest {digest} uses {}, and modelcar checks content against sha256 digests only",
+            digest.algorithm().as_ref()
+        ),
+        hint: Some(
+            "copy the image with a tool that rewrites it with sha256 digests (skopeo copy, crane), the default of every registry and builder".into(),
+        ),
+    })
+}
+
 /// A writer that hashes and counts everything written through it.
 pub struct HashingWriter<W> {
     inner: W,
@@ -115,6 +132,7 @@ enum Piece {
     Bytes(Vec<u8>),
     File {
         file: std::fs::File,
+        path: std::path::PathBuf,
         offset: u64,
         len: u64,
     },
@@ -142,10 +160,14 @@ impl FileState {
 
 const PIECE: usize = 1 << 20;
 
-fn shrank() -> io::Error {
+/// A file appended by range came to its end early: someone truncated it during the build.
+fn shrank(path: &std::path::Path) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        "the file shrank while it was being read",
+        format!(
+            "model file {} shrank while it was being read (truncated during the build); do not change model files during a build, and run it again",
+            path.display()
+        ),
     )
 }
 
@@ -162,7 +184,12 @@ impl<W: Write> ThreadedHashingWriter<W> {
                         h.update(&bytes);
                         let _ = give_back.try_send(bytes);
                     }
-                    Piece::File { file, offset, len } => {
+                    Piece::File {
+                        file,
+                        path,
+                        offset,
+                        len,
+                    } => {
                         use std::os::unix::fs::FileExt;
                         buf.resize(PIECE, 0);
                         let mut done = 0u64;
@@ -170,7 +197,7 @@ impl<W: Write> ThreadedHashingWriter<W> {
                             let want = (len - done).min(PIECE as u64) as usize;
                             let n = file.read_at(&mut buf[..want], offset + done)?;
                             if n == 0 {
-                                return Err(shrank());
+                                return Err(shrank(&path));
                             }
                             h.update(&buf[..n]);
                             done += n as u64;
@@ -262,6 +289,7 @@ impl ThreadedHashingWriter<tempfile::NamedTempFile> {
             .push((src.try_clone()?, path.to_path_buf(), before));
         self.send(Piece::File {
             file: src.try_clone()?,
+            path: path.to_path_buf(),
             offset,
             len,
         })?;
@@ -270,7 +298,7 @@ impl ThreadedHashingWriter<tempfile::NamedTempFile> {
             let step = left.min(64 << 20);
             let n = io::copy(&mut (&mut *src).take(step), self.inner.as_file_mut())?;
             if n == 0 {
-                return Err(shrank());
+                return Err(shrank(path));
             }
             left -= n;
             self.written += n;
@@ -413,6 +441,34 @@ mod tests {
                 .contains(&format!("{} changed", src_path.display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_truncated_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("weights.bin");
+        std::fs::write(&src_path, vec![7u8; 3000]).unwrap();
+        let mut src = std::fs::File::open(&src_path).unwrap();
+        let mut w = ThreadedHashingWriter::new(tempfile::NamedTempFile::new_in(&dir).unwrap());
+        // The tar header promised 5000 bytes; the file holds 3000 by the time it is copied.
+        let err = match w.append_file(&mut src, &src_path, 5000, &|_| {}) {
+            Err(e) => e,
+            Ok(()) => w.finish().map(|_| ()).unwrap_err(),
+        };
+        assert!(
+            err.to_string()
+                .contains(&format!("{} shrank", src_path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn other_algorithms_are_unsupported_not_mismatched() {
+        let d: Digest = format!("sha512:{}", "a".repeat(128)).parse().unwrap();
+        let e = require_sha256(&d).unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e:?}");
+        assert!(e.to_string().contains("sha512"), "{e}");
+        assert!(require_sha256(&sha256_of(b"x")).is_ok());
     }
 
     #[test]

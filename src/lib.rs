@@ -28,7 +28,7 @@
 //!     layer_threshold: build::DEFAULT_LAYER_THRESHOLD,
 //!     max_model_layers: build::DEFAULT_MAX_MODEL_LAYERS,
 //!     compression: layer::CompressionChoice::Auto,
-//!     platform: None, epoch: 0, base_check: true, threads: 2,
+//!     platform: None, epoch: 0, base_check: true, allow_failing_checks: false, threads: 2,
 //! };
 //! let outcome = build::build(&store, &spec, None, None, &Progress::hidden())?;
 //! println!("{}@{}", outcome.reference, outcome.digest);

@@ -15,3 +15,10 @@
 /// source. Real manifests and configs are kilobytes; an index of a few thousand images stays
 /// far below this. Larger documents are refused before they are read whole.
 pub const MAX_DOCUMENT: u64 = 8 << 20;
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+/// Latest `SOURCE_DATE_EPOCH` accepted: 9999-12-31T23:59:59Z. RFC 3339 timestamps have four
+/// year digits, and skopeo and umoci cannot parse a `created` beyond them.
+pub const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;

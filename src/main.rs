@@ -1,5 +1,9 @@
 //! The `modelcar` command line: a thin layer over the library that parses arguments, prints
 //! results and turns errors into a one-line reason, its causes and a hint.
+//!
+//! Exit codes: 0 on success (also when standard output is closed early, as by `| head`); 1 on
+//! an error; for `verify`, 1 when the image fails a check and 2 when it could not be judged;
+//! 2 for a command line that does not parse.
 
 mod cli;
 
@@ -10,11 +14,13 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose, args.quiet);
+    let verify = matches!(args.command, cli::Command::Verify(_));
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if cli::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             cli::report(&err);
-            ExitCode::FAILURE
+            cli::exit_code(&err, verify)
         }
     }
 }

@@ -188,13 +188,26 @@ fn walk(dir: &Path, canonical_root: &Path, prefix: &str, out: &mut Vec<ModelEntr
     Ok(())
 }
 
+/// The errno of "too many levels of symbolic links" (std has no stable `ErrorKind` for it).
+#[cfg(target_os = "linux")]
+const ELOOP: i32 = 40;
+#[cfg(not(target_os = "linux"))]
+const ELOOP: i32 = 62;
+
 /// Check that a symlink resolves to something inside the model directory and return its target
 /// relative to the link's directory.
 fn check_symlink(link: &Path, canonical_root: &Path) -> Result<String> {
     let raw = fs::read_link(link).map_err(io_err("read the symlink", link))?;
-    let resolved = fs::canonicalize(link).map_err(|_| {
+    let resolved = fs::canonicalize(link).map_err(|e| {
+        let why = if e.raw_os_error() == Some(ELOOP) {
+            "which is a loop of symlinks (a link that leads back to itself)".to_string()
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            "which does not exist".to_string()
+        } else {
+            format!("which cannot be resolved ({e})")
+        };
         Error::invalid(format!(
-            "symlink {} points to {}, which does not exist",
+            "symlink {} points to {}, {why}",
             link.display(),
             raw.display()
         ))
@@ -308,6 +321,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("does not exist"));
+    }
+
+    #[test]
+    fn a_symlink_loop_is_called_a_loop() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("m"), b"1").unwrap();
+        symlink("b", d.path().join("a")).unwrap();
+        symlink("a", d.path().join("b")).unwrap();
+        let e = ModelTree::scan(d.path()).unwrap_err().to_string();
+        assert!(e.contains("loop of symlinks"), "{e}");
+        assert!(!e.contains("does not exist"), "{e}");
     }
 
     #[test]

@@ -39,7 +39,8 @@ impl Progress {
             .expect("valid template")
             .progress_chars("=> "),
         );
-        bar.set_message(message.to_string());
+        // Messages name images and blobs from outside: escaped, as all human output is.
+        bar.set_message(crate::text::escape(message).into_owned());
         *self.bar.lock().expect("progress lock") = Some(bar);
     }
 

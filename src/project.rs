@@ -15,7 +15,9 @@ use crate::layer::{CompressionChoice, LayerMode};
 pub const FILE_NAME: &str = "modelcar.toml";
 pub const DEFAULT_BASE: &str = "registry.access.redhat.com/ubi10/ubi-micro:latest";
 
-/// A mode written as `"0555"` or `0o555`.
+/// A mode as written. Only the string form (`"0555"`) is accepted: a TOML number such as `444`
+/// is decimal and would silently mean another mode, so numbers are refused with a message
+/// saying how to write the mode.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum ModeValue {
@@ -45,6 +47,7 @@ struct Settings {
     layer_threshold: Option<SizeValue>,
     compression: Option<String>,
     platform: Option<String>,
+    allow_failing_checks: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +116,8 @@ pub struct ImageSettings {
     pub layer_threshold: Option<u64>,
     pub compression: CompressionChoice,
     pub platform: Option<String>,
+    /// Keep images that fail a check of `modelcar verify` (`allow-failing-checks = true`).
+    pub allow_failing_checks: bool,
 }
 
 impl ImageSettings {
@@ -141,9 +146,31 @@ impl Project {
     pub fn load(path: &Path) -> Result<Project> {
         let text = std::fs::read_to_string(path).map_err(io_err("read the project file", path))?;
         let contents: FileContents = toml::from_str(&text).map_err(|e| {
-            Error::invalid(format!("{}: {}", path.display(), e.to_string().trim_end()))
-                .with_hint("see the README for the keys modelcar.toml accepts")
+            // One line, `FILE:LINE:COLUMN: message`: errors are printed on one line, and the
+            // TOML crate's own rendering spans several.
+            let at = e
+                .span()
+                .map(|span| {
+                    let before = text.get(..span.start).unwrap_or(&text);
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!(":{line}:{column}")
+                })
+                .unwrap_or_default();
+            Error::invalid(format!(
+                "{}{at}: {}",
+                path.display(),
+                e.message().trim_end().replace('\n', "; ")
+            ))
+            .with_hint("see the README for the keys modelcar.toml accepts")
         })?;
+        if contents.images.is_empty() {
+            return Err(Error::invalid(format!(
+                "{} defines no images (no [images.NAME] table)",
+                path.display()
+            ))
+            .with_hint("add one: [images.NAME] with repository = \"...\" and models = \"DIR\""));
+        }
         Ok(Project {
             path: path.to_path_buf(),
             contents,
@@ -198,13 +225,17 @@ impl Project {
          -> Result<u32> {
             match v.clone().or(dv.clone()) {
                 None => Ok(default),
-                Some(ModeValue::Number(n)) if n <= 0o7777 => Ok(n),
                 Some(ModeValue::Number(n)) => Err(Error::invalid(file_ctx(&format!(
-                    "{key} {n} is not a file mode"
-                )))),
-                Some(ModeValue::Text(t)) => {
-                    parse_mode(&t).map_err(|e| Error::invalid(file_ctx(&format!("{key}: {e}"))))
-                }
+                    "{key} = {n} is a TOML number, which is not read as octal digits"
+                )))
+                .with_hint(format!(
+                    "write the mode as a string of octal digits: {key} = \"0444\""
+                ))),
+                Some(ModeValue::Text(t)) => parse_mode(&t).map_err(|e| {
+                    Error::invalid(file_ctx(&format!("{key}: {e}"))).with_hint(format!(
+                        "write it like {key} = \"0444\" (read and execute bits only)"
+                    ))
+                }),
             }
         };
         let base_dir = self.path.parent().unwrap_or(Path::new("."));
@@ -250,30 +281,48 @@ impl Project {
             layer_threshold: threshold,
             compression: compression.parse()?,
             platform: pick(&cli.platform, None, &s.platform, &d.platform),
+            allow_failing_checks: s
+                .allow_failing_checks
+                .or(d.allow_failing_checks)
+                .unwrap_or(false),
         })
     }
 }
 
-/// Parse `UID:GID` (numbers only: the image has no user database to look names up in).
+/// Parse `UID:GID` (numbers only: the image has no user database to look names up in). Each
+/// is at most 2^32-1, the largest ID Linux and the OCI runtimes accept.
 pub fn parse_owner(text: &str) -> Result<(u64, u64)> {
     let bad = || {
-        Error::invalid(format!("owner `{text}` is not UID:GID"))
-            .with_hint("write numbers, for example 1001:0 (group 0 lets OpenShift's random UIDs read the files)")
+        Error::invalid(format!(
+            "owner `{text}` is not UID:GID with numbers from 0 to {}",
+            u32::MAX
+        ))
+        .with_hint("write numbers, for example 1001:0 (group 0 lets OpenShift's random UIDs read the files)")
     };
     let (u, g) = text.split_once(':').ok_or_else(bad)?;
-    Ok((u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?))
+    let id = |t: &str| t.parse::<u32>().map(u64::from).map_err(|_| bad());
+    Ok((id(u)?, id(g)?))
 }
 
-/// Parse an octal mode such as `0555` or `555`.
+/// Parse an octal mode such as `0555` or `555`: permission bits only. Setuid, setgid and
+/// sticky bits mean nothing on model files and some runtimes refuse them, so they are refused.
 pub fn parse_mode(text: &str) -> Result<u32> {
-    let digits = text.trim_start_matches("0o");
-    u32::from_str_radix(digits, 8)
-        .ok()
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    let mode = (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| u32::from_str_radix(digits, 8).ok())
+        .flatten()
         .filter(|m| *m <= 0o7777)
         .ok_or_else(|| {
             Error::invalid(format!("mode `{text}` is not an octal file mode"))
                 .with_hint("write it like 0555 or 0444")
-        })
+        })?;
+    if mode & 0o7000 != 0 {
+        return Err(Error::invalid(format!(
+            "mode `{text}` sets the setuid, setgid or sticky bit, which model files must not have"
+        ))
+        .with_hint("use permission bits only, like 0555 or 0444"));
+    }
+    Ok(mode)
 }
 
 /// Parse a size: bytes, or a number with KiB/MiB/GiB/KB/MB/GB.
@@ -317,7 +366,7 @@ registry = "quay.io/jooholee"
 version = "v1.0.0"
 owner = "1001:0"
 dir-mode = "0555"
-file-mode = 0o444
+file-mode = "0444"
 
 [images.sklearn]
 repository = "mlserver-sklearn"
@@ -380,5 +429,49 @@ format = "sklearn"
             .unwrap_err()
             .to_string()
             .contains("nope"));
+    }
+
+    #[test]
+    fn a_toml_number_as_mode_is_refused_with_the_string_form() {
+        let p = project(&FILE.replace("file-mode = \"0444\"", "file-mode = 444")).unwrap();
+        let e = p.image("sklearn", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("file-mode = 444"), "{e}");
+        assert!(e.hint().unwrap().contains("file-mode = \"0444\""), "{e:?}");
+    }
+
+    #[test]
+    fn special_mode_bits_and_large_owner_ids_are_refused() {
+        for mode in ["4755", "2555", "1444", "0o4444"] {
+            let e = parse_mode(mode).unwrap_err().to_string();
+            assert!(e.contains("setuid, setgid or sticky"), "{mode}: {e}");
+        }
+        assert!(parse_mode("+444").is_err());
+        let p = project(&FILE.replace("file-mode = \"0444\"", "file-mode = \"4444\"")).unwrap();
+        let e = p.image("sklearn", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("file-mode"), "{e}");
+        assert_eq!(parse_owner("4294967295:0").unwrap(), (u32::MAX as u64, 0));
+        for owner in ["4294967296:0", "0:4294967296", "-1:0"] {
+            let e = parse_owner(owner).unwrap_err().to_string();
+            assert!(e.contains("4294967295"), "{owner}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_is_one_line_with_its_place() {
+        let e = project(&format!("{FILE}\nrepo = \n"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            e.contains(&format!("{FILE_NAME}:{}:", FILE.lines().count() + 2)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_images_is_an_error() {
+        let e = project("registry = \"quay.io/x\"\n").unwrap_err();
+        assert!(e.to_string().contains("defines no images"), "{e}");
+        assert!(e.hint().unwrap().contains("[images.NAME]"), "{e:?}");
     }
 }

@@ -158,10 +158,18 @@ impl FromStr for ImageRef {
         let (rest, digest) = match input.split_once('@') {
             Some((rest, d)) => {
                 let digest = crate::digest::parse(d).map_err(|_| {
-                    bad(
-                        input,
-                        format!("`{d}` is not sha256: followed by 64 lowercase hex digits"),
-                    )
+                    match d.split_once(':') {
+                        // A digest of another algorithm is well formed, just not one modelcar
+                        // can check: say so rather than call it malformed.
+                        Some((alg @ ("sha384" | "sha512"), _)) => bad(
+                            input,
+                            format!("{alg} digests are not supported: modelcar checks content against sha256 digests only"),
+                        ),
+                        _ => bad(
+                            input,
+                            format!("`{d}` is not sha256: followed by 64 lowercase hex digits"),
+                        ),
+                    }
                 })?;
                 (rest, Some(digest))
             }
@@ -422,5 +430,12 @@ mod tests {
         ));
         assert!("oci:".parse::<Location>().is_err());
         assert!("containers-storage:x".parse::<Location>().is_err());
+    }
+
+    #[test]
+    fn a_sha512_digest_is_called_unsupported_not_malformed() {
+        let text = format!("quay.io/org/model@sha512:{}", "a".repeat(128));
+        let e = text.parse::<ImageRef>().unwrap_err().to_string();
+        assert!(e.contains("sha512 digests are not supported"), "{e}");
     }
 }

@@ -41,12 +41,13 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Display adapter: `format!("{}", Escaped(name))` prints `escape(name)`.
+/// Display adapter: `format!("{}", Escaped(name))` prints `escape(name)`; width and alignment
+/// (`{:<20}`) apply to the escaped text.
 pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&escape(self.0))
+        f.pad(&escape(self.0))
     }
 }
 
@@ -69,6 +70,7 @@ mod tests {
         assert_eq!(escape("evil\u{202e}txt.exe"), r"evil\u{202e}txt.exe");
         assert_eq!(escape("a\\b\n"), r"a\\b\n");
         assert_eq!(Escaped("a\nb").to_string(), r"a\nb");
+        assert_eq!(format!("[{:<6}]", Escaped("a\nb")), r"[a\nb  ]");
     }
 
     #[test]

@@ -228,6 +228,7 @@ fn select_entry(index: &ImageIndex, reference: Option<&str>, name: &str) -> Resu
 
 /// Read a whole document from a source, checking digest and size.
 fn read_document(src: &dyn BlobSource, desc: &Descriptor) -> Result<Vec<u8>> {
+    digest::require_sha256(desc.digest())?;
     if desc.size() > MAX_DOCUMENT {
         return Err(Error::corrupt(format!(
             "document {} is too large ({} bytes)",
@@ -261,6 +262,7 @@ fn read_document(src: &dyn BlobSource, desc: &Descriptor) -> Result<Vec<u8>> {
 }
 
 fn copy_blob(src: &dyn BlobSource, store: &Store, desc: &Descriptor) -> Result<()> {
+    digest::require_sha256(desc.digest())?;
     if store.has_blob(desc.digest(), desc.size()) {
         return Ok(());
     }

@@ -112,7 +112,7 @@ impl ModelFiles for ImageModels<'_> {
 
 /// Whether a UID that is neither the owner nor root, in group 0, may read (and for directories,
 /// search) an entry with these bits.
-fn random_uid_can(mode: u32, gid: u64, dir: bool) -> bool {
+pub(crate) fn random_uid_can(mode: u32, gid: u64, dir: bool) -> bool {
     let need = if dir { 0o5 } else { 0o4 };
     (gid == 0 && (mode >> 3) & need == need) || mode & need == need
 }

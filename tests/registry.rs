@@ -1001,3 +1001,144 @@ fn bad_references_are_refused_with_a_message_that_shows_what_is_wrong() {
         .failure()
         .stderr_has(&["Upper", "lowercase"]);
 }
+
+#[test]
+fn a_wrong_password_at_login_says_the_credentials_were_refused() {
+    let env = Env::new();
+    let (tls, reg) = basic_tls_registry(&env);
+    let host = reg.host();
+    let out = login(
+        &env,
+        &["--cert-dir", tls.cert_dir.to_str().unwrap()],
+        &host,
+        "not-the-password",
+    )
+    .failure()
+    .stderr_has(&[
+        &host,
+        "refused the credentials",
+        "user name `",
+        "nothing was saved",
+    ]);
+    assert!(!out.stderr.contains("refused access to"), "{}", out.stderr);
+    assert!(!out.stderr.contains("modelcar login"), "{}", out.stderr);
+    assert!(
+        !env.auth_file.exists(),
+        "a refused login wrote the auth file"
+    );
+}
+
+/// A registry serving a self-signed certificate that is marked as a CA, given as trusted with
+/// --cert-dir: rustls refuses it as a CA used as an end entity, and the error says so in a
+/// user's terms.
+#[test]
+fn a_ca_certificate_served_as_the_registrys_own_is_explained() {
+    let env = Env::new();
+    let dir = env.path("self-signed");
+    std::fs::create_dir_all(&dir).unwrap();
+    support::cmd::tool_ok_in(
+        &dir,
+        "openssl",
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ],
+    );
+    let certs = dir.join("certs.d");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.join("server.crt"), certs.join("server.crt")).unwrap();
+    let reg = Registry::start(RegistryOptions {
+        tls: Some((dir.join("server.crt"), dir.join("server.key"))),
+        auth: Auth::Anonymous,
+    });
+    let host = reg.host();
+    let out = env
+        .modelcar(&[
+            "--cert-dir",
+            certs.to_str().unwrap(),
+            "pull",
+            &format!("{host}/models/any:v1"),
+        ])
+        .failure()
+        .stderr_has(&[&host, "is a CA certificate", "server certificate (CA:FALSE"]);
+    assert!(!out.stderr.contains("CaUsedAsEndEntity"), "{}", out.stderr);
+}
+
+/// `build --push` sends model layers straight to the registry, so the image is never in the
+/// store for the checks of `verify`: what they would find in the base's own /models is checked
+/// before anything is sent.
+#[test]
+fn build_push_on_a_base_with_unreadable_models_sends_nothing_unless_allowed() {
+    let env = Env::new();
+    let reg = Registry::plain();
+    // A base whose /models holds a file only its owner can read (kept with the opt-out).
+    let base_models = env.path("base-models");
+    std::fs::create_dir_all(&base_models).unwrap();
+    std::fs::copy(
+        example_model("sklearn").join("model.joblib"),
+        base_models.join("model.joblib"),
+    )
+    .unwrap();
+    std::fs::write(base_models.join("secret.bin"), b"1").unwrap();
+    let project = env.path("modelcar.toml");
+    std::fs::write(
+        &project,
+        format!(
+            "registry = \"quay.io/test\"\nversion = \"v1\"\nbase = \"{}\"\nfile-mode = \"0400\"\n\
+             allow-failing-checks = true\n[images.base]\nrepository = \"unreadable\"\n\
+             models = \"{}\"\nformat = \"sklearn\"\n",
+            bases().busybox(),
+            base_models.display()
+        ),
+    )
+    .unwrap();
+    env.modelcar(&["-f", project.to_str().unwrap(), "build"])
+        .success();
+
+    let models = env.path("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(
+        example_model("sklearn").join("model.joblib"),
+        models.join("model.joblib"),
+    )
+    .unwrap();
+    let dest = format!("{}/models/on-unreadable:v1", reg.host());
+    let push = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--models",
+            models.to_str().unwrap(),
+            "--tag",
+            &dest,
+        ];
+        args.extend(["--base", "quay.io/test/unreadable:v1", "--push"]);
+        args.extend_from_slice(extra);
+        env.modelcar(&args)
+    };
+    push(&[])
+        .failure()
+        .stderr_has(&["/models/secret.bin", "--allow-failing-checks"]);
+    assert_eq!(reg.blob_count(), 0, "a refused build --push sent blobs");
+
+    push(&["--allow-failing-checks"])
+        .success()
+        .stderr_has(&["warning:", "/models/secret.bin"]);
+    assert!(reg.blob_count() > 0);
+}

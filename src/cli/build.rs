@@ -9,6 +9,7 @@ use modelcar::layer::{CompressionChoice, LayerMode};
 use modelcar::progress::Progress;
 use modelcar::project::{self, Overrides};
 use modelcar::reference::{ImageRef, Location};
+use modelcar::text::Escaped;
 
 use super::Context;
 
@@ -62,6 +63,10 @@ pub struct Args {
     /// With --push: write the pushed digest to this file.
     #[arg(long, value_name = "FILE", requires = "push")]
     pub digestfile: Option<PathBuf>,
+    /// Tag (or push) the image even when it fails a check `modelcar verify` makes; the failures
+    /// are printed as warnings.
+    #[arg(long)]
+    pub allow_failing_checks: bool,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -84,37 +89,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         for note in &outcome.notes {
             ctx.note(note);
         }
-        if outcome.pushed.is_none() {
-            // The same checks `modelcar verify` makes, on what was built. Model-level warnings
-            // were printed by the build already.
-            let top = modelcar::transport::find_in_store(&store, &outcome.reference)?
-                .ok_or_else(|| anyhow::anyhow!("{} vanished from the store", outcome.reference))?;
-            let report = modelcar::verify::verify(&store, &top, &outcome.reference)?;
-            let platform_fails = report
-                .platforms
-                .iter()
-                .flat_map(|p| p.findings.iter().map(move |f| (Some(&p.platform), f)));
-            for (platform, f) in report
-                .findings
-                .iter()
-                .map(|f| (None, f))
-                .chain(platform_fails)
-            {
-                let show = f.severity == modelcar::formats::Severity::Fail
-                    || (platform.is_none() && f.severity == modelcar::formats::Severity::Warn);
-                if show {
-                    ctx.note(&format!(
-                        "warning: {}{}{}",
-                        platform.map(|p| format!("{p}: ")).unwrap_or_default(),
-                        f.message,
-                        f.hint
-                            .as_ref()
-                            .map(|h| format!(" (hint: {h})"))
-                            .unwrap_or_default()
-                    ));
-                }
-            }
-        }
         if outcome.pushed.is_some() {
             if let Some(f) = &args.digestfile {
                 std::fs::write(f, &outcome.digest)
@@ -122,7 +96,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             }
         }
         if !args.json {
-            println!("{}@{}", outcome.reference, outcome.digest);
+            outln!(
+                "{}@{}",
+                Escaped(&outcome.reference),
+                Escaped(&outcome.digest)
+            );
         }
         outcomes.push(outcome);
     }
@@ -147,6 +125,12 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             ));
         }
         let reference: ImageRef = tag.parse()?;
+        if reference.digest.is_some() {
+            bail!(Error::invalid(format!(
+                "--tag {tag} names a digest: the build computes the image's digest, it cannot be chosen"
+            ))
+            .with_hint("give --tag a reference with a tag only, like quay.io/me/model:v1"));
+        }
         let (uid, gid) = project::parse_owner(args.owner.as_deref().unwrap_or("1001:0"))?;
         let base = args
             .base
@@ -185,6 +169,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             platform,
             epoch,
             base_check: !args.no_base_check,
+            allow_failing_checks: args.allow_failing_checks,
             threads,
         }]);
     }
@@ -236,6 +221,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             platform,
             epoch,
             base_check: !args.no_base_check,
+            allow_failing_checks: args.allow_failing_checks || s.allow_failing_checks,
             threads,
         });
     }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use indicatif::BinaryBytes;
 use modelcar::image;
 use modelcar::store;
+use modelcar::text::{escape, Escaped};
 use modelcar::transport;
 use serde::Serialize;
 
@@ -69,20 +70,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     }
     let width = rows
         .iter()
-        .map(|r| r.reference.len())
+        .map(|r| escape(&r.reference).chars().count())
         .max()
         .unwrap_or(9)
         .max(9);
-    println!(
+    outln!(
         "{:<width$}  {:<19}  {:<24}  SIZE",
-        "REFERENCE", "DIGEST", "PLATFORMS"
+        "REFERENCE",
+        "DIGEST",
+        "PLATFORMS"
     );
     for r in rows {
-        println!(
+        // Names and platforms come from the store's index and the images' configs.
+        let short: String = r.digest.chars().take(19).collect();
+        outln!(
             "{:<width$}  {:<19}  {:<24}  {}",
-            r.reference,
-            &r.digest[..19.min(r.digest.len())],
-            r.platforms.join(","),
+            Escaped(&r.reference),
+            Escaped(&short),
+            Escaped(&r.platforms.join(",")),
             BinaryBytes(r.size)
         );
     }

@@ -4,6 +4,7 @@ use indicatif::BinaryBytes;
 use modelcar::image;
 use modelcar::registry::pull::PullPolicy;
 use modelcar::rootfs::{Node, RootFs};
+use modelcar::text::Escaped;
 use modelcar::transport;
 use serde::Serialize;
 
@@ -141,8 +142,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    print_human(&summary);
-    Ok(())
+    print_human(&summary)
 }
 
 fn model_files(fs: &RootFs) -> Vec<FileSummary> {
@@ -175,55 +175,63 @@ fn model_files(fs: &RootFs) -> Vec<FileSummary> {
         .collect()
 }
 
-fn print_human(s: &Summary) {
-    println!("Name:       {}", s.name);
-    println!("Digest:     {}", s.digest);
-    println!("Media type: {}", s.media_type);
+/// The summary for a person. Names, annotations, media types, users, titles and file names
+/// all come from the image, so every one is escaped.
+fn print_human(s: &Summary) -> anyhow::Result<()> {
+    let json_or = |v: &serde_json::Value, none: &str| {
+        if v.is_null() {
+            none.to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    outln!("Name:       {}", Escaped(&s.name));
+    outln!("Digest:     {}", Escaped(&s.digest));
+    outln!("Media type: {}", Escaped(&s.media_type));
     for (k, v) in &s.annotations {
-        println!("  {k}: {v}");
+        outln!("  {}: {}", Escaped(k), Escaped(v));
     }
     for m in &s.manifests {
-        println!();
-        println!("Platform {}  manifest {}", m.platform, m.digest);
-        println!(
+        outln!();
+        outln!(
+            "Platform {}  manifest {}",
+            Escaped(&m.platform),
+            Escaped(&m.digest)
+        );
+        outln!(
             "  User:       {}",
-            m.user.as_deref().unwrap_or("(unset: root)")
+            Escaped(m.user.as_deref().unwrap_or("(unset: root)"))
         );
-        println!(
+        outln!(
             "  Entrypoint: {}",
-            if m.entrypoint.is_null() {
-                "(none)".to_string()
-            } else {
-                m.entrypoint.to_string()
-            }
+            Escaped(&json_or(&m.entrypoint, "(none)"))
         );
-        println!(
-            "  Cmd:        {}",
-            if m.cmd.is_null() {
-                "(none)".to_string()
-            } else {
-                m.cmd.to_string()
-            }
+        outln!("  Cmd:        {}", Escaped(&json_or(&m.cmd, "(none)")));
+        outln!(
+            "  Created:    {}",
+            Escaped(m.created.as_deref().unwrap_or("?"))
         );
-        println!("  Created:    {}", m.created.as_deref().unwrap_or("?"));
-        println!("  Layers:");
+        outln!("  Layers:");
         for l in &m.layers {
-            println!(
+            let short: String = l.digest.chars().take(19).collect();
+            outln!(
                 "    {}  {:>10}  {}{}",
-                &l.digest[..19.min(l.digest.len())],
+                Escaped(&short),
                 BinaryBytes(l.size).to_string(),
-                l.media_type
-                    .trim_start_matches("application/vnd.oci.image.layer.v1."),
+                Escaped(
+                    l.media_type
+                        .trim_start_matches("application/vnd.oci.image.layer.v1.")
+                ),
                 l.title
                     .as_ref()
-                    .map(|t| format!("  {t}"))
+                    .map(|t| format!("  {}", Escaped(t)))
                     .unwrap_or_default()
             );
         }
         if let Some(files) = &m.files {
-            println!("  Files:");
+            outln!("  Files:");
             for f in files {
-                println!(
+                outln!(
                     "    {} {:>5}:{:<3} {:>10}  {}{}",
                     f.mode,
                     f.uid,
@@ -233,13 +241,14 @@ fn print_human(s: &Summary) {
                     } else {
                         f.kind.to_string()
                     },
-                    f.path,
+                    Escaped(&f.path),
                     f.target
                         .as_ref()
-                        .map(|t| format!(" -> {t}"))
+                        .map(|t| format!(" -> {}", Escaped(t)))
                         .unwrap_or_default()
                 );
             }
         }
     }
+    Ok(())
 }

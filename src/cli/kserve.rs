@@ -69,6 +69,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             None => ctx.note(&format!("warning: {}", w.message)),
         }
     }
-    print!("{yaml}");
+    // YAML from serde_yaml: every string is quoted and escaped by the encoder.
+    outln!("{}", yaml.trim_end_matches('\n'));
     Ok(())
 }

@@ -1,4 +1,21 @@
-//! Argument definitions and the dispatch to one module per subcommand.
+//! Argument definitions, the dispatch to one module per subcommand, and the one place output
+//! leaves the program.
+//!
+//! Human output escapes every string that came from outside (file names, annotations, labels,
+//! references, registry messages) with [`modelcar::text`], so nothing an image or a registry
+//! holds can move the cursor, colour the terminal or forge a line; errors, notes and log lines
+//! are escaped whole here, results field by field where they are printed. `--json` is exact.
+//! Standard output is written with [`outln!`], which turns a closed pipe into an error that
+//! `main` ends quietly with exit code 0, as `head` and `grep -q` expect.
+
+/// `println!` that returns a failed write (a closed pipe above all) to the caller as a
+/// [`output::StdoutError`] instead of panicking. Use in functions returning `anyhow::Result`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(crate::cli::output::StdoutError)?
+    }};
+}
 
 mod build;
 mod clean;
@@ -6,15 +23,16 @@ mod export;
 mod images;
 mod inspect;
 mod kserve;
+mod output;
 mod registry;
 mod verify;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use modelcar::error::Error;
 use modelcar::project::{self, Project};
 use modelcar::store::Store;
+pub use output::{exit_code, init_logging, is_broken_pipe, report};
 
 /// Pack machine-learning models into OCI images that KServe serves from a registry.
 #[derive(Debug, Parser)]
@@ -65,7 +83,7 @@ pub enum Command {
     Clean(clean::Args),
     /// Print a KServe InferenceService for an image.
     Kserve(kserve::Args),
-    /// Check that an image will work as a KServe modelcar (exit code 1 on any failed check).
+    /// Check that an image will work as a KServe modelcar (exit code 1 on a failed check, 2 on an error).
     Verify(verify::Args),
     /// Copy an image from a registry into the local store.
     Pull(registry::PullArgs),
@@ -75,23 +93,6 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Remove a registry credential from auth.json.
     Logout(registry::LogoutArgs),
-}
-
-pub fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MODELCAR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("modelcar={level}")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .try_init();
 }
 
 /// Shared context of a command run.
@@ -133,10 +134,10 @@ impl Context {
         })
     }
 
-    /// Print a note to standard error unless quiet.
+    /// Print a note to standard error unless quiet, escaped: notes quote names from outside.
     pub fn note(&self, text: &str) {
         if !self.quiet {
-            eprintln!("{text}");
+            output::note(text);
         }
     }
 
@@ -184,21 +185,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Print an error as `error: reason`, its causes, and a hint when there is one.
-pub fn report(err: &anyhow::Error) {
-    let mut line = format!("error: {err}");
-    for cause in err.chain().skip(1) {
-        line.push_str(&format!(": {cause}"));
-    }
-    eprintln!("{line}");
-    if let Some(hint) = err.downcast_ref::<Error>().and_then(Error::hint) {
-        eprintln!("hint: {hint}");
-    }
-}
-
 /// Print a value as pretty JSON on standard output.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use modelcar::progress::Progress;
 use modelcar::reference::{ImageRef, Location};
 use modelcar::registry::auth::{self, Credential};
 use modelcar::registry::{pull as registry_pull, push as registry_push};
+use modelcar::text::Escaped;
 
 use super::Context;
 
@@ -67,7 +68,7 @@ pub fn pull(ctx: &Context, args: PullArgs) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let progress = Progress::new(!ctx.quiet);
     let top = registry_pull::pull(ctx.client()?, &store, &r, platform.as_ref(), &progress)?;
-    println!("{}@{}", r.tagged(), top.digest());
+    outln!("{}@{}", Escaped(&r.tagged()), top.digest());
     Ok(())
 }
 
@@ -139,7 +140,11 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
             outcome.blobs_present
         ));
         if !args.json {
-            println!("{}@{}", outcome.reference, outcome.digest);
+            outln!(
+                "{}@{}",
+                Escaped(&outcome.reference),
+                Escaped(&outcome.digest)
+            );
         }
         if let Some(f) = &args.digestfile {
             std::fs::write(f, &outcome.digest)
@@ -199,9 +204,18 @@ pub fn login(ctx: &Context, args: LoginArgs) -> anyhow::Result<()> {
             password: password.clone(),
         },
     );
-    client
-        .check_login(&registry)
-        .with_context(|| format!("logging in to {registry}"))?;
+    // A refusal here is of the credentials just given: the library's usual hint (run
+    // `modelcar login`) would send the user in a circle.
+    client.check_login(&registry).map_err(|e| match e {
+        Error::Invalid { what, .. } => Error::Invalid {
+            what,
+            hint: Some(format!(
+                "check the user name `{}` and the password (or token); nothing was saved",
+                args.username
+            )),
+        },
+        other => other,
+    })?;
     let file = args.authfile.clone().unwrap_or_else(auth::login_file);
     auth::store(&file, &registry, &args.username, &password)?;
     ctx.note(&format!(

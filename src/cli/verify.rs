@@ -1,8 +1,8 @@
 //! `modelcar verify`: will the image work as a KServe modelcar?
 
-use anyhow::bail;
-use modelcar::formats::Severity;
+use modelcar::formats::{Finding, Severity};
 use modelcar::registry::pull::PullPolicy;
+use modelcar::text::Escaped;
 use modelcar::verify;
 
 use super::Context;
@@ -23,15 +23,22 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     if args.json {
         super::print_json(&report)?;
     } else {
-        print_report(&report);
+        print_report(&report)?;
     }
     if report.worst() == Severity::Fail {
-        bail!(
-            "{} will not work as a KServe modelcar (see the failed checks above)",
-            report.image
-        );
+        return Err(ImageFails {
+            image: report.image,
+        }
+        .into());
     }
     Ok(())
+}
+
+/// The verdict that an image fails a check: exit code 1, told apart from an error (2).
+#[derive(Debug, thiserror::Error)]
+#[error("{image} will not work as a KServe modelcar (see the failed checks above)")]
+pub struct ImageFails {
+    pub image: String,
 }
 
 fn mark(s: Severity) -> &'static str {
@@ -42,21 +49,29 @@ fn mark(s: Severity) -> &'static str {
     }
 }
 
-pub fn print_report(report: &verify::Report) {
-    println!("{} ({})", report.image, report.digest);
-    for f in &report.findings {
-        println!("  {:4}  {:12} {}", mark(f.severity), f.check, f.message);
-        if let (Some(h), true) = (&f.hint, f.severity != Severity::Pass) {
-            println!("  {:4}  {:12} fix: {h}", "", "");
-        }
-    }
+/// The report for a person. Messages quote file names, labels and entrypoints from the image,
+/// so every field is escaped.
+pub fn print_report(report: &verify::Report) -> anyhow::Result<()> {
+    outln!("{} ({})", Escaped(&report.image), Escaped(&report.digest));
+    print_findings(&report.findings)?;
     for p in &report.platforms {
-        println!("{} {}", p.platform, p.manifest);
-        for f in &p.findings {
-            println!("  {:4}  {:12} {}", mark(f.severity), f.check, f.message);
-            if let (Some(h), true) = (&f.hint, f.severity != Severity::Pass) {
-                println!("  {:4}  {:12} fix: {h}", "", "");
-            }
+        outln!("{} {}", Escaped(&p.platform), Escaped(&p.manifest));
+        print_findings(&p.findings)?;
+    }
+    Ok(())
+}
+
+fn print_findings(findings: &[Finding]) -> anyhow::Result<()> {
+    for f in findings {
+        outln!(
+            "  {:4}  {:12} {}",
+            mark(f.severity),
+            Escaped(&f.check),
+            Escaped(&f.message)
+        );
+        if let (Some(h), true) = (&f.hint, f.severity != Severity::Pass) {
+            outln!("  {:4}  {:12} fix: {}", "", "", Escaped(h));
         }
     }
+    Ok(())
 }

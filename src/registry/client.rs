@@ -140,10 +140,41 @@ fn transport_error(registry: &str, e: &reqwest::Error) -> Error {
         msg.push_str(&format!(": {s}"));
         src = s.source();
     }
+    if let Some((what, hint)) = certificate_problem(&msg) {
+        return Error::Unsupported {
+            what: format!("the TLS certificate of registry {registry} {what}"),
+            hint: Some(hint.into()),
+        };
+    }
     Error::Unsupported {
         what: msg,
         hint: Some("check the address and your network; for a registry with a private CA pass --cert-dir, for one without TLS --tls-verify=false".into()),
     }
+}
+
+/// What is wrong with a registry's certificate, in a user's terms, from the names rustls and
+/// webpki give certificate errors (they reach us only as text through reqwest's chain).
+fn certificate_problem(chain: &str) -> Option<(&'static str, &'static str)> {
+    if !chain.contains("invalid peer certificate") {
+        return None;
+    }
+    const TRUST: &str = "give the CA that signed it with --cert-dir DIR (a DIR/*.crt file), or, for a test registry only, --tls-verify=false";
+    // The names of rustls's certificate errors, and the phrases of their variants with context.
+    let table: [(&[&str], &str, &str); 6] = [
+        (&["CaUsedAsEndEntity"], "is a CA certificate (basicConstraints CA:TRUE) used as the server's own certificate, which TLS clients refuse even when it is trusted", "give the registry a server certificate (CA:FALSE, its host name in subjectAltName) signed by that CA, and pass the CA with --cert-dir"),
+        (&["NotValidForName", "not valid for name"], "does not name the host it was reached by (its subjectAltName lacks it)", "reach the registry by a name its certificate lists, or give it a certificate with this name in subjectAltName"),
+        (&["Expired", "certificate expired"], "has expired", "renew the registry's certificate (and check this machine's clock)"),
+        (&["NotValidYet", "not valid yet"], "is not valid yet", "check this machine's clock, or the certificate's start date"),
+        (&["UnknownIssuer"], "is signed by a CA this machine does not trust", TRUST),
+        (&["BadSignature"], "has a signature that does not verify", TRUST),
+    ];
+    Some(
+        table
+            .iter()
+            .find(|(names, _, _)| names.iter().any(|n| chain.contains(n)))
+            .map(|(_, what, hint)| (*what, *hint))
+            .unwrap_or(("is not accepted", TRUST)),
+    )
 }
 
 fn retryable(status: StatusCode) -> bool {
@@ -481,6 +512,14 @@ impl Client {
                             self.challenges.lock().expect("lock").insert(registry.to_string(), c.clone());
                             self.authenticate(registry, scope, &c, Some(repository))?;
                             authenticated = true;
+                        }
+                        // No repository: a request to /v2/ itself (`login`), which only
+                        // the credentials can fail.
+                        _ if repository.is_empty() => {
+                            return Err(Error::Invalid {
+                                what: format!("registry {registry} refused the credentials"),
+                                hint: Some("check the user name and the password (or token)".into()),
+                            })
                         }
                         _ => {
                             return Err(Error::Invalid {
