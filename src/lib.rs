@@ -48,6 +48,7 @@ pub mod limits;
 pub mod model;
 pub mod progress;
 pub mod project;
+pub mod provenance;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;

@@ -15,3 +15,13 @@
 /// source. Real manifests and configs are kilobytes; an index of a few thousand images stays
 /// far below this. Larger documents are refused before they are read whole.
 pub const MAX_DOCUMENT: u64 = 8 << 20;
+
+// ---------------------------------------------------------------------------------------------
+// Provenance
+
+/// Largest key file (cosign private or public key) read. Real ones are a few hundred bytes.
+pub const MAX_KEY_FILE: u64 = 64 << 10;
+
+/// Most memory scrypt may use to open an encrypted key (128 * r * N * p bytes). The key file
+/// chooses the parameters; cosign's own (N = 32768, r = 8, p = 1) need 32 MiB.
+pub const MAX_SCRYPT_MEMORY: u64 = 256 << 20;

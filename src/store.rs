@@ -249,6 +249,19 @@ impl Store {
         })
     }
 
+    /// Add an untagged entry (an artifact that refers to an image, such as its bill of
+    /// materials), unless the index already has it.
+    pub fn add_untagged(&self, target: &Descriptor) -> Result<()> {
+        self.update_index(|entries| {
+            if !entries
+                .iter()
+                .any(|d| d.digest() == target.digest() && ref_name(d).is_none())
+            {
+                entries.push(target.clone());
+            }
+        })
+    }
+
     /// Remove the entries named `references`; returns the names that were present.
     pub fn untag(&self, references: &[String]) -> Result<Vec<String>> {
         let mut removed = Vec::new();

@@ -6,6 +6,7 @@ mod export;
 mod images;
 mod inspect;
 mod kserve;
+mod provenance;
 mod registry;
 mod verify;
 
@@ -75,6 +76,12 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Remove a registry credential from auth.json.
     Logout(registry::LogoutArgs),
+    /// Make a cosign key pair: PREFIX.key (encrypted) and PREFIX.pub.
+    GenerateKey(provenance::GenerateKeyArgs),
+    /// Sign an image already pushed, as cosign does (the signature goes to its .sig tag).
+    Sign(provenance::SignArgs),
+    /// Print an image's CycloneDX bill of materials (ML-BOM).
+    Sbom(provenance::SbomArgs),
 }
 
 pub fn init_logging(verbose: u8, quiet: bool) {
@@ -181,6 +188,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(a) => registry::push(&ctx, a),
         Command::Login(a) => registry::login(&ctx, a),
         Command::Logout(a) => registry::logout(&ctx, a),
+        Command::GenerateKey(a) => provenance::generate_key(&ctx, a),
+        Command::Sign(a) => provenance::sign(&ctx, a),
+        Command::Sbom(a) => provenance::sbom(&ctx, a),
     }
 }
 

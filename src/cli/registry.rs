@@ -35,6 +35,8 @@ pub struct PushArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub sign: super::provenance::SignOptions,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +74,7 @@ pub fn pull(ctx: &Context, args: PullArgs) -> anyhow::Result<()> {
 }
 
 pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
+    let key = args.sign.load()?;
     let store = ctx.store()?;
     let project = ctx.project()?;
     // (image in the store, destination)
@@ -130,6 +133,14 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
             &progress,
         )
         .with_context(|| format!("pushing {source} to {dest}"))?;
+        let published = modelcar::provenance::referrers::publish(
+            ctx.client()?,
+            &store,
+            &resolved.descriptor,
+            &dest,
+            key.as_ref(),
+        )
+        .with_context(|| format!("pushing the BOM and signature of {source} to {dest}"))?;
         ctx.note(&format!(
             "{}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
             outcome.reference,
@@ -138,6 +149,9 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
             outcome.blobs_mounted,
             outcome.blobs_present
         ));
+        if let Some(signed) = &published.signature {
+            super::provenance::report_signed(ctx, signed);
+        }
         if !args.json {
             println!("{}@{}", outcome.reference, outcome.digest);
         }
