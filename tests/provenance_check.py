@@ -14,6 +14,10 @@ Commands:
                                       of the public keys verify it and what the payload says
   tamper REGISTRY REPO DIGEST         replace the first signed payload of the .sig manifest by one
                                       naming another repository, keeping its signature
+  add-referrer REGISTRY REPO DIGEST ARTIFACT_TYPE
+                                      push an artifact referring to DIGEST (its manifest's media
+                                      type and size from the registry) and list it under the
+                                      referrers tag schema, as another tool would; print its digest
   validate-bom FILE                   validate against the CycloneDX 1.6 JSON schema
 """
 
@@ -22,6 +26,7 @@ import hashlib
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
 
 import nacl.secret
@@ -178,6 +183,42 @@ def tamper(registry, repo, digest):
     print("ok")
 
 
+def add_referrer(registry, repo, digest, artifact_type):
+    base = "http://" + registry
+    req = urllib.request.Request("%s/v2/%s/manifests/%s" % (base, repo, digest), method="HEAD")
+    req.add_header("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
+    with urllib.request.urlopen(req) as r:
+        subject = {
+            "mediaType": r.headers["Content-Type"],
+            "digest": digest,
+            "size": int(r.headers["Content-Length"]),
+        }
+    data = b'{"note": "made by another tool"}'
+    empty = upload(base, repo, b"{}")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": artifact_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": artifact_type, "digest": upload(base, repo, data), "size": len(data)}],
+        "subject": subject,
+    }
+    body = json.dumps(manifest).encode()
+    mdigest = "sha256:" + hashlib.sha256(body).hexdigest()
+    put("%s/v2/%s/manifests/%s" % (base, repo, mdigest), body, manifest["mediaType"])
+    tag = digest.replace(":", "-")
+    try:
+        index = json.loads(get("%s/v2/%s/manifests/%s" % (base, repo, tag), "application/vnd.oci.image.index.v1+json"))
+    except urllib.error.HTTPError as e:
+        assert e.code == 404, e
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+    index["manifests"].append(
+        {"mediaType": manifest["mediaType"], "digest": mdigest, "size": len(body), "artifactType": artifact_type}
+    )
+    put("%s/v2/%s/manifests/%s" % (base, repo, tag), json.dumps(index).encode(), index["mediaType"])
+    print(mdigest)
+
+
 def validate_bom(path):
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
@@ -199,6 +240,8 @@ if __name__ == "__main__":
         signatures(args[0], args[1], args[2], args[3:])
     elif cmd == "tamper":
         tamper(*args)
+    elif cmd == "add-referrer":
+        add_referrer(*args)
     elif cmd == "validate-bom":
         validate_bom(*args)
     else:
