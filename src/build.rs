@@ -331,6 +331,7 @@ pub fn build(
         };
     // The BOM is kept beside the image before the image is named, so no image lacks one.
     let bom = crate::provenance::bom::for_build(
+        store,
         spec,
         &tree,
         &format,

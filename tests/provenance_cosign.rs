@@ -568,3 +568,34 @@ fn pushed_boms_are_referrers_through_the_tag_schema_beside_those_of_other_tools(
     let fresh = Env::new();
     assert_eq!(fresh.modelcar(&["sbom", &image]).success().stdout, bom);
 }
+
+#[test]
+fn the_bom_stays_in_the_store_as_long_as_its_image() {
+    let env = Env::new();
+    let keep = "registry.example/models/iris:keep";
+    let drop = "registry.example/models/iris:drop";
+    let kept = build(&env, keep, &[]);
+    let dropped = build(&env, drop, &["--owner", "1002:0"]);
+    let subjects = || -> Vec<String> {
+        let index = support::files::read_json(&env.store.join("index.json"));
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["annotations"]["org.opencontainers.image.ref.name"].is_null())
+            .map(|m| {
+                let hex = m["digest"].as_str().unwrap().trim_start_matches("sha256:");
+                let manifest = support::files::read_json(&env.store.join("blobs/sha256").join(hex));
+                manifest["subject"]["digest"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let mut both = subjects();
+    both.sort();
+    let mut want = vec![kept.clone(), dropped.clone()];
+    want.sort();
+    assert_eq!(both, want);
+    env.modelcar(&["clean", drop]).success();
+    assert_eq!(subjects(), vec![kept]);
+    env.modelcar(&["sbom", keep]).success();
+}

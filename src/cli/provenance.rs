@@ -174,7 +174,13 @@ pub fn sbom(ctx: &Context, args: SbomArgs) -> anyhow::Result<()> {
     }
     // Not built here: the registry may hold it as a referrer.
     if let Ok(r) = ctx.resolve_name(&args.image)?.parse::<ImageRef>() {
-        if let Some(bom) = referrers::fetch_bom(ctx.client()?, &r, &digest)? {
+        let found = referrers::fetch_bom(ctx.client()?, &r, &digest).with_context(|| {
+            format!(
+                "{} has no bill of materials in the store, and asking its registry failed",
+                Escaped(&resolved.name)
+            )
+        })?;
+        if let Some(bom) = found {
             std::io::stdout().write_all(&bom)?;
             println!();
             return Ok(());

@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{io_err, Result};
 use crate::formats::FormatReport;
 use crate::model::ModelTree;
+use crate::store::{read_cache, write_cache, Store};
 
 /// Media type of a CycloneDX JSON document (and the artifact type of a BOM referrer).
 pub const MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
@@ -48,40 +49,60 @@ pub struct BomInput<'a> {
 }
 
 /// SHA-256 and size of every regular file of a model tree, in the tree's order.
-pub fn file_digests(tree: &ModelTree) -> Result<Vec<FileDigest>> {
+///
+/// A file's digest is cached in the store under its path and `stat` fields (as the layer cache
+/// does), so an unchanged rebuild reads no model file.
+pub fn file_digests(store: &Store, tree: &ModelTree) -> Result<Vec<FileDigest>> {
+    let cache = store.cache_dir().join("file-digests");
     let mut out = Vec::new();
     for (entry, size) in tree.files() {
-        let mut file =
-            std::fs::File::open(&entry.source).map_err(io_err("open model file", &entry.source))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(io_err("read model file", &entry.source))?;
-            if n == 0 {
-                break;
+        let mut key = Sha256::new();
+        key.update(entry.source.as_os_str().as_encoded_bytes());
+        key.update(serde_json::to_vec(&entry.stat).unwrap_or_default());
+        let cache_file = cache.join(format!("{}.json", hex::encode(key.finalize())));
+        let sha256 = match read_cache::<String>(&cache_file) {
+            Some(hit) => hit,
+            None => {
+                let digest = hash_file(&entry.source)?;
+                write_cache(&cache_file, &digest);
+                digest
             }
-            hasher.update(&buf[..n]);
-        }
+        };
         out.push(FileDigest {
             path: entry.rel.clone(),
-            sha256: hex::encode(hasher.finalize()),
+            sha256,
             size,
         });
     }
     Ok(out)
 }
 
-/// The BOM of a build: `tree` read once more for the files' digests.
+fn hash_file(path: &std::path::Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(io_err("open model file", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(io_err("read model file", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The BOM of a build: `tree`'s files are read once more for their digests (unless cached).
 pub fn for_build(
+    store: &Store,
     spec: &crate::build::BuildSpec,
     tree: &ModelTree,
     format: &FormatReport,
     base_name: Option<&str>,
     base_digest: &str,
 ) -> Result<Vec<u8>> {
-    let files = file_digests(tree)?;
+    let files = file_digests(store, tree)?;
     let r = &spec.reference;
     let name = r.repository.rsplit('/').next().unwrap_or_default();
     Ok(render(&BomInput {
