@@ -25,3 +25,7 @@ pub const MAX_KEY_FILE: u64 = 64 << 10;
 /// Most memory scrypt may use to open an encrypted key (128 * r * N * p bytes). The key file
 /// chooses the parameters; cosign's own (N = 32768, r = 8, p = 1) need 32 MiB.
 pub const MAX_SCRYPT_MEMORY: u64 = 256 << 20;
+
+/// Most signatures read from one image's cosign signature manifest when verifying. Each costs a
+/// blob fetch; an image signed by more keys than this is not a case worth a thousand requests.
+pub const MAX_SIGNATURES: usize = 64;

@@ -210,8 +210,8 @@ pub fn print_referrers(ctx: &Context, image: &str, json: bool) -> anyhow::Result
     for item in &list {
         println!(
             "  {:9} {}  {}{}",
-            item.kind,
-            item.digest,
+            modelcar::text::escape(&item.kind),
+            Escaped(&item.digest),
             item.found_by,
             item.signatures
                 .map(|n| format!(" ({n} signatures)"))

@@ -407,8 +407,16 @@ pub fn verify(
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .take(crate::limits::MAX_SIGNATURES)
     {
         let layer_digest = layer.get("digest").and_then(Value::as_str).unwrap_or("");
+        if crate::digest::parse(layer_digest).is_err() {
+            reasons.push(format!(
+                "a layer's digest `{}` is not a sha256 digest",
+                crate::text::escape(layer_digest)
+            ));
+            continue;
+        }
         let Some(sig_b64) = layer
             .pointer("/annotations/dev.cosignproject.cosign~1signature")
             .and_then(Value::as_str)
@@ -422,7 +430,6 @@ pub fn verify(
             reasons.push(format!("layer {layer_digest}: the signature is not base64"));
             continue;
         };
-        crate::digest::parse(layer_digest)?;
         // get_blob checks the payload against the layer's digest: a tampered payload fails here.
         let payload = artifacts::get_blob(client, target, layer_digest)?;
         if !key.verify(&payload, &signature) {
