@@ -23,7 +23,7 @@ pub const MAX_DOCUMENT: u64 = 8 << 20;
 pub const MAX_KEY_FILE: u64 = 64 << 10;
 
 /// Most memory scrypt may use to open an encrypted key (128 * r * N * p bytes). The key file
-/// chooses the parameters; cosign's own (N = 32768, r = 8, p = 1) need 32 MiB.
+/// chooses the parameters; cosign's own (N = 65536, r = 8, p = 1) need 64 MiB.
 pub const MAX_SCRYPT_MEMORY: u64 = 256 << 20;
 
 /// Most signatures read from one image's cosign signature manifest when verifying. Each costs a

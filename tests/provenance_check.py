@@ -61,7 +61,7 @@ def make_key(prefix, passphrase):
         serialization.NoEncryption(),
     )
     salt, nonce = os.urandom(32), os.urandom(24)
-    secret = hashlib.scrypt(passphrase.encode(), salt=salt, n=32768, r=8, p=1, dklen=32, maxmem=64 << 20)
+    secret = hashlib.scrypt(passphrase.encode(), salt=salt, n=32768, r=8, p=1, dklen=32, maxmem=128 << 20)
     sealed = nacl.secret.SecretBox(secret).encrypt(der, nonce).ciphertext
     doc = {
         "kdf": {"name": "scrypt", "params": {"N": 32768, "r": 8, "p": 1}, "salt": b64(salt)},
@@ -91,7 +91,7 @@ def open_key(path, passphrase, pub):
         r=params["r"],
         p=params["p"],
         dklen=32,
-        maxmem=64 << 20,
+        maxmem=128 << 20,
     )
     der = nacl.secret.SecretBox(secret).decrypt(
         base64.b64decode(doc["ciphertext"]), base64.b64decode(doc["cipher"]["nonce"])

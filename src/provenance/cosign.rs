@@ -50,9 +50,9 @@ pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 /// Environment variable cosign reads a key's passphrase from.
 pub const PASSWORD_ENV: &str = "COSIGN_PASSWORD";
 
-// scrypt parameters cosign (go-securesystemslib's `encrypted` package) writes: N = 2^15, r = 8,
-// p = 1, 32-byte salt, 24-byte nonce.
-const SCRYPT_LOG_N: u8 = 15;
+// scrypt parameters cosign writes today (go-securesystemslib's `encrypted` package, as in the
+// key of tests/fixtures/cosign): N = 2^16, r = 8, p = 1, 32-byte salt, 24-byte nonce.
+const SCRYPT_LOG_N: u8 = 16;
 const SCRYPT_R: u32 = 8;
 const SCRYPT_P: u32 = 1;
 const SALT_LEN: usize = 32;
@@ -463,6 +463,28 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("wrong passphrase"), "{err}");
+    }
+
+    #[test]
+    fn a_key_made_by_cosign_opens_and_signs_for_its_public_key() {
+        let key = PrivateKey::from_encrypted_pem(
+            include_str!("../../tests/fixtures/cosign/cosign-made.key"),
+            b"",
+            "cosign-made.key",
+        )
+        .unwrap();
+        let public = include_str!("../../tests/fixtures/cosign/cosign-made.pub");
+        assert_eq!(key.public_pem().trim(), public.trim());
+        let p = payload("r.example/m", "sha256:aa");
+        assert!(PublicKey::from_pem(public, "pub")
+            .unwrap()
+            .verify(&p, &key.sign(&p)));
+        assert!(PrivateKey::from_encrypted_pem(
+            include_str!("../../tests/fixtures/cosign/cosign-made.key"),
+            b"x",
+            "cosign-made.key",
+        )
+        .is_err());
     }
 
     #[test]
