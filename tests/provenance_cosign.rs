@@ -526,7 +526,7 @@ fn pushed_boms_are_referrers_through_the_tag_schema_beside_those_of_other_tools(
         "application/vnd.example.other+json",
     ]);
 
-    env.modelcar(&["push", &image]).success();
+    let pushed = env.modelcar(&["push", &image, "--json"]).success().json();
     let tag = format!("{}/models/iris:{}", reg.host(), digest.replace(':', "-"));
     let index = env.skopeo_raw(&tag);
     let listed = index["manifests"].as_array().unwrap();
@@ -538,6 +538,7 @@ fn pushed_boms_are_referrers_through_the_tag_schema_beside_those_of_other_tools(
         reg.host(),
         listed[1]["digest"].as_str().unwrap()
     ));
+    assert_eq!(pushed[0]["referrers"][0], listed[1]["digest"]);
     assert_eq!(referrer["subject"]["digest"], digest.as_str());
     assert_eq!(referrer["artifactType"], "application/vnd.cyclonedx+json");
     assert_eq!(

@@ -159,12 +159,24 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
             std::fs::write(f, &outcome.digest)
                 .with_context(|| format!("writing {}", f.display()))?;
         }
-        outcomes.push(outcome);
+        outcomes.push(Pushed {
+            outcome,
+            provenance: published,
+        });
     }
     if args.json {
         super::print_json(&outcomes)?;
     }
     Ok(())
+}
+
+/// A push in `--json` output: what went to the registry, with the BOM and signature.
+#[derive(serde::Serialize)]
+struct Pushed {
+    #[serde(flatten)]
+    outcome: registry_push::PushOutcome,
+    #[serde(flatten)]
+    provenance: modelcar::provenance::referrers::Published,
 }
 
 /// The repository of the image's base, from its `base.name` annotation.
