@@ -600,3 +600,210 @@ fn the_bom_stays_in_the_store_as_long_as_its_image() {
     assert_eq!(subjects(), vec![kept]);
     env.modelcar(&["sbom", keep]).success();
 }
+
+/// A registry with the OCI 1.1 referrers API, in memory: no registry installable here has the
+/// API (distribution 2.8 does not), so this fake plays one. It keeps blobs and manifests, answers
+/// a manifest with a `subject` with `OCI-Subject`, and lists referrers at
+/// `/v2/<repo>/referrers/<digest>`; it records the tags written.
+struct ReferrersRegistry {
+    server: support::http::Server,
+    state: std::sync::Arc<std::sync::Mutex<FakeState>>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    blobs: std::collections::HashMap<String, Vec<u8>>,
+    /// (repository, tag or digest) -> (media type, bytes)
+    manifests: std::collections::HashMap<(String, String), (String, Vec<u8>)>,
+    tags: Vec<String>,
+    uploads: usize,
+}
+
+impl ReferrersRegistry {
+    fn start() -> ReferrersRegistry {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(FakeState::default()));
+        let shared = state.clone();
+        let server = support::http::Server::start(move |conn| serve_fake(&shared, conn));
+        ReferrersRegistry { server, state }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.server.port)
+    }
+
+    fn tags(&self) -> Vec<String> {
+        self.state.lock().unwrap().tags.clone()
+    }
+}
+
+fn serve_fake(state: &std::sync::Mutex<FakeState>, conn: std::net::TcpStream) {
+    use support::http::{read_body, respond, Head};
+    let Ok(read_half) = conn.try_clone() else {
+        return;
+    };
+    let mut r = std::io::BufReader::new(read_half);
+    let mut w = conn;
+    while let Ok(Some(head)) = Head::read(&mut r) {
+        let Ok(body) = read_body(&mut r, &head) else {
+            break;
+        };
+        let method = head.method().to_string();
+        let target = head.target().to_string();
+        let path = target.split('?').next().unwrap_or("").to_string();
+        let mut st = state.lock().unwrap();
+        let (status, headers, out): (u16, Vec<(&str, String)>, Vec<u8>) = if path == "/v2/" {
+            (200, vec![], b"{}".to_vec())
+        } else if let Some((repo, rest)) = path
+            .strip_prefix("/v2/")
+            .and_then(|p| {
+                p.rsplit_once("/blobs/uploads/")
+                    .or_else(|| p.rsplit_once("/blobs/"))
+            })
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        {
+            if path.contains("/blobs/uploads/") {
+                if method == "POST" {
+                    st.uploads += 1;
+                    let loc = format!("/v2/{repo}/blobs/uploads/{}", st.uploads);
+                    (202, vec![("Location", loc)], vec![])
+                } else {
+                    let digest = support::http::query_pairs(&target)
+                        .into_iter()
+                        .find(|(k, _)| k == "digest")
+                        .map(|(_, v)| v)
+                        .unwrap_or_default();
+                    assert_eq!(
+                        sha256(&body),
+                        digest,
+                        "the fake got a blob that is not its digest"
+                    );
+                    st.blobs.insert(digest.clone(), body);
+                    (201, vec![("Docker-Content-Digest", digest)], vec![])
+                }
+            } else {
+                match st.blobs.get(&rest) {
+                    Some(b) if method == "GET" => (200, vec![], b.clone()),
+                    Some(b) => (200, vec![("Content-Length", b.len().to_string())], vec![]),
+                    None => (404, vec![], vec![]),
+                }
+            }
+        } else if let Some((repo, reference)) = path
+            .strip_prefix("/v2/")
+            .and_then(|p| p.rsplit_once("/manifests/"))
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        {
+            let key = (repo.clone(), reference.clone());
+            if method == "PUT" {
+                let media_type = head.get("content-type").unwrap_or("").to_string();
+                let digest = sha256(&body);
+                if !reference.starts_with("sha256:") {
+                    st.tags.push(reference.clone());
+                }
+                let subject = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["subject"]["digest"].as_str().map(str::to_string));
+                st.manifests.insert(key, (media_type.clone(), body.clone()));
+                st.manifests
+                    .insert((repo, digest.clone()), (media_type, body));
+                let mut headers = vec![("Docker-Content-Digest", digest)];
+                if let Some(s) = subject {
+                    headers.push(("OCI-Subject", s));
+                }
+                (201, headers, vec![])
+            } else {
+                match st.manifests.get(&key) {
+                    Some((mt, b)) => (
+                        200,
+                        vec![
+                            ("Content-Type", mt.clone()),
+                            ("Docker-Content-Digest", sha256(b)),
+                        ],
+                        if method == "GET" { b.clone() } else { vec![] },
+                    ),
+                    None => (
+                        404,
+                        vec![],
+                        support::http::error_body("MANIFEST_UNKNOWN", "unknown"),
+                    ),
+                }
+            }
+        } else if let Some((repo, digest)) = path
+            .strip_prefix("/v2/")
+            .and_then(|p| p.rsplit_once("/referrers/"))
+        {
+            let mut seen = std::collections::BTreeSet::new();
+            let manifests: Vec<Value> = st
+                .manifests
+                .iter()
+                .filter(|((r, reference), _)| r == repo && reference.starts_with("sha256:"))
+                .filter_map(|(_, (mt, b))| {
+                    let v: Value = serde_json::from_slice(b).ok()?;
+                    (v["subject"]["digest"] == digest && seen.insert(sha256(b))).then(|| {
+                        serde_json::json!({
+                            "mediaType": mt, "digest": sha256(b), "size": b.len(),
+                            "artifactType": v["artifactType"],
+                        })
+                    })
+                })
+                .collect();
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": manifests,
+            });
+            (
+                200,
+                vec![(
+                    "Content-Type",
+                    "application/vnd.oci.image.index.v1+json".into(),
+                )],
+                index.to_string().into_bytes(),
+            )
+        } else {
+            (404, vec![], vec![])
+        };
+        drop(st);
+        if method == "HEAD" {
+            // A HEAD answer carries the length of what a GET would send, but no body.
+            let mut head = Head {
+                start: format!("HTTP/1.1 {status} {}", support::http::reason(status)),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            };
+            if head.get("content-length").is_none() {
+                head.set("Content-Length", "0");
+            }
+            if head.write_to(&mut w).is_err() {
+                break;
+            }
+            continue;
+        }
+        if respond(&mut w, status, &headers, &out).is_err() {
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_registry_with_the_referrers_api_indexes_the_bom_itself_and_gets_no_tag_schema() {
+    let reg = ReferrersRegistry::start();
+    let env = Env::new();
+    let image = format!("{}/models/iris:v1", reg.host());
+    let digest = build(&env, &image, &[]);
+    let bom = env.modelcar(&["sbom", &image]).success().stdout;
+    env.modelcar(&["push", &image]).success();
+    // Only the image's tag: the registry indexed the BOM, so no referrers tag was written.
+    assert_eq!(reg.tags(), ["v1"]);
+    let listed = env
+        .modelcar(&["inspect", &image, "--referrers", "--json"])
+        .success()
+        .json();
+    assert_eq!(listed["digest"], digest.as_str());
+    let referrers = listed["referrers"].as_array().unwrap();
+    assert_eq!(referrers.len(), 1, "{listed}");
+    assert_eq!(referrers[0]["kind"], "sbom");
+    assert_eq!(referrers[0]["found_by"], "referrers-api");
+    assert_eq!(Env::new().modelcar(&["sbom", &image]).success().stdout, bom);
+}
