@@ -26,7 +26,8 @@ use support::env::Env;
 use support::files::sha256;
 use support::fixtures::{bases, example_model, repo_root};
 use support::proxy::{FaultProxy, Rule};
-use support::registries::Registry;
+use support::registries::{Auth, Registry, RegistryOptions};
+use support::token::{self, TokenService};
 
 const EPOCH: &str = "1700000000";
 
@@ -806,4 +807,75 @@ fn a_registry_with_the_referrers_api_indexes_the_bom_itself_and_gets_no_tag_sche
     assert_eq!(referrers[0]["kind"], "sbom");
     assert_eq!(referrers[0]["found_by"], "referrers-api");
     assert_eq!(Env::new().modelcar(&["sbom", &image]).success().stdout, bom);
+}
+
+#[test]
+fn signatures_and_boms_go_to_a_registry_with_token_authentication() {
+    let env = Env::new();
+    let (user, password) = ("alice", "Pa55-w0rd-provenance");
+    let tokens = TokenService::start(&env.path("token"), &[(user, password)]);
+    let reg = Registry::start(RegistryOptions {
+        tls: None,
+        auth: Auth::Token {
+            realm: tokens.realm(),
+            service: token::SERVICE.into(),
+            issuer: token::ISSUER.into(),
+            root_cert_bundle: tokens.cert.clone(),
+        },
+    });
+    let image = format!("{}/models/iris:v1", reg.host());
+    let digest = build(&env, &image, &[]);
+    env.modelcar_stdin(
+        &["login", &reg.host(), "-u", user, "--password-stdin"],
+        &format!("{password}\n"),
+    )
+    .success();
+    let k = env.path("k");
+    env.modelcar(&["generate-key", "--output-prefix", s(&k)])
+        .success();
+    env.modelcar(&[
+        "push",
+        &image,
+        "--sign-by-sigstore-private-key",
+        s(&k.with_extension("key")),
+    ])
+    .success();
+    env.modelcar(&[
+        "verify",
+        &image,
+        "--sigstore-public-key",
+        s(&k.with_extension("pub")),
+    ])
+    .success();
+    let listed = env
+        .modelcar(&["inspect", &image, "--referrers", "--json"])
+        .success()
+        .json();
+    let kinds: Vec<&str> = listed["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["sbom", "signature"]);
+    let creds = format!("{user}:{password}");
+    let sig = env
+        .skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &format!(
+                "docker://{}/models/iris:{}.sig",
+                reg.host(),
+                digest.replace(':', "-")
+            ),
+        ])
+        .success()
+        .json();
+    assert_eq!(
+        sig["layers"][0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
 }
