@@ -51,6 +51,13 @@ fn python() -> &'static Path {
             let lock = std::fs::File::create(cache.join("venv.lock")).unwrap();
             lock.lock().unwrap();
             if !venv.join(".complete").exists() {
+                // Venvs of older requirements go.
+                for old in std::fs::read_dir(&cache).unwrap().flatten() {
+                    let name = old.file_name().to_string_lossy().into_owned();
+                    if name.starts_with("venv-") && old.path() != venv {
+                        let _ = std::fs::remove_dir_all(old.path());
+                    }
+                }
                 let _ = std::fs::remove_dir_all(&venv);
                 let ok = |c: &mut Command| {
                     let out = c.output().expect("run python3");
