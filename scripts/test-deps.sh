@@ -2,7 +2,8 @@
 # Install what the tests need, when it is missing: the tools that check modelcar's output
 # (skopeo, umoci, GNU tar, zstd), the CNCF distribution registry with htpasswd and openssl for
 # its auth and TLS, Debian's static busybox for the test base images, util-linux's
-# setpriv, and Python's PyYAML and jsonschema for validating InferenceService manifests.
+# setpriv, Python's PyYAML and jsonschema for validating InferenceService manifests, and Python's
+# venv module (tests/provenance_cosign.rs makes a venv of its pinned checkers on first use).
 set -euo pipefail
 
 missing=()
@@ -30,6 +31,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "test-deps: python3 has no venv module; install it (sudo apt-get install python3-venv)" >&2
+    exit 1
+  fi
+  echo "test-deps: installing python3-venv" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
 fi
 
 if ! python3 -c 'import yaml, jsonschema' 2>/dev/null; then

@@ -82,6 +82,9 @@ pub struct BuildOutcome {
     /// What was pushed, for `build --push`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pushed: Option<crate::registry::push::PushOutcome>,
+    /// The BOM pushed as a referrer, for `build --push`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<crate::provenance::referrers::Published>,
 }
 
 /// `SOURCE_DATE_EPOCH` when set, else 0: whole seconds from the Unix epoch to the year 9999.
@@ -364,6 +367,16 @@ pub fn build(
             d.set_platform(None);
             d
         };
+    // The BOM is kept beside the image before the image is named, so no image lacks one.
+    let bom = crate::provenance::bom::for_build(
+        store,
+        spec,
+        &tree,
+        &format,
+        base_name.as_deref(),
+        base.descriptor.digest().as_ref(),
+    )?;
+    crate::provenance::referrers::store_bom(store, &top, &bom, &created)?;
     let pushed = match push {
         None => {
             // The checks `modelcar verify` makes, on what was built, before it gets a name.
@@ -392,6 +405,16 @@ pub fn build(
             )?)
         }
     };
+    let referrers = match push {
+        None => None,
+        Some(client) => Some(crate::provenance::referrers::publish(
+            client,
+            store,
+            &top,
+            &spec.reference,
+            None,
+        )?),
+    };
     Ok(BuildOutcome {
         reference: spec.reference.tagged(),
         digest: top.digest().to_string(),
@@ -403,6 +426,7 @@ pub fn build(
         base_digest: base.descriptor.digest().to_string(),
         notes,
         pushed,
+        referrers,
     })
 }
 

@@ -11,6 +11,7 @@
 //! - [`rootfs`] merges an image's layers to see what a runtime would see (for the base check);
 //! - [`build`] is the pipeline from base image and model directory to a tagged image;
 //! - [`registry`] pulls from and pushes to registries, with their authentication;
+//! - [`provenance`] signs images for cosign and records each build's CycloneDX ML-BOM;
 //! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests;
 //! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing.
 //!
@@ -48,6 +49,7 @@ pub mod limits;
 pub mod model;
 pub mod progress;
 pub mod project;
+pub mod provenance;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;

@@ -22,3 +22,17 @@ pub const MAX_DOCUMENT: u64 = 8 << 20;
 /// Latest `SOURCE_DATE_EPOCH` accepted: 9999-12-31T23:59:59Z. RFC 3339 timestamps have four
 /// year digits, and skopeo and umoci cannot parse a `created` beyond them.
 pub const MAX_SOURCE_DATE_EPOCH: u64 = 253_402_300_799;
+
+// ---------------------------------------------------------------------------------------------
+// Provenance
+
+/// Largest key file (cosign private or public key) read. Real ones are a few hundred bytes.
+pub const MAX_KEY_FILE: u64 = 64 << 10;
+
+/// Most memory scrypt may use to open an encrypted key (128 * r * N * p bytes). The key file
+/// chooses the parameters; cosign's own (N = 65536, r = 8, p = 1) need 64 MiB.
+pub const MAX_SCRYPT_MEMORY: u64 = 256 << 20;
+
+/// Most signatures read from one image's cosign signature manifest when verifying. Each costs a
+/// blob fetch; an image signed by more keys than this is not a case worth a thousand requests.
+pub const MAX_SIGNATURES: usize = 64;

@@ -249,6 +249,19 @@ impl Store {
         })
     }
 
+    /// Add an untagged entry (an artifact that refers to an image, such as its bill of
+    /// materials), unless the index already has it.
+    pub fn add_untagged(&self, target: &Descriptor) -> Result<()> {
+        self.update_index(|entries| {
+            if !entries
+                .iter()
+                .any(|d| d.digest() == target.digest() && ref_name(d).is_none())
+            {
+                entries.push(target.clone());
+            }
+        })
+    }
+
     /// Remove the entries named `references`; returns the names that were present.
     pub fn untag(&self, references: &[String]) -> Result<Vec<String>> {
         let mut removed = Vec::new();
@@ -319,8 +332,26 @@ impl Store {
 
     fn gc_locked(&self) -> Result<GcReport> {
         let mut live = BTreeSet::new();
-        for entry in self.entries()? {
-            self.mark(&entry, &mut live)?;
+        let entries = self.entries()?;
+        for entry in entries.iter().filter(|e| ref_name(e).is_some()) {
+            self.mark(entry, &mut live)?;
+        }
+        // An untagged artifact that refers to an image (its bill of materials) lives as long as
+        // the image; other untagged entries stay.
+        let mut orphans = BTreeSet::new();
+        for entry in entries.iter().filter(|e| ref_name(e).is_none()) {
+            match self.subject_of(entry) {
+                Some(subject) if !live.contains(&subject) => {
+                    orphans.insert(entry.digest().to_string());
+                }
+                _ => self.mark(entry, &mut live)?,
+            }
+        }
+        if !orphans.is_empty() {
+            self.update_index(|entries| {
+                entries
+                    .retain(|d| ref_name(d).is_some() || !orphans.contains(&d.digest().to_string()))
+            })?;
         }
         let mut report = GcReport::default();
         let blobs = self.root.join("blobs/sha256");
@@ -339,6 +370,17 @@ impl Store {
             let _ = fs::remove_file(item.path());
         }
         Ok(report)
+    }
+
+    /// The hex digest of the `subject` of a manifest entry, if it has one.
+    fn subject_of(&self, entry: &Descriptor) -> Option<String> {
+        if crate::image::Document::classify(entry.media_type())
+            != crate::image::DocumentKind::Manifest
+        {
+            return None;
+        }
+        let manifest = crate::image::read_manifest(self, entry).ok()?;
+        Some(manifest.subject().as_ref()?.digest().digest().to_string())
     }
 
     /// Add `desc` and everything it references to `live` (hex digests).

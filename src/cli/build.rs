@@ -70,10 +70,18 @@ pub struct Args {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// With --push: sign the pushed image.
+    #[command(flatten)]
+    pub sign: super::provenance::SignOptions,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let specs = specs(ctx, &args)?;
+    if args.sign.sign_by_sigstore_private_key.is_some() && !args.push {
+        bail!(Error::invalid("--sign-by-sigstore-private-key signs what is pushed: it needs --push")
+            .with_hint("add --push, or sign when pushing: modelcar push IMAGE --sign-by-sigstore-private-key KEY"));
+    }
+    let key = args.sign.load()?;
     let store = ctx.store()?;
     let progress = Progress::new(!ctx.quiet && !args.json);
     let remote = modelcar::transport::Remote {
@@ -88,6 +96,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("building {}", spec.reference.tagged()))?;
         for note in &outcome.notes {
             ctx.note(note);
+        }
+        if let (Some(key), Some(_)) = (&key, &outcome.pushed) {
+            let signed = modelcar::provenance::referrers::sign(
+                ctx.client()?,
+                &spec.reference,
+                &outcome.digest,
+                key,
+            )
+            .with_context(|| format!("signing {}", spec.reference.tagged()))?;
+            super::provenance::report_signed(ctx, &signed);
         }
         if outcome.pushed.is_some() {
             if let Some(f) = &args.digestfile {

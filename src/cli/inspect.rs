@@ -20,6 +20,9 @@ pub struct Args {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// List the signatures and bills of materials that refer to the image in its registry.
+    #[arg(long, conflicts_with = "files")]
+    pub referrers: bool,
 }
 
 #[derive(Serialize)]
@@ -66,6 +69,9 @@ struct FileSummary {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    if args.referrers {
+        return super::provenance::print_referrers(ctx, &args.image, args.json);
+    }
     let store = ctx.store()?;
     let resolved = super::locate(ctx, &store, &args.image, PullPolicy::Missing)?;
     let top = &resolved.descriptor;

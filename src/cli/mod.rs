@@ -24,6 +24,7 @@ mod images;
 mod inspect;
 mod kserve;
 mod output;
+mod provenance;
 mod registry;
 mod verify;
 
@@ -93,6 +94,12 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Remove a registry credential from auth.json.
     Logout(registry::LogoutArgs),
+    /// Make a cosign key pair: PREFIX.key (encrypted) and PREFIX.pub.
+    GenerateKey(provenance::GenerateKeyArgs),
+    /// Sign an image already pushed, as cosign does (the signature goes to its .sig tag).
+    Sign(provenance::SignArgs),
+    /// Print an image's CycloneDX bill of materials (ML-BOM).
+    Sbom(provenance::SbomArgs),
 }
 
 /// Shared context of a command run.
@@ -182,6 +189,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(a) => registry::push(&ctx, a),
         Command::Login(a) => registry::login(&ctx, a),
         Command::Logout(a) => registry::logout(&ctx, a),
+        Command::GenerateKey(a) => provenance::generate_key(&ctx, a),
+        Command::Sign(a) => provenance::sign(&ctx, a),
+        Command::Sbom(a) => provenance::sbom(&ctx, a),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct PushArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub sign: super::provenance::SignOptions,
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +75,7 @@ pub fn pull(ctx: &Context, args: PullArgs) -> anyhow::Result<()> {
 }
 
 pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
+    let key = args.sign.load()?;
     let store = ctx.store()?;
     let project = ctx.project()?;
     // (image in the store, destination)
@@ -131,6 +134,14 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
             &progress,
         )
         .with_context(|| format!("pushing {source} to {dest}"))?;
+        let published = modelcar::provenance::referrers::publish(
+            ctx.client()?,
+            &store,
+            &resolved.descriptor,
+            &dest,
+            key.as_ref(),
+        )
+        .with_context(|| format!("pushing the BOM and signature of {source} to {dest}"))?;
         ctx.note(&format!(
             "{}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
             outcome.reference,
@@ -139,6 +150,9 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
             outcome.blobs_mounted,
             outcome.blobs_present
         ));
+        if let Some(signed) = &published.signature {
+            super::provenance::report_signed(ctx, signed);
+        }
         if !args.json {
             outln!(
                 "{}@{}",
@@ -150,12 +164,24 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
             std::fs::write(f, &outcome.digest)
                 .with_context(|| format!("writing {}", f.display()))?;
         }
-        outcomes.push(outcome);
+        outcomes.push(Pushed {
+            outcome,
+            provenance: published,
+        });
     }
     if args.json {
         super::print_json(&outcomes)?;
     }
     Ok(())
+}
+
+/// A push in `--json` output: what went to the registry, with the BOM and signature.
+#[derive(serde::Serialize)]
+struct Pushed {
+    #[serde(flatten)]
+    outcome: registry_push::PushOutcome,
+    #[serde(flatten)]
+    provenance: modelcar::provenance::referrers::Published,
 }
 
 /// The repository of the image's base, from its `base.name` annotation.

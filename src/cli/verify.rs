@@ -14,9 +14,25 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also check that the image in its registry carries a cosign signature by this public key.
+    #[arg(long, value_name = "KEY")]
+    pub sigstore_public_key: Option<std::path::PathBuf>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    if let Some(path) = &args.sigstore_public_key {
+        // The signature is checked first, against what the registry serves under the name.
+        let key = modelcar::provenance::cosign::load_public_key(path)?;
+        let (r, digest) = super::provenance::resolve_remote(ctx, &args.image)?;
+        let verified = modelcar::provenance::referrers::verify(ctx.client()?, &r, &digest, &key)?;
+        ctx.note(&format!(
+            "signature: {}@{} is signed by {} (identity {})",
+            verified.image,
+            verified.digest,
+            path.display(),
+            modelcar::text::Escaped(&verified.identity)
+        ));
+    }
     let store = ctx.store()?;
     let resolved = super::locate(ctx, &store, &args.image, PullPolicy::Missing)?;
     let report = verify::verify(&store, &resolved.descriptor, &resolved.name)?;

@@ -6,6 +6,7 @@
 //! `Retry-After`) and dropped connections. [`pull`] and [`push`] move images between a registry
 //! and the local [`Store`](crate::store::Store), verifying every byte against its digest.
 
+pub mod artifacts;
 pub mod auth;
 mod client;
 pub mod pull;
