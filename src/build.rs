@@ -19,6 +19,7 @@ use crate::json;
 use crate::layer::{self, BuiltLayer, CompressionChoice, EntrySettings, LayerMode};
 use crate::model::ModelTree;
 use crate::progress::Progress;
+use crate::provenance::model_signing;
 use crate::reference::{ImageRef, Location};
 use crate::registry::Client;
 use crate::rootfs::{self, RootFs};
@@ -56,6 +57,8 @@ pub struct BuildSpec {
     pub base_check: bool,
     /// Worker threads for writing layers, and for each compressor (output does not depend on it).
     pub threads: usize,
+    /// Private key (PEM) to sign the model files with, into `/models/model.sig`.
+    pub sign_model: Option<PathBuf>,
 }
 
 /// What a build produced.
@@ -141,6 +144,13 @@ pub fn build(
     progress: &Progress,
 ) -> Result<BuildOutcome> {
     let (tree, format) = check_models(spec)?;
+    let signer = match &spec.sign_model {
+        Some(key) => {
+            model_signing::check_unsigned(&tree)?;
+            Some(model_signing::SigningKey::from_pem_file(key)?)
+        }
+        None => None,
+    };
     let mut notes: Vec<String> = Vec::new();
     if format.detected {
         if let Some(f) = &format.format {
@@ -219,10 +229,11 @@ pub fn build(
         &tree,
         spec.layers,
         spec.layer_threshold,
-        spec.max_model_layers,
+        // The signature takes a layer of its own.
+        spec.max_model_layers - usize::from(signer.is_some()),
     );
     progress.start_bytes(tree.total_size(), &format!("writing {}", spec.reference));
-    let layers = match push {
+    let mut layers = match push {
         None => write_layers_parallel(store, store, &tree, &plans, &settings, spec, 1, progress)?,
         Some(client) => {
             let dest = crate::registry::push::RegistryUpload {
@@ -235,6 +246,25 @@ pub fn build(
             )?
         }
     };
+    if let Some(key) = &signer {
+        // Signed with the digests taken while the layers were written; kept per layer for
+        // `verify --model-key`.
+        let signature = model_signing::sign_built(key, &tree, &layers)?;
+        layers
+            .iter()
+            .for_each(|l| model_signing::remember_file_digests(store, l));
+        let sig_layer = match push {
+            None => model_signing::write_signature_layer(store, store, &signature, &settings)?,
+            Some(client) => {
+                let dest = crate::registry::push::RegistryUpload {
+                    client,
+                    target: &spec.reference,
+                };
+                model_signing::write_signature_layer(store, &dest, &signature, &settings)?
+            }
+        };
+        layers.push(sig_layer);
+    }
     progress.finish();
 
     let created = rfc3339(spec.epoch);
@@ -411,6 +441,7 @@ fn write_layers_parallel<D: layer::LayerDestination>(
                         layer::Codec {
                             choice: spec.compression,
                             threads: spec.threads.max(1),
+                            file_digests: spec.sign_model.is_some(),
                         },
                         &tick,
                     );

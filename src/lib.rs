@@ -12,6 +12,7 @@
 //! - [`build`] is the pipeline from base image and model directory to a tagged image;
 //! - [`registry`] pulls from and pushes to registries, with their authentication;
 //! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests;
+//! - [`provenance`] signs the model files inside the image and checks those signatures;
 //! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing.
 //!
 //! ```no_run
@@ -29,6 +30,7 @@
 //!     max_model_layers: build::DEFAULT_MAX_MODEL_LAYERS,
 //!     compression: layer::CompressionChoice::Auto,
 //!     platform: None, epoch: 0, base_check: true, threads: 2,
+//!     sign_model: None,
 //! };
 //! let outcome = build::build(&store, &spec, None, None, &Progress::hidden())?;
 //! println!("{}@{}", outcome.reference, outcome.digest);
@@ -48,6 +50,7 @@ pub mod limits;
 pub mod model;
 pub mod progress;
 pub mod project;
+pub mod provenance;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;

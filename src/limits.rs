@@ -15,3 +15,7 @@
 /// source. Real manifests and configs are kilobytes; an index of a few thousand images stays
 /// far below this. Larger documents are refused before they are read whole.
 pub const MAX_DOCUMENT: u64 = 8 << 20;
+
+/// Largest `/models/model.sig` (a model signature: a JSON bundle listing every file with its
+/// SHA-256, about 150 bytes a file) read from an image: room for a few hundred thousand files.
+pub const MODEL_SIGNATURE_MAX: u64 = 64 << 20;

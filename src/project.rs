@@ -45,6 +45,8 @@ struct Settings {
     layer_threshold: Option<SizeValue>,
     compression: Option<String>,
     platform: Option<String>,
+    /// Private key (PEM) signing the model files, relative to the project file.
+    sign_model: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +115,8 @@ pub struct ImageSettings {
     pub layer_threshold: Option<u64>,
     pub compression: CompressionChoice,
     pub platform: Option<String>,
+    /// Private key (PEM) to sign the model files with.
+    pub sign_model: Option<PathBuf>,
 }
 
 impl ImageSettings {
@@ -250,6 +254,11 @@ impl Project {
             layer_threshold: threshold,
             compression: compression.parse()?,
             platform: pick(&cli.platform, None, &s.platform, &d.platform),
+            sign_model: s
+                .sign_model
+                .as_ref()
+                .or(d.sign_model.as_ref())
+                .map(|k| base_dir.join(k)),
         })
     }
 }
