@@ -1117,6 +1117,44 @@ mod tests {
     }
 
     #[test]
+    fn file_digests_come_from_the_write_and_stay_with_the_cached_layer() {
+        // 2 MiB: large enough for the in-kernel copy an uncompressed layer uses otherwise.
+        let (d, t) = tree_with(&[("weights.bin", 2 << 20), ("sub/config.json", 10)]);
+        let expected: BTreeMap<String, String> = ["weights.bin", "sub/config.json"]
+            .iter()
+            .map(|p| {
+                let bytes = fs::read(d.path().join(p)).unwrap();
+                (p.to_string(), hex::encode(Sha256::digest(&bytes)))
+            })
+            .collect();
+        let plan = &plan_layers(&t, LayerMode::Single, 1, 64)[0];
+        for choice in [CompressionChoice::None, CompressionChoice::Gzip] {
+            let sd = tempfile::tempdir().unwrap();
+            let store = Store::open(sd.path()).unwrap();
+            let write = |file_digests: bool| {
+                let codec = Codec {
+                    choice,
+                    threads: 1,
+                    file_digests,
+                };
+                write_layer(&store, &store, &t, plan, &settings(), codec, &|_| {}).unwrap()
+            };
+            // Without the digests, then with: the cached layer has none, so it is written again.
+            let plain = write(false);
+            assert!(plain.file_digests.is_none());
+            let signed = write(true);
+            assert!(!signed.cached, "{choice:?}");
+            assert_eq!(signed.digest, plain.digest, "the layer bytes are the same");
+            assert_eq!(signed.file_digests.as_ref(), Some(&expected), "{choice:?}");
+            // Now the cache has them: a hit reads nothing and keeps them.
+            let again = write(true);
+            assert!(again.cached);
+            assert_eq!(again.file_digests.as_ref(), Some(&expected));
+            assert!(write(false).file_digests.is_none(), "only when asked");
+        }
+    }
+
+    #[test]
     fn the_listing_kept_for_a_layer_is_what_a_reader_finds_in_it() {
         let long = format!("{}/weights.bin", "deep".repeat(40));
         let (d, _) = tree_with(&[(&long, 2 << 20), ("config.json", 10)]);

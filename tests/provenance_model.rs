@@ -119,13 +119,15 @@ fn key_pair(dir: &Path, name: &str, curve: &str) -> (PathBuf, PathBuf) {
 
 /// A model directory with what a signature has to get right: a subdirectory, a file large
 /// enough for a layer of its own (copied in-kernel when nothing asks for its digest), a symlink
-/// to a file, and git's files (left out of signatures).
+/// to a file (signed under its own name), a symlink to a directory (the reference tool does not
+/// follow it) and git's files (left out of signatures).
 fn model_dir(dir: &Path) -> PathBuf {
     let m = sklearn_models(&dir.join("model"));
     fs::create_dir_all(m.join("sub")).unwrap();
     fs::write(m.join("sub/config.json"), b"{\"n\": 1}\n").unwrap();
     write_random(&m.join("weights.bin"), 3 << 20, 42);
     std::os::unix::fs::symlink("model.joblib", m.join("latest.joblib")).unwrap();
+    std::os::unix::fs::symlink("sub", m.join("sub-link")).unwrap();
     fs::create_dir_all(m.join(".git")).unwrap();
     fs::write(m.join(".git/HEAD"), b"ref: refs/heads/main\n").unwrap();
     fs::write(m.join(".gitignore"), b"*.tmp\n").unwrap();
