@@ -492,3 +492,32 @@ fn a_signed_build_streamed_to_a_registry_verifies_after_a_pull() {
         .run()
         .success();
 }
+
+#[test]
+fn verify_model_key_accepts_what_the_reference_tool_signed() {
+    let dir = temp();
+    let models = model_dir(dir.path());
+    for (name, curve) in [("p256", "P-256"), ("p384", "P-384"), ("p521", "P-521")] {
+        let (key, public) = key_pair(dir.path(), name, curve);
+        // The reference tool writes model.sig into the model directory (and leaves it out).
+        let out = Command::new(reference_tool())
+            .args(["sign", "key", "--allow_symlinks", "--private_key"])
+            .arg(&key)
+            .arg("--signature")
+            .arg(models.join("model.sig"))
+            .arg(&models)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let store = dir.path().join(format!("store-{name}"));
+        build_one(&store, &models, TAG, &bases().busybox(), &SPLIT);
+        verify(&store, &public).success();
+        let (_, other) = key_pair(dir.path(), &format!("{name}-other"), curve);
+        let line = verify_fails(&store, &other);
+        assert!(line.contains("another key"), "{line}");
+    }
+}
