@@ -230,7 +230,9 @@ pub fn build(
         spec.layers,
         spec.layer_threshold,
         // The signature takes a layer of its own.
-        spec.max_model_layers - usize::from(signer.is_some()),
+        spec.max_model_layers
+            .saturating_sub(usize::from(signer.is_some()))
+            .max(1),
     );
     progress.start_bytes(tree.total_size(), &format!("writing {}", spec.reference));
     let mut layers = match push {

@@ -36,6 +36,7 @@ use crate::layer::{self, BuiltLayer, EntrySettings, LayerDestination, MODEL_ROOT
 use crate::model::{EntryKind, ModelTree};
 use crate::rootfs::{self, clean_path, Node, RootFs};
 use crate::store::{read_cache, write_cache, Store};
+use crate::text::escape;
 
 /// The signature's file name, at the top of the model directory.
 pub const SIGNATURE_FILE: &str = "model.sig";
@@ -412,7 +413,8 @@ pub fn verify_signature(bytes: &[u8], key: &VerifyingKey, what: &str) -> Result<
     if let Some(signed_with) = id.hint.filter(|h| !h.is_empty()) {
         if signed_with != hint {
             return Err(bad(format!(
-                "signed with another key (key hint {signed_with}; the key given has {hint})"
+                "signed with another key (key hint {}; the key given has {hint})",
+                escape(&signed_with)
             ))
             .with_hint(
                 "pass the public key that pairs with the private key the model was signed with",
@@ -451,7 +453,8 @@ pub fn verify_signature(bytes: &[u8], key: &VerifyingKey, what: &str) -> Result<
     if statement.kind != STATEMENT_TYPE || statement.predicate_type != PREDICATE_TYPE {
         return Err(bad(format!(
             "statement {} with predicate {}; expected {STATEMENT_TYPE} with {PREDICATE_TYPE}",
-            statement.kind, statement.predicate_type
+            escape(&statement.kind),
+            escape(&statement.predicate_type)
         ))
         .with_hint(
             "sign the model again with a current signer (model-signing 1.0 or later, or modelcar)",
@@ -462,7 +465,8 @@ pub fn verify_signature(bytes: &[u8], key: &VerifyingKey, what: &str) -> Result<
     if predicate.serialization.method != "files" || predicate.serialization.hash_type != "sha256" {
         return Err(bad(format!(
             "the model was serialised by {} with {}; modelcar checks signatures of whole files with sha256",
-            predicate.serialization.method, predicate.serialization.hash_type
+            escape(&predicate.serialization.method),
+            escape(&predicate.serialization.hash_type)
         ))
         .with_hint("check it with model_signing verify key on the unpacked model"));
     }
@@ -546,16 +550,16 @@ pub fn covered_files(fs: &RootFs, ignored: &[String]) -> Result<Vec<Covered>> {
                     })
                 }
                 Some((_, Node::Dir { .. })) => {}
-                _ => {
-                    return Err(Error::invalid(format!(
-                        "/{path} is a link to no file of the model, which a model signature cannot cover"
-                    ))
-                    .with_hint("point the link at a file inside the model directory, or remove it"))
-                }
+                _ => return Err(Error::invalid(format!(
+                    "/{} is a link to no file of the model, which a model signature cannot cover",
+                    escape(path)
+                ))
+                .with_hint("point the link at a file inside the model directory, or remove it")),
             },
             Node::Other => {
                 return Err(Error::invalid(format!(
-                    "/{path} is a special file, which a model signature cannot cover"
+                    "/{} is a special file, which a model signature cannot cover",
+                    escape(path)
                 )))
             }
         }
@@ -843,11 +847,7 @@ pub fn verify_image(
         ("not signed", &unsigned),
     ] {
         if !list.is_empty() {
-            let shown: Vec<String> = list
-                .iter()
-                .take(5)
-                .map(|n| crate::text::escape(n).to_string())
-                .collect();
+            let shown: Vec<String> = list.iter().take(5).map(|n| escape(n).to_string()).collect();
             let more = if list.len() > 5 { ", ..." } else { "" };
             problems.push(format!(
                 "{} {what} ({}{more})",
