@@ -521,3 +521,47 @@ fn verify_model_key_accepts_what_the_reference_tool_signed() {
         assert!(line.contains("another key"), "{line}");
     }
 }
+
+#[test]
+fn a_multi_platform_image_shares_one_signature_checked_for_every_platform() {
+    let dir = temp();
+    let models = model_dir(dir.path());
+    let (key, public) = key_pair(dir.path(), "p256", "P-256");
+    let store = dir.path().join("store");
+    build_one(
+        &store,
+        &models,
+        TAG,
+        &bases().multi(),
+        &["--sign-model", key.to_str().unwrap()],
+    );
+    let index = skopeo_raw_json(&oci(&store, TAG));
+    let last_layers: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let blob = blob_path(&store, m["digest"].as_str().unwrap());
+            read_json(&blob)["layers"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()["digest"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(last_layers.len(), 2);
+    assert_eq!(
+        last_layers[0], last_layers[1],
+        "one signature layer for both"
+    );
+    let out = verify(&store, &public).success();
+    let passed = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("pass") && l.contains("model-signature"))
+        .count();
+    assert_eq!(passed, 2, "{}", out.stdout);
+}

@@ -550,11 +550,15 @@ pub fn covered_files(fs: &RootFs, ignored: &[String]) -> Result<Vec<Covered>> {
                     })
                 }
                 Some((_, Node::Dir { .. })) => {}
-                _ => return Err(Error::invalid(format!(
+                _ => {
+                    return Err(Error::invalid(format!(
                     "/{} is a link to no file of the model, which a model signature cannot cover",
                     escape(path)
                 ))
-                .with_hint("point the link at a file inside the model directory, or remove it")),
+                    .with_hint(
+                        "point the link at a file inside the model directory, or remove it",
+                    ))
+                }
             },
             Node::Other => {
                 return Err(Error::invalid(format!(
