@@ -249,23 +249,18 @@ pub fn build(
         }
     };
     if let Some(key) = &signer {
-        // Signed with the digests taken while the layers were written; kept per layer for
-        // `verify --model-key`.
-        let signature = model_signing::sign_built(key, &tree, &layers)?;
-        layers
-            .iter()
-            .for_each(|l| model_signing::remember_file_digests(store, l));
-        let sig_layer = match push {
-            None => model_signing::write_signature_layer(store, store, &signature, &settings)?,
+        let (tree, settings) = (&tree, &settings);
+        let signed = match push {
+            None => model_signing::add_signature(store, store, key, tree, &layers, settings)?,
             Some(client) => {
                 let dest = crate::registry::push::RegistryUpload {
                     client,
                     target: &spec.reference,
                 };
-                model_signing::write_signature_layer(store, &dest, &signature, &settings)?
+                model_signing::add_signature(store, &dest, key, tree, &layers, settings)?
             }
         };
-        layers.push(sig_layer);
+        layers.push(signed);
     }
     progress.finish();
 

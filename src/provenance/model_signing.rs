@@ -636,6 +636,23 @@ pub fn sign_built(key: &SigningKey, tree: &ModelTree, layers: &[BuiltLayer]) -> 
     Ok(sign(key, &files, symlinks))
 }
 
+/// Sign the model files of `tree` with the digests the build took while writing `layers`, keep
+/// those digests per layer for `verify --model-key`, and write the signature's layer into `dest`.
+pub fn add_signature<D: LayerDestination>(
+    store: &Store,
+    dest: &D,
+    key: &SigningKey,
+    tree: &ModelTree,
+    layers: &[BuiltLayer],
+    settings: &EntrySettings,
+) -> Result<BuiltLayer> {
+    let signature = sign_built(key, tree, layers)?;
+    for l in layers {
+        remember_file_digests(store, l);
+    }
+    write_signature_layer(store, dest, &signature, settings)
+}
+
 /// Write the layer that adds `/models/model.sig` (uncompressed: a few kilobytes) into `dest`.
 /// The model layers are the same whether or not the model is signed.
 pub fn write_signature_layer<D: LayerDestination>(
