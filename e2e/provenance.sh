@@ -53,7 +53,7 @@ requirements=$REPO/tests/fixtures/model-signing-requirements.txt
 key=$({ cat "$requirements"; "$PYTHON" -c 'import sys, platform; print(sys.version, platform.machine(), sys.executable)'; } | sha256sum | cut -c1-16)
 VENV=$CACHE/model-signing-$key
 if [ ! -f "$VENV/.complete" ]; then
-  rm -rf "$VENV"
+  find "$CACHE" -mindepth 1 -maxdepth 1 -name 'model-signing-*' -exec rm -rf {} + 2>/dev/null
   { "$PYTHON" -m venv "$VENV" &&
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements" &&
     "$VENV/bin/python" -m model_signing --help >/dev/null && touch "$VENV/.complete"; } >>"$LOG" 2>&1 ||

@@ -21,11 +21,15 @@ use support::registries::Registry;
 const TAG: &str = "localhost/signed/model:v1";
 
 /// `model_signing` from a venv made once per version of the requirements file and interpreter
-/// (under a lock: test processes run in parallel), under `~/.cache/modelcar-tests`. Fails, never
-/// skips, when it cannot be made (PyPI must be reachable the first time).
+/// (under a lock: test processes run in parallel), under `~/.cache/modelcar-tests`, where it
+/// replaces the venvs of other versions. Fails, never skips, when it cannot be made (PyPI must be
+/// reachable the first time).
 fn reference_tool() -> PathBuf {
     let requirements = repo_root().join("tests/fixtures/model-signing-requirements.txt");
-    let python = tool_ok("python3", ["-c", "import sys; print(sys.version)"]);
+    let python = tool_ok(
+        "python3",
+        ["-c", "import sys; print(sys.version, sys.executable)"],
+    );
     let mut key = fs::read(&requirements).expect("the requirements file");
     key.extend(python.bytes());
     let home = std::env::var_os("HOME").expect("HOME");
@@ -37,7 +41,13 @@ fn reference_tool() -> PathBuf {
         let lock = fs::File::create(cache.join("model-signing.lock")).unwrap();
         lock.lock().expect("lock the venv");
         if !done.exists() {
-            let _ = fs::remove_dir_all(&venv);
+            // Venvs of other versions of the requirements go.
+            for old in fs::read_dir(&cache).unwrap().flatten() {
+                let name = old.file_name().to_string_lossy().into_owned();
+                if name.starts_with("model-signing-") && !name.ends_with(".lock") {
+                    let _ = fs::remove_dir_all(old.path());
+                }
+            }
             tool_ok(
                 "python3",
                 [OsArg::from("-m"), "venv".into(), venv.as_os_str().into()],
