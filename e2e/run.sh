@@ -573,6 +573,8 @@ stop_group "$SERVER"
 # Stop the sidecars.
 for n in "${!SIDECAR_PID[@]}"; do stop_group "${SIDECAR_PID[$n]}"; done
 
+"$E2E/provenance.sh" "$MC" "$BASE" "$REG" "$W/provenance" "$SERVE_UID" || fail "e2e/provenance.sh" "$W/provenance/log"
+
 # ---------------------------------------------------------------------------------------------
 section "6. modelcar verify agrees with the pod"
 

@@ -21,6 +21,8 @@ need strace strace
 need gzip gzip
 need mkfifo coreutils
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || missing+=(busybox-static)
+# The model-signing reference tool is installed by its test into a venv of its own.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -20,6 +20,7 @@ use crate::layer::{self, BuiltLayer, CompressionChoice, EntrySettings, LayerMode
 use crate::limits::MAX_SOURCE_DATE_EPOCH;
 use crate::model::ModelTree;
 use crate::progress::Progress;
+use crate::provenance::model_signing;
 use crate::reference::{ImageRef, Location};
 use crate::registry::Client;
 use crate::rootfs::{self, RootFs};
@@ -64,6 +65,8 @@ pub struct BuildSpec {
     pub allow_failing_checks: bool,
     /// Worker threads for writing layers, and for each compressor (output does not depend on it).
     pub threads: usize,
+    /// Private key (PEM) to sign the model files with, into `/models/model.sig`.
+    pub sign_model: Option<PathBuf>,
 }
 
 /// What a build produced.
@@ -167,6 +170,13 @@ pub fn build(
         .with_hint("name the image by tag only, like quay.io/me/model:v1"));
     }
     let (tree, format) = check_models(spec)?;
+    let signer = match &spec.sign_model {
+        Some(key) => {
+            model_signing::check_unsigned(&tree)?;
+            Some(model_signing::SigningKey::from_pem_file(key)?)
+        }
+        None => None,
+    };
     let mut notes: Vec<String> = Vec::new();
     // Known before anything is written; with --push it is the only permission check possible,
     // since model layers never reach the store for `verify` to read.
@@ -260,10 +270,13 @@ pub fn build(
         &tree,
         spec.layers,
         spec.layer_threshold,
-        spec.max_model_layers,
+        // The signature takes a layer of its own.
+        spec.max_model_layers
+            .saturating_sub(usize::from(signer.is_some()))
+            .max(1),
     );
     progress.start_bytes(tree.total_size(), &format!("writing {}", spec.reference));
-    let layers = match push {
+    let mut layers = match push {
         None => write_layers_parallel(store, store, &tree, &plans, &settings, spec, 1, progress)?,
         Some(client) => {
             let dest = crate::registry::push::RegistryUpload {
@@ -276,6 +289,20 @@ pub fn build(
             )?
         }
     };
+    if let Some(key) = &signer {
+        let (tree, settings) = (&tree, &settings);
+        let signed = match push {
+            None => model_signing::add_signature(store, store, key, tree, &layers, settings)?,
+            Some(client) => {
+                let dest = crate::registry::push::RegistryUpload {
+                    client,
+                    target: &spec.reference,
+                };
+                model_signing::add_signature(store, &dest, key, tree, &layers, settings)?
+            }
+        };
+        layers.push(signed);
+    }
     progress.finish();
 
     let created = rfc3339(spec.epoch);
@@ -478,6 +505,7 @@ fn write_layers_parallel<D: layer::LayerDestination>(
                         layer::Codec {
                             choice: spec.compression,
                             threads: spec.threads.max(1),
+                            file_digests: spec.sign_model.is_some(),
                         },
                         &tick,
                     );

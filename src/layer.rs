@@ -10,8 +10,13 @@
 //! digest across versions and registries can receive layers in parallel; the rest share a layer.
 //! A cache keyed on each file's path and `stat` fields lets an unchanged rebuild reuse a layer
 //! without reading the files again.
+//!
+//! When asked ([`Codec::file_digests`], for signing the model), the writer also takes each file's
+//! SHA-256 from the same read that puts the file into the layer, and the layer caches keep those
+//! digests with the layer, so a cache hit needs no read either. A cached layer without them is
+//! written again when they are asked for.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -70,16 +75,23 @@ impl std::str::FromStr for CompressionChoice {
 }
 
 /// How layer bytes are compressed: the choice, and how many threads a compressor may use (the
-/// bytes do not depend on the thread count).
+/// bytes do not depend on the thread count); and whether each file's SHA-256 is taken on the way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Codec {
     pub choice: CompressionChoice,
     pub threads: usize,
+    /// Take each file's SHA-256 ([`BuiltLayer::file_digests`]). Files then go through this
+    /// process rather than by an in-kernel copy, where they would not be seen.
+    pub file_digests: bool,
 }
 
 impl From<CompressionChoice> for Codec {
     fn from(choice: CompressionChoice) -> Self {
-        Codec { choice, threads: 1 }
+        Codec {
+            choice,
+            threads: 1,
+            file_digests: false,
+        }
     }
 }
 
@@ -198,6 +210,9 @@ pub struct BuiltLayer {
     pub files: Vec<String>,
     /// Uncompressed bytes of file content.
     pub content_bytes: u64,
+    /// Each model file's SHA-256 (hex) by relative path, when [`Codec::file_digests`] asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_digests: Option<BTreeMap<String, String>>,
     /// Whether the layer came from the cache without reading the files.
     #[serde(skip)]
     pub cached: bool,
@@ -306,17 +321,24 @@ pub fn write_layer<D: LayerDestination>(
             .digest
             .parse::<Digest>()
             .is_ok_and(|d| dest.has(&d, layer.size))
+            && (!codec.file_digests || layer.file_digests.is_some())
     };
-    if let Some(mut hit) = read_cache::<BuiltLayer>(&stat_file).filter(held) {
-        hit.cached = true;
+    let unasked = |mut layer: BuiltLayer| {
+        if !codec.file_digests {
+            layer.file_digests = None;
+        }
+        layer.cached = true;
+        layer
+    };
+    if let Some(hit) = read_cache::<BuiltLayer>(&stat_file).filter(held) {
         progress(hit.content_bytes);
-        return Ok(hit);
+        return Ok(unasked(hit));
     }
-    if let Some(mut candidate) = read_cache::<BuiltLayer>(&contents_file).filter(held) {
+    if let Some(candidate) = read_cache::<BuiltLayer>(&contents_file).filter(held) {
+        // Byte for byte the same files: the digests kept with the layer are theirs.
         if same_contents(store, tree, plan, settings, &candidate, progress)? {
-            candidate.cached = true;
             write_cache(&stat_file, &candidate);
-            return Ok(candidate);
+            return Ok(unasked(candidate));
         }
         tracing::debug!("layer {} changed; writing it again", candidate.digest);
     }
@@ -338,7 +360,15 @@ pub fn write_layer<D: LayerDestination>(
         source: e,
     };
     let mut sink = Sink::new(dest.begin()?, compression, codec.threads)?;
-    let written = write_tar(&mut sink, tree, plan, settings, progress, &store_err)?;
+    let written = write_tar(
+        &mut sink,
+        tree,
+        plan,
+        settings,
+        codec.file_digests,
+        progress,
+        &store_err,
+    )?;
     let (blob, diff) = sink.finish().map_err(store_err)?;
     let (digest, size) = dest.finish(blob)?;
     let diff_id = diff.map(|(d, _)| d).unwrap_or_else(|| digest.clone());
@@ -350,6 +380,7 @@ pub fn write_layer<D: LayerDestination>(
         compression,
         files: written.files,
         content_bytes: written.content_bytes,
+        file_digests: written.digests,
         cached: false,
     };
     crate::rootfs::remember_listing(store, &digest, &written.listing);
@@ -358,18 +389,22 @@ pub fn write_layer<D: LayerDestination>(
     Ok(layer)
 }
 
-/// Write the uncompressed tar stream of a layer. `sink_err` turns a failed write into the error
-/// to report.
+/// Write the uncompressed tar stream of a layer, taking each file's SHA-256 if `digests`.
+/// `sink_err` turns a failed write into the error to report.
 fn write_tar<W: AppendFile>(
     sink: &mut W,
     tree: &ModelTree,
     plan: &LayerPlan,
     settings: &EntrySettings,
+    digests: bool,
     progress: &(dyn Fn(u64) + Sync),
     sink_err: &dyn Fn(io::Error) -> Error,
 ) -> Result<Written> {
     let mut buf = vec![0u8; IO_BUFFER];
-    let mut out = Written::default();
+    let mut out = Written {
+        digests: digests.then(BTreeMap::new),
+        ..Written::default()
+    };
     let put = |sink: &mut W, h: Vec<u8>, out: &mut Written| -> Result<()> {
         sink.write_all(&h).map_err(sink_err)?;
         out.listing.push(listed(&h)?);
@@ -414,7 +449,19 @@ fn write_tar<W: AppendFile>(
                     settings,
                 )?;
                 put(sink, h, &mut out)?;
-                copy_file(entry, *size, sink, &mut buf, progress, sink_err)?;
+                let mut hasher = out.digests.is_some().then(Sha256::new);
+                copy_file(
+                    entry,
+                    *size,
+                    sink,
+                    &mut buf,
+                    hasher.as_mut(),
+                    progress,
+                    sink_err,
+                )?;
+                if let (Some(map), Some(h)) = (out.digests.as_mut(), hasher) {
+                    map.insert(entry.rel.clone(), hex::encode(h.finalize()));
+                }
                 pad(sink, *size).map_err(sink_err)?;
                 out.content_bytes += size;
                 out.files.push(entry.rel.clone());
@@ -435,6 +482,8 @@ struct Written {
     content_bytes: u64,
     /// Every entry as a reader of the layer sees it, read back from the header bytes written.
     listing: crate::rootfs::Listing,
+    /// Each file's SHA-256 (hex), when asked for.
+    digests: Option<BTreeMap<String, String>>,
 }
 
 /// The listing entry of a header written by [`header`], read back from its bytes by the same
@@ -481,7 +530,7 @@ fn same_contents(
                 blob: io::BufReader::with_capacity(IO_BUFFER, file),
                 differs: false,
             };
-            let written = write_tar(&mut cmp, tree, plan, settings, progress, &sink_err)
+            let written = write_tar(&mut cmp, tree, plan, settings, false, progress, &sink_err)
                 .and_then(|_| cmp.at_end().map_err(sink_err));
             match written {
                 Ok(()) => Ok(!cmp.differs),
@@ -491,7 +540,7 @@ fn same_contents(
         }
         None => {
             let mut h = crate::digest::ThreadedHashingWriter::new(io::sink());
-            write_tar(&mut h, tree, plan, settings, progress, &sink_err)?;
+            write_tar(&mut h, tree, plan, settings, false, progress, &sink_err)?;
             let (_, diff, _) = h.finish().map_err(sink_err)?;
             Ok(diff.to_string() == layer.diff_id)
         }
@@ -534,11 +583,13 @@ impl Write for CompareWriter {
     }
 }
 
+/// Copy one file into the layer; with `hasher`, through this process and into the hasher too.
 fn copy_file<W: AppendFile>(
     entry: &ModelEntry,
     size: u64,
     sink: &mut W,
     buf: &mut [u8],
+    mut hasher: Option<&mut Sha256>,
     progress: &(dyn Fn(u64) + Sync),
     sink_err: &dyn Fn(io::Error) -> Error,
 ) -> Result<()> {
@@ -549,7 +600,10 @@ fn copy_file<W: AppendFile>(
         path: &entry.source,
         len: size,
     };
-    if size >= KERNEL_COPY_MIN && sink.append_file(part, progress).map_err(sink_err)? {
+    if hasher.is_none()
+        && size >= KERNEL_COPY_MIN
+        && sink.append_file(part, progress).map_err(sink_err)?
+    {
         left = 0;
     }
     while left > 0 {
@@ -565,6 +619,9 @@ fn copy_file<W: AppendFile>(
             .with_hint("do not change model files during a build; run the build again"));
         }
         sink.write_all(&buf[..n]).map_err(sink_err)?;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         progress(n as u64);
         left -= n as u64;
     }
@@ -1056,6 +1113,44 @@ mod tests {
                 }
             };
             assert!(raw.windows(bytes.len()).any(|w| w == &bytes[..]));
+        }
+    }
+
+    #[test]
+    fn file_digests_come_from_the_write_and_stay_with_the_cached_layer() {
+        // 2 MiB: large enough for the in-kernel copy an uncompressed layer uses otherwise.
+        let (d, t) = tree_with(&[("weights.bin", 2 << 20), ("sub/config.json", 10)]);
+        let expected: BTreeMap<String, String> = ["weights.bin", "sub/config.json"]
+            .iter()
+            .map(|p| {
+                let bytes = fs::read(d.path().join(p)).unwrap();
+                (p.to_string(), hex::encode(Sha256::digest(&bytes)))
+            })
+            .collect();
+        let plan = &plan_layers(&t, LayerMode::Single, 1, 64)[0];
+        for choice in [CompressionChoice::None, CompressionChoice::Gzip] {
+            let sd = tempfile::tempdir().unwrap();
+            let store = Store::open(sd.path()).unwrap();
+            let write = |file_digests: bool| {
+                let codec = Codec {
+                    choice,
+                    threads: 1,
+                    file_digests,
+                };
+                write_layer(&store, &store, &t, plan, &settings(), codec, &|_| {}).unwrap()
+            };
+            // Without the digests, then with: the cached layer has none, so it is written again.
+            let plain = write(false);
+            assert!(plain.file_digests.is_none());
+            let signed = write(true);
+            assert!(!signed.cached, "{choice:?}");
+            assert_eq!(signed.digest, plain.digest, "the layer bytes are the same");
+            assert_eq!(signed.file_digests.as_ref(), Some(&expected), "{choice:?}");
+            // Now the cache has them: a hit reads nothing and keeps them.
+            let again = write(true);
+            assert!(again.cached);
+            assert_eq!(again.file_digests.as_ref(), Some(&expected));
+            assert!(write(false).file_digests.is_none(), "only when asked");
         }
     }
 

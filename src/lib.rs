@@ -13,6 +13,7 @@
 //! - [`registry`] pulls from and pushes to registries, with their authentication;
 //! - [`provenance`] signs images for cosign and records each build's CycloneDX ML-BOM;
 //! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests;
+//! - [`provenance`] signs the model files inside the image and checks those signatures;
 //! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing.
 //!
 //! ```no_run
@@ -30,6 +31,7 @@
 //!     max_model_layers: build::DEFAULT_MAX_MODEL_LAYERS,
 //!     compression: layer::CompressionChoice::Auto,
 //!     platform: None, epoch: 0, base_check: true, allow_failing_checks: false, threads: 2,
+//!     sign_model: None,
 //! };
 //! let outcome = build::build(&store, &spec, None, None, &Progress::hidden())?;
 //! println!("{}@{}", outcome.reference, outcome.digest);

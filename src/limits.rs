@@ -36,3 +36,7 @@ pub const MAX_SCRYPT_MEMORY: u64 = 256 << 20;
 /// Most signatures read from one image's cosign signature manifest when verifying. Each costs a
 /// blob fetch; an image signed by more keys than this is not a case worth a thousand requests.
 pub const MAX_SIGNATURES: usize = 64;
+
+/// Largest `/models/model.sig` (a model signature: a JSON bundle listing every file with its
+/// SHA-256, about 150 bytes a file) read from an image: room for a few hundred thousand files.
+pub const MODEL_SIGNATURE_MAX: u64 = 64 << 20;

@@ -48,6 +48,8 @@ struct Settings {
     compression: Option<String>,
     platform: Option<String>,
     allow_failing_checks: Option<bool>,
+    /// Private key (PEM) signing the model files, relative to the project file.
+    sign_model: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +120,8 @@ pub struct ImageSettings {
     pub platform: Option<String>,
     /// Keep images that fail a check of `modelcar verify` (`allow-failing-checks = true`).
     pub allow_failing_checks: bool,
+    /// Private key (PEM) to sign the model files with.
+    pub sign_model: Option<PathBuf>,
 }
 
 impl ImageSettings {
@@ -285,6 +289,11 @@ impl Project {
                 .allow_failing_checks
                 .or(d.allow_failing_checks)
                 .unwrap_or(false),
+            sign_model: s
+                .sign_model
+                .as_ref()
+                .or(d.sign_model.as_ref())
+                .map(|k| base_dir.join(k)),
         })
     }
 }

@@ -5,6 +5,7 @@
 //! container lists `/models`, its sidecar runs `sh`, `ln`, `sleep` (and `mkdir` in newer releases)
 //! with no entrypoint in front, OpenShift runs both as a random UID in group 0, and MLServer loads
 //! a well-known file name. Each check passes, warns or fails with the reason and the fix.
+//! Given a public key, the model's signature (`/models/model.sig`) is checked too.
 
 use std::io::Read;
 
@@ -15,6 +16,7 @@ use crate::build::{FORMAT_ANNOTATION, REQUIRED_BINARIES};
 use crate::error::{Error, Result};
 use crate::formats::{self, Finding, ModelFiles, Severity};
 use crate::image::{self, PlatformImage};
+use crate::provenance::model_signing::{self, VerifyingKey};
 use crate::rootfs::{self, clean_path, Node, RootFs};
 use crate::store::Store;
 
@@ -117,10 +119,38 @@ pub(crate) fn random_uid_can(mode: u32, gid: u64, dir: bool) -> bool {
     (gid == 0 && (mode >> 3) & need == need) || mode & need == need
 }
 
+/// The model signature, checked with `key` against the files of the image.
+fn check_model_signature(
+    store: &Store,
+    img: &PlatformImage,
+    fs: &RootFs,
+    key: &VerifyingKey,
+) -> Result<Finding> {
+    match model_signing::verify_image(store, img.manifest.layers(), fs, key) {
+        Ok(found) => Ok(Finding::new(
+            Severity::Pass,
+            "model-signature",
+            format!(
+                "/models/model.sig verifies with the key and matches the {} files it signs",
+                found.files
+            ),
+        )),
+        Err(Error::Invalid { what, hint }) => {
+            let f = Finding::new(Severity::Fail, "model-signature", what);
+            Ok(match hint {
+                Some(h) => f.hint(h),
+                None => f,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn check_platform(
     store: &Store,
     img: &PlatformImage,
     declared: Option<&str>,
+    model_key: Option<&VerifyingKey>,
 ) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let config = image::read_config(store, img.manifest.config())?;
@@ -312,11 +342,24 @@ fn check_platform(
             }
         }
     }
+    if let Some(key) = model_key {
+        out.push(check_model_signature(store, img, &fs, key)?);
+    }
     Ok(out)
 }
 
 /// Verify an image in the store. `name` is how the user called it (its tag is checked).
 pub fn verify(store: &Store, top: &Descriptor, name: &str) -> Result<Report> {
+    verify_with(store, top, name, None)
+}
+
+/// [`verify`], and with `model_key` the model signature too.
+pub fn verify_with(
+    store: &Store,
+    top: &Descriptor,
+    name: &str,
+    model_key: Option<&VerifyingKey>,
+) -> Result<Report> {
     let annotations = match image::Document::classify(top.media_type()) {
         image::DocumentKind::Index => image::read_index(store, top)?.annotations().clone(),
         _ => image::read_manifest(store, top)?.annotations().clone(),
@@ -343,7 +386,7 @@ pub fn verify(store: &Store, top: &Descriptor, name: &str) -> Result<Report> {
         platforms.push(PlatformReport {
             platform,
             manifest: img.descriptor.digest().to_string(),
-            findings: check_platform(store, &img, declared.as_deref())?,
+            findings: check_platform(store, &img, declared.as_deref(), model_key)?,
         });
     }
     let mut findings = Vec::new();

@@ -60,6 +60,10 @@ pub struct Args {
     /// touch the store (for models larger than the free disk).
     #[arg(long)]
     pub push: bool,
+    /// Sign the model files with this elliptic-curve private key (PEM): the image gets
+    /// /models/model.sig, an OpenSSF model signature.
+    #[arg(long, value_name = "KEY.pem")]
+    pub sign_model: Option<PathBuf>,
     /// With --push: write the pushed digest to this file.
     #[arg(long, value_name = "FILE", requires = "push")]
     pub digestfile: Option<PathBuf>,
@@ -189,6 +193,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             base_check: !args.no_base_check,
             allow_failing_checks: args.allow_failing_checks,
             threads,
+            sign_model: args.sign_model.clone(),
         }]);
     }
     let Some(project) = ctx.project()? else {
@@ -241,6 +246,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             base_check: !args.no_base_check,
             allow_failing_checks: args.allow_failing_checks || s.allow_failing_checks,
             threads,
+            sign_model: args.sign_model.clone().or(s.sign_model.clone()),
         });
     }
     Ok(specs)

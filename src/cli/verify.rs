@@ -1,6 +1,7 @@
 //! `modelcar verify`: will the image work as a KServe modelcar?
 
 use modelcar::formats::{Finding, Severity};
+use modelcar::provenance::model_signing::VerifyingKey;
 use modelcar::registry::pull::PullPolicy;
 use modelcar::text::Escaped;
 use modelcar::verify;
@@ -11,6 +12,9 @@ use super::Context;
 pub struct Args {
     /// Project image name, store or registry reference, oci:DIR[:REF], oci-archive:FILE or docker-archive:FILE.
     pub image: String,
+    /// Check the model signature (/models/model.sig) with this elliptic-curve public key (PEM).
+    #[arg(long, value_name = "KEY.pub")]
+    pub model_key: Option<std::path::PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -33,9 +37,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             modelcar::text::Escaped(&verified.identity)
         ));
     }
+    let model_key = args
+        .model_key
+        .as_deref()
+        .map(VerifyingKey::from_pem_file)
+        .transpose()?;
     let store = ctx.store()?;
     let resolved = super::locate(ctx, &store, &args.image, PullPolicy::Missing)?;
-    let report = verify::verify(&store, &resolved.descriptor, &resolved.name)?;
+    let report = verify::verify_with(
+        &store,
+        &resolved.descriptor,
+        &resolved.name,
+        model_key.as_ref(),
+    )?;
     if args.json {
         super::print_json(&report)?;
     } else {
