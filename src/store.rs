@@ -160,14 +160,10 @@ impl Store {
 
     /// Read a small document blob, checking its size and digest.
     pub fn read_document(&self, desc: &Descriptor) -> Result<Vec<u8>> {
-        if desc.size() > MAX_DOCUMENT {
-            return Err(Error::corrupt(format!(
-                "document {} is {} bytes, more than the {} accepted",
-                desc.digest(),
-                desc.size(),
-                MAX_DOCUMENT
-            )));
-        }
+        crate::image::check_document_size(
+            desc.size(),
+            &format!("document {} in the store", desc.digest()),
+        )?;
         let mut bytes = Vec::with_capacity(desc.size() as usize);
         self.open_blob(desc.digest())?
             .take(MAX_DOCUMENT + 1)
@@ -218,13 +214,8 @@ impl Store {
     /// The entries of `index.json`.
     pub fn entries(&self) -> Result<Vec<Descriptor>> {
         let path = self.index_path();
-        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
-        let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::corrupt(format!(
-                "{} is not a valid image index: {e}",
-                path.display()
-            ))
-        })?;
+        let bytes = crate::transport::read_small_file(&path)?;
+        let index = crate::image::parse_index(&bytes, &path.display().to_string())?;
         Ok(index.manifests().clone())
     }
 
@@ -343,29 +334,42 @@ impl Store {
 
     /// Add `desc` and everything it references to `live` (hex digests).
     fn mark(&self, desc: &Descriptor, live: &mut BTreeSet<String>) -> Result<()> {
-        if !live.insert(desc.digest().digest().to_string()) {
-            return Ok(());
+        let name = format!("image {} in the store", desc.digest());
+        crate::image::walk(desc, &name, &mut Mark { store: self, live })
+    }
+}
+
+/// The walk of [`Store::mark`].
+struct Mark<'a> {
+    store: &'a Store,
+    live: &'a mut BTreeSet<String>,
+}
+
+impl crate::image::Walker for Mark<'_> {
+    fn enter(&mut self, desc: &Descriptor, _depth: usize) -> Result<Vec<Descriptor>> {
+        use crate::image::{Document, DocumentKind};
+        if !self.live.insert(desc.digest().digest().to_string()) {
+            return Ok(Vec::new());
         }
-        match crate::image::Document::classify(desc.media_type()) {
-            crate::image::DocumentKind::Index => {
-                let index = crate::image::read_index(self, desc)?;
-                for child in index.manifests() {
-                    // Children a partial pull never fetched are not an error here.
-                    if self.has_blob(child.digest(), child.size()) {
-                        self.mark(child, live)?;
-                    }
-                }
-            }
-            crate::image::DocumentKind::Manifest => {
-                let manifest = crate::image::read_manifest(self, desc)?;
-                live.insert(manifest.config().digest().digest().to_string());
+        match Document::classify(desc.media_type()) {
+            DocumentKind::Index => Ok(crate::image::read_index(self.store, desc)?
+                .manifests()
+                .iter()
+                // Children a partial pull never fetched are not an error here.
+                .filter(|child| self.store.has_blob(child.digest(), child.size()))
+                .cloned()
+                .collect()),
+            DocumentKind::Manifest => {
+                let manifest = crate::image::read_manifest(self.store, desc)?;
+                self.live
+                    .insert(manifest.config().digest().digest().to_string());
                 for layer in manifest.layers() {
-                    live.insert(layer.digest().digest().to_string());
+                    self.live.insert(layer.digest().digest().to_string());
                 }
+                Ok(Vec::new())
             }
-            crate::image::DocumentKind::Other => {}
+            DocumentKind::Other => Ok(Vec::new()),
         }
-        Ok(())
     }
 }
 

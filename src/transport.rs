@@ -16,10 +16,11 @@ use crate::digest::{self, HashingReader};
 use crate::error::{io_err, Error, Result};
 use crate::image::{self, Compression, Document, DocumentKind, PlatformFilter};
 use crate::json;
+use crate::limits::{MAX_DESCRIPTORS, MAX_DOCUMENT};
 use crate::progress::Progress;
 use crate::reference::Location;
 use crate::registry::{self, pull::PullPolicy, Client};
-use crate::store::{self, Store, MAX_DOCUMENT};
+use crate::store::{self, Store};
 
 /// An image found in (or imported into) the store.
 #[derive(Debug, Clone)]
@@ -179,8 +180,23 @@ fn read_layout_index(dir: &Path) -> Result<ImageIndex> {
         return Err(Error::invalid(format!("{} is not an OCI image layout (no oci-layout file)", dir.display()))
             .with_hint("oci: takes a directory written by skopeo copy ... oci:DIR, umoci, buildah push ... oci:DIR or modelcar export"));
     }
-    let bytes = fs::read(&path).map_err(io_err("read", &path))?;
-    image::parse_index(&bytes).map_err(|e| Error::corrupt(format!("{}: {e}", path.display())))
+    let bytes = read_small_file(&path)?;
+    image::parse_index(&bytes, &path.display().to_string())
+}
+
+/// Read a document file of a layout (its `index.json`), refusing one beyond
+/// [`MAX_DOCUMENT`] before it is read.
+pub(crate) fn read_small_file(path: &Path) -> Result<Vec<u8>> {
+    let file = File::open(path).map_err(io_err("read", path))?;
+    let what = path.display().to_string();
+    let len = file.metadata().map_err(io_err("read", path))?.len();
+    image::check_document_size(len, &what)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", path))?;
+    image::check_document_size(bytes.len() as u64, &what)?;
+    Ok(bytes)
 }
 
 fn select_entry(index: &ImageIndex, reference: Option<&str>, name: &str) -> Result<Descriptor> {
@@ -228,13 +244,10 @@ fn select_entry(index: &ImageIndex, reference: Option<&str>, name: &str) -> Resu
 
 /// Read a whole document from a source, checking digest and size.
 fn read_document(src: &dyn BlobSource, desc: &Descriptor) -> Result<Vec<u8>> {
-    if desc.size() > MAX_DOCUMENT {
-        return Err(Error::corrupt(format!(
-            "document {} is too large ({} bytes)",
-            desc.digest(),
-            desc.size()
-        )));
-    }
+    image::check_document_size(
+        desc.size(),
+        &format!("document {} in {}", desc.digest(), src.describe()),
+    )?;
     let mut bytes = Vec::new();
     src.open(desc.digest())?
         .take(MAX_DOCUMENT + 1)
@@ -285,39 +298,63 @@ fn copy_into_store(
     top: &Descriptor,
     platform: Option<&PlatformFilter>,
 ) -> Result<()> {
-    let bytes = read_document(src, top)?;
-    let kind = match Document::classify(top.media_type()) {
-        DocumentKind::Other => Document::sniff(&bytes)?.0,
-        k => k,
-    };
-    match kind {
-        DocumentKind::Index => {
-            let index = image::parse_index(&bytes)?;
-            for child in image::wanted_children(&index, platform) {
-                copy_into_store(src, store, child, None)?;
+    let name = format!("image {} in {}", top.digest(), src.describe());
+    image::walk(
+        top,
+        &name,
+        &mut Import {
+            src,
+            store,
+            platform,
+        },
+    )
+}
+
+/// The walk of [`copy_into_store`]: each document read and checked on the way down, its blobs
+/// copied, and the document itself stored once everything under it is.
+struct Import<'a> {
+    src: &'a dyn BlobSource,
+    store: &'a Store,
+    /// Narrows the top index only.
+    platform: Option<&'a PlatformFilter>,
+}
+
+impl image::Walker for Import<'_> {
+    fn enter(&mut self, desc: &Descriptor, depth: usize) -> Result<Vec<Descriptor>> {
+        let bytes = read_document(self.src, desc)?;
+        let kind = match Document::classify(desc.media_type()) {
+            DocumentKind::Other => Document::sniff(&bytes)?.0,
+            k => k,
+        };
+        let what = format!("{} in {}", desc.digest(), self.src.describe());
+        match kind {
+            DocumentKind::Index => {
+                let index = image::parse_index(&bytes, &what)?;
+                let platform = if depth == 0 { self.platform } else { None };
+                Ok(image::wanted_children(&index, platform).cloned().collect())
             }
-        }
-        DocumentKind::Manifest => {
-            let manifest = image::parse_manifest(&bytes)?;
-            copy_blob(src, store, manifest.config())?;
-            for layer in manifest.layers() {
-                copy_blob(src, store, layer)?;
+            DocumentKind::Manifest => {
+                let manifest = image::parse_manifest(&bytes, &what)?;
+                copy_blob(self.src, self.store, manifest.config())?;
+                for layer in manifest.layers() {
+                    copy_blob(self.src, self.store, layer)?;
+                }
+                Ok(Vec::new())
             }
-        }
-        DocumentKind::Other => {
-            image::reject_schema1(top.media_type())?;
-            return Err(Error::Unsupported {
-                what: format!(
-                    "{} in {} is not an image manifest or index",
-                    top.digest(),
-                    src.describe()
-                ),
-                hint: None,
-            });
+            DocumentKind::Other => {
+                image::reject_schema1(desc.media_type())?;
+                Err(Error::Unsupported {
+                    what: format!("{what} is not an image manifest or index"),
+                    hint: None,
+                })
+            }
         }
     }
-    store.put_bytes(&bytes)?;
-    Ok(())
+
+    fn leave(&mut self, desc: &Descriptor) -> Result<()> {
+        // Read again rather than held: a walk keeps no document in memory while it descends.
+        copy_blob(self.src, self.store, desc)
+    }
 }
 
 fn open_archive(path: &Path) -> Result<tar::Archive<BufReader<File>>> {
@@ -332,12 +369,15 @@ fn open_archive(path: &Path) -> Result<tar::Archive<BufReader<File>>> {
 }
 
 /// Read a small document out of an archive entry.
-fn read_entry(entry: &mut impl Read, path: &Path) -> Result<Vec<u8>> {
+fn read_entry(entry: &mut tar::Entry<'_, impl Read>, path: &Path, name: &str) -> Result<Vec<u8>> {
+    let what = format!("{}: {name}", path.display());
+    image::check_document_size(entry.size(), &what)?;
     let mut b = Vec::new();
     entry
-        .take(MAX_DOCUMENT)
+        .take(MAX_DOCUMENT + 1)
         .read_to_end(&mut b)
         .map_err(|e| bad_archive(path, e))?;
+    image::check_document_size(b.len() as u64, &what)?;
     Ok(b)
 }
 
@@ -361,7 +401,7 @@ fn import_oci_archive(
         let mut entry = entry.map_err(|e| bad_archive(path, e))?;
         let p = crate::rootfs::clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
         if p == "index.json" {
-            index_bytes = Some(read_entry(&mut entry, path)?);
+            index_bytes = Some(read_entry(&mut entry, path, "index.json")?);
         } else if p == "oci-layout" {
             has_layout = true;
         } else if let Some(hex) = p.strip_prefix("blobs/sha256/") {
@@ -387,7 +427,7 @@ fn import_oci_archive(
         ))
         .with_hint("for `docker save` output use docker-archive:FILE"));
     };
-    let index = image::parse_index(&index_bytes)?;
+    let index = image::parse_index(&index_bytes, &format!("{}: index.json", path.display()))?;
     let top = select_entry(&index, reference, name)?;
     // Everything reachable must now be in the store, verified.
     copy_into_store(store, store, &top, None)?;
@@ -423,7 +463,7 @@ fn import_docker_archive(
         }
         let p = crate::rootfs::clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
         if p == "manifest.json" {
-            manifest_json = Some(read_entry(&mut entry, path)?);
+            manifest_json = Some(read_entry(&mut entry, path, "manifest.json")?);
             continue;
         }
         // Every other file may be a config or a layer: store it under its digest.
@@ -458,6 +498,13 @@ fn import_docker_archive(
     })?;
     let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(&manifest_json)
         .map_err(|e| Error::corrupt(format!("{}: manifest.json: {e}", path.display())))?;
+    let listed = entries.len() + entries.iter().map(|e| e.layers.len()).sum::<usize>();
+    if listed > MAX_DESCRIPTORS {
+        return Err(Error::limit(format!(
+            "{}: manifest.json lists {listed} images and layers, more than the {MAX_DESCRIPTORS} accepted",
+            path.display()
+        )));
+    }
     let chosen = match reference {
         Some(r) => {
             let want = r
@@ -538,41 +585,55 @@ pub fn platform_of_config(config: &serde_json::Value) -> Option<Platform> {
 
 /// Every blob an image needs, documents included, in a stable order (children before parents).
 pub fn closure(store: &Store, top: &Descriptor) -> Result<Vec<Descriptor>> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    walk_closure(store, top, &mut out, &mut seen)?;
-    Ok(out)
+    let mut walk = Closure {
+        store,
+        out: Vec::new(),
+        seen: HashSet::new(),
+    };
+    image::walk(
+        top,
+        &format!("image {} in the store", top.digest()),
+        &mut walk,
+    )?;
+    Ok(walk.out)
 }
 
-fn walk_closure(
-    store: &Store,
-    desc: &Descriptor,
-    out: &mut Vec<Descriptor>,
-    seen: &mut HashSet<String>,
-) -> Result<()> {
-    if !seen.insert(desc.digest().to_string()) {
-        return Ok(());
-    }
-    match Document::classify(desc.media_type()) {
-        DocumentKind::Index => {
-            for child in image::read_index(store, desc)?.manifests() {
-                if store.has_blob(child.digest(), child.size()) {
-                    walk_closure(store, child, out, seen)?;
+/// The walk of [`closure`].
+struct Closure<'a> {
+    store: &'a Store,
+    out: Vec<Descriptor>,
+    seen: HashSet<String>,
+}
+
+impl image::Walker for Closure<'_> {
+    fn enter(&mut self, desc: &Descriptor, _depth: usize) -> Result<Vec<Descriptor>> {
+        match Document::classify(desc.media_type()) {
+            DocumentKind::Index => Ok(image::read_index(self.store, desc)?
+                .manifests()
+                .iter()
+                // Platforms a narrowed pull did not fetch.
+                .filter(|child| self.store.has_blob(child.digest(), child.size()))
+                .cloned()
+                .collect()),
+            DocumentKind::Manifest => {
+                let m = image::read_manifest(self.store, desc)?;
+                for d in std::iter::once(m.config()).chain(m.layers()) {
+                    if self.seen.insert(d.digest().to_string()) {
+                        self.out.push(d.clone());
+                    }
                 }
+                Ok(Vec::new())
             }
+            DocumentKind::Other => Ok(Vec::new()),
         }
-        DocumentKind::Manifest => {
-            let m = image::read_manifest(store, desc)?;
-            for d in std::iter::once(m.config()).chain(m.layers()) {
-                if seen.insert(d.digest().to_string()) {
-                    out.push(d.clone());
-                }
-            }
-        }
-        DocumentKind::Other => {}
     }
-    out.push(desc.clone());
-    Ok(())
+
+    fn leave(&mut self, desc: &Descriptor) -> Result<()> {
+        if self.seen.insert(desc.digest().to_string()) {
+            self.out.push(desc.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Write an image from the store to a location (`oci:`, `oci-archive:`, `docker-archive:`).
