@@ -2,7 +2,7 @@
 # Install what the tests need, when it is missing: the tools that check modelcar's output
 # (skopeo, umoci, GNU tar, zstd), the CNCF distribution registry with htpasswd and openssl for
 # its auth and TLS, Debian's static busybox for the test base images, util-linux's
-# setpriv, and Python's PyYAML and jsonschema for validating InferenceService manifests.
+# setpriv, GNU time (peak memory of a run), and Python's PyYAML and jsonschema for validating InferenceService manifests.
 set -euo pipefail
 
 missing=()
@@ -19,6 +19,8 @@ need curl curl
 need strace strace
 need gzip gzip
 need mkfifo coreutils
+# `time` is also a shell keyword: look for the program itself.
+[ -x /usr/bin/time ] || missing+=(time)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || missing+=(busybox-static)
 
 if [ ${#missing[@]} -gt 0 ]; then
