@@ -281,7 +281,11 @@ fn read_listing_within(
         let kind = h.entry_type();
         let mut size = h.entry_size()?;
         if kind.is_pax_local_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink() {
-            let data = read_extension(&mut r, size)?;
+            let mut data = read_extension(&mut r, size)?;
+            if !kind.is_pax_local_extensions() {
+                // GNU long names end with a NUL.
+                data.truncate(trim_nul(&data).len());
+            }
             let slot = if kind.is_pax_local_extensions() {
                 &mut pax
             } else if kind.is_gnu_longname() {
@@ -710,6 +714,25 @@ mod tests {
         ])))
         .unwrap();
         assert!(fs.resolve("a").is_none());
+    }
+
+    #[test]
+    fn gnu_long_names_and_links_are_listed_whole() {
+        let long = format!("models/{}/weights.bin", "d".repeat(150));
+        let target = format!("{}/target", "t".repeat(150));
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(3);
+        b.append_data(&mut h, &long, &b"abc"[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "models/link", &target).unwrap();
+        let listing = read_listing(io::Cursor::new(b.into_inner().unwrap())).unwrap();
+        assert_eq!(listing[0].0, long);
+        assert!(matches!(listing[0].1, Node::File { size: 3, .. }));
+        assert_eq!(listing[1].1, Node::Symlink { target });
     }
 
     #[test]

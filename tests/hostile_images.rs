@@ -313,6 +313,47 @@ fn indexes_nested_thousands_deep_are_refused_at_the_depth_limit() {
     check(out, &Expect::Error(&[&limit]));
 }
 
+/// A store (an OCI layout anything may write) holding an image nested thousands deep: the walks
+/// over the store refuse it, and `clean --all` still empties the store.
+#[test]
+fn indexes_nested_thousands_deep_in_the_store_are_refused_by_its_walks() {
+    let dir = temp();
+    let store = Layout::new(dir.path().join("store"));
+    let mut deep = nested(&store, 5000);
+    deep["annotations"] = json!({"org.opencontainers.image.ref.name": "localhost/test/deep:v1"});
+    let mut other = nested(&store, 1);
+    other["annotations"] = json!({"org.opencontainers.image.ref.name": "localhost/test/other:v1"});
+    store.write_index(json!({"schemaVersion": 2, "manifests": [deep, other]}));
+    let limit = format!(
+        "nests indexes more than {} levels deep",
+        modelcar::limits::MAX_INDEX_DEPTH
+    );
+    let out = dir.path().join("out");
+    for args in [
+        vec![
+            "export",
+            "localhost/test/deep:v1",
+            &format!("oci:{}", out.display()),
+        ],
+        vec!["push", "localhost/test/deep:v1", "127.0.0.1:9/test/deep:v1"],
+        // Which blobs are garbage cannot be known: nothing is removed.
+        vec!["clean", "localhost/test/other:v1"],
+    ] {
+        check(measured(dir.path(), &args), &Expect::Error(&[&limit]));
+    }
+    let blobs = || {
+        std::fs::read_dir(store.dir.join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    assert!(blobs() > 5000);
+    check(
+        measured(dir.path(), &["clean", "--all"]),
+        &Expect::Answer(&[]),
+    );
+    assert_eq!(blobs(), 0);
+}
+
 #[test]
 fn indexes_nested_as_deep_as_real_images_still_export() {
     let dir = temp();
