@@ -34,6 +34,7 @@ const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const OWN_NAMES: [&str; 4] = [".modelcar", "blobs", "oci-layout", "index.json"];
 /// Blobs up to this size are synced to disk before they are moved into place.
 const SYNC_MAX: u64 = 1 << 20;
+use crate::limits::MAX_DESCRIPTORS;
 /// Largest image document (manifest, index, config) read into memory.
 pub use crate::limits::MAX_DOCUMENT;
 
@@ -214,7 +215,7 @@ impl Store {
     /// The entries of `index.json`.
     pub fn entries(&self) -> Result<Vec<Descriptor>> {
         let path = self.index_path();
-        let bytes = crate::transport::read_small_file(&path)?;
+        let bytes = read_document_file(&path)?;
         let index = crate::image::parse_index(&bytes, &path.display().to_string())?;
         Ok(index.manifests().clone())
     }
@@ -265,16 +266,28 @@ impl Store {
             .map_err(io_err("open the index lock", &lock_path))?;
         lock.lock().map_err(io_err("lock", &lock_path))?;
         let mut entries = self.entries()?;
+        let before = entries.len();
         change(&mut entries);
-        self.write_index(&entries)
+        let bytes = index_bytes(&entries);
+        // An index beyond the document limits could not be read back: the store would be
+        // unusable, `clean` included.
+        if entries.len() > before
+            && (entries.len() > MAX_DESCRIPTORS || bytes.len() as u64 > MAX_DOCUMENT)
+        {
+            return Err(Error::limit(format!(
+                "the store at {} would list {} images in {} bytes, beyond the {MAX_DESCRIPTORS} \
+                 images or {MAX_DOCUMENT} bytes its index may hold",
+                self.root.display(),
+                entries.len(),
+                bytes.len()
+            ))
+            .with_hint("remove images you no longer need with modelcar clean"));
+        }
+        self.write_atomic(&self.index_path(), &bytes)
     }
 
     fn write_index(&self, entries: &[Descriptor]) -> Result<()> {
-        let mut index = ImageIndex::default();
-        index.set_schema_version(2);
-        index.set_media_type(Some(MediaType::ImageIndex));
-        index.set_manifests(entries.to_vec());
-        self.write_atomic(&self.index_path(), &json::canonical(&index))
+        self.write_atomic(&self.index_path(), &index_bytes(entries))
     }
 
     /// Write a small file atomically: temporary file, fsync, rename, fsync of the directory.
@@ -409,6 +422,30 @@ pub fn write_cache<T: serde::Serialize>(path: &Path, value: &T) {
             let _ = tmp.persist(path);
         }
     }
+}
+
+/// The bytes of an `index.json` listing `entries`.
+fn index_bytes(entries: &[Descriptor]) -> Vec<u8> {
+    let mut index = ImageIndex::default();
+    index.set_schema_version(2);
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(entries.to_vec());
+    json::canonical(&index)
+}
+
+/// Read a document file of a layout (its `index.json`), refusing one beyond
+/// [`MAX_DOCUMENT`] before it is read.
+pub fn read_document_file(path: &Path) -> Result<Vec<u8>> {
+    let file = File::open(path).map_err(io_err("read", path))?;
+    let what = path.display().to_string();
+    let len = file.metadata().map_err(io_err("read", path))?.len();
+    crate::image::check_document_size(len, &what)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", path))?;
+    crate::image::check_document_size(bytes.len() as u64, &what)?;
+    Ok(bytes)
 }
 
 /// The `ref.name` annotation of an index entry.
@@ -564,6 +601,28 @@ mod tests {
             .join("blobs/sha256")
             .join(orphan.digest())
             .exists());
+    }
+
+    #[test]
+    fn tagging_beyond_what_the_index_may_hold_is_refused_and_the_store_stays_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = store
+            .put_document(MediaType::ImageManifest, b"{\"a\":1}")
+            .unwrap();
+        let mut full: Vec<Descriptor> = Vec::new();
+        for i in 0..MAX_DESCRIPTORS {
+            let mut e = d.clone();
+            e.set_annotations(Some([(REF_NAME.to_string(), format!("x/y:{i}"))].into()));
+            full.push(e);
+        }
+        store.write_index(&full).unwrap();
+        let err = store.tag("x/y:one-more", &d).unwrap_err();
+        assert!(matches!(err, Error::Limit { .. }), "{err}");
+        assert_eq!(store.entries().unwrap().len(), MAX_DESCRIPTORS);
+        // Removing still works.
+        store.untag(&["x/y:0".to_string()]).unwrap();
+        store.tag("x/y:one-more", &d).unwrap();
     }
 
     #[test]

@@ -180,23 +180,8 @@ fn read_layout_index(dir: &Path) -> Result<ImageIndex> {
         return Err(Error::invalid(format!("{} is not an OCI image layout (no oci-layout file)", dir.display()))
             .with_hint("oci: takes a directory written by skopeo copy ... oci:DIR, umoci, buildah push ... oci:DIR or modelcar export"));
     }
-    let bytes = read_small_file(&path)?;
+    let bytes = store::read_document_file(&path)?;
     image::parse_index(&bytes, &path.display().to_string())
-}
-
-/// Read a document file of a layout (its `index.json`), refusing one beyond
-/// [`MAX_DOCUMENT`] before it is read.
-pub(crate) fn read_small_file(path: &Path) -> Result<Vec<u8>> {
-    let file = File::open(path).map_err(io_err("read", path))?;
-    let what = path.display().to_string();
-    let len = file.metadata().map_err(io_err("read", path))?.len();
-    image::check_document_size(len, &what)?;
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(MAX_DOCUMENT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err("read", path))?;
-    image::check_document_size(bytes.len() as u64, &what)?;
-    Ok(bytes)
 }
 
 fn select_entry(index: &ImageIndex, reference: Option<&str>, name: &str) -> Result<Descriptor> {
