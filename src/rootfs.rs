@@ -176,13 +176,8 @@ pub fn layer_listing(store: &Store, desc: &Descriptor) -> Result<Listing> {
             return Ok(listing);
         }
     }
-    let listing = read_listing(open_layer(store, desc)?).map_err(|e| match e {
-        ListingError::Io(e) => Error::corrupt(format!(
-            "layer {} cannot be read as tar: {e}",
-            desc.digest()
-        )),
-        ListingError::Limit(what) => Error::limit(format!("layer {} {what}", desc.digest())),
-    })?;
+    let listing = read_listing(open_layer(store, desc)?)
+        .map_err(|e| e.about(&format!("layer {}", desc.digest())))?;
     remember_listing(store, desc.digest(), &listing);
     Ok(listing)
 }
@@ -202,6 +197,16 @@ pub enum ListingError {
     /// about the layer.
     #[error("{0}")]
     Limit(String),
+}
+
+impl ListingError {
+    /// The error of the library about the archive `what` (a layer, a file).
+    pub fn about(self, what: &str) -> Error {
+        match self {
+            ListingError::Io(e) => Error::corrupt(format!("{what} cannot be read as tar: {e}")),
+            ListingError::Limit(limit) => Error::limit(format!("{what} {limit}")),
+        }
+    }
 }
 
 /// What listings may still hold, so that one image's listings stay within [`MAX_ENTRIES`] and
@@ -252,111 +257,164 @@ const GNU_IS_EXTENDED: usize = 482;
 const GNU_EXT_IS_EXTENDED: usize = 504;
 
 /// Read the entries of one uncompressed layer tar stream, skipping file contents.
+pub fn read_listing(reader: impl Read + Seek) -> std::result::Result<Listing, ListingError> {
+    let mut tar = TarReader::new(reader);
+    let mut out = Vec::new();
+    while let Some(entry) = tar.next_entry()? {
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// The entries of an uncompressed tar stream (a layer, an OCI or Docker archive), one at a time,
+/// each with its contents readable until the next.
 ///
 /// Headers are parsed by the `tar` crate; the framing (extension headers, sizes, skips) is done
 /// here so that nothing the archive declares decides what is held in memory: PAX and GNU
 /// long-name entries are read only up to [`MAX_TAR_EXTENSION`] bytes, paths up to [`MAX_PATH`],
-/// and the listing stops at the limits of [`Budget`].
-pub fn read_listing(reader: impl Read + Seek) -> std::result::Result<Listing, ListingError> {
-    read_listing_within(reader, &mut Budget::default())
+/// and the entries stop at the limits of [`Budget`]. Contents not read are skipped (by seeking
+/// where the stream can).
+pub struct TarReader<R> {
+    r: R,
+    budget: Budget,
+    /// Contents of the current entry not yet read, and the padding after them.
+    remaining: u64,
+    padding: u64,
 }
 
-fn read_listing_within(
-    mut r: impl Read + Seek,
-    budget: &mut Budget,
-) -> std::result::Result<Listing, ListingError> {
-    let mut out = Vec::new();
-    let mut block = [0u8; BLOCK as usize];
-    let mut long_name: Option<Vec<u8>> = None;
-    let mut long_link: Option<Vec<u8>> = None;
-    let mut pax: Option<Vec<u8>> = None;
-    // As GNU tar and the `tar` crate do, the end of the stream ends the archive as an empty
-    // block does.
-    while read_block(&mut r, &mut block)? {
-        if block.iter().all(|b| *b == 0) {
-            break;
+impl<R: Read + Seek> TarReader<R> {
+    pub fn new(r: R) -> Self {
+        TarReader {
+            r,
+            budget: Budget::default(),
+            remaining: 0,
+            padding: 0,
         }
-        let h = tar::Header::from_byte_slice(&block);
-        check_checksum(h)?;
-        let kind = h.entry_type();
-        let mut size = h.entry_size()?;
-        if kind.is_pax_local_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink() {
-            let mut data = read_extension(&mut r, size)?;
-            if !kind.is_pax_local_extensions() {
-                // GNU long names end with a NUL.
-                data.truncate(trim_nul(&data).len());
-            }
-            let slot = if kind.is_pax_local_extensions() {
-                &mut pax
-            } else if kind.is_gnu_longname() {
-                &mut long_name
-            } else {
-                &mut long_link
-            };
-            *slot = Some(data);
-            continue;
-        }
-        if kind.is_pax_global_extensions() {
-            skip(&mut r, padded(size)?)?;
-            continue;
-        }
-        let mut path = long_name
-            .take()
-            .unwrap_or_else(|| trim_nul(&h.path_bytes()).to_vec());
-        let mut link = long_link
-            .take()
-            .or_else(|| h.link_name_bytes().map(|l| trim_nul(&l).to_vec()))
-            .unwrap_or_default();
-        let mut uid = h.uid().unwrap_or(0);
-        let mut gid = h.gid().unwrap_or(0);
-        if let Some(records) = pax.take() {
-            for record in tar::PaxExtensions::new(&records) {
-                let record = record?;
-                let number = || -> io::Result<u64> {
-                    record
-                        .value()
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .ok_or_else(|| invalid("a PAX record holds no number where one belongs"))
-                };
-                match record.key_bytes() {
-                    b"path" => path = record.value_bytes().to_vec(),
-                    b"linkpath" => link = record.value_bytes().to_vec(),
-                    b"size" => size = number()?,
-                    b"uid" => uid = number()?,
-                    b"gid" => gid = number()?,
-                    _ => {}
-                }
-            }
-        }
-        if path.len().max(link.len()) > MAX_PATH {
-            return Err(ListingError::Limit(format!(
-                "holds a path or link target longer than {MAX_PATH} bytes"
-            )));
-        }
-        let mode = h.mode().unwrap_or(0);
-        if kind.is_gnu_sparse() && block[GNU_IS_EXTENDED] != 0 {
-            // The sparse map continues in extension blocks, each saying whether another follows.
-            let mut ext = [0u8; BLOCK as usize];
-            loop {
-                if !read_block(&mut r, &mut ext)? {
-                    return Err(invalid("the archive ends inside a sparse map").into());
-                }
-                if ext[GNU_EXT_IS_EXTENDED] == 0 {
-                    break;
-                }
-            }
-        }
-        skip(&mut r, padded(size)?)?;
-        let path = clean_path(&String::from_utf8_lossy(&path));
-        if path.is_empty() {
-            continue;
-        }
-        budget.charge(path.len() + link.len())?;
-        let link = String::from_utf8_lossy(&link).into_owned();
-        out.push((path, node_of(kind, mode, uid, gid, size, link)));
     }
-    Ok(out)
+
+    /// The contents of the entry [`TarReader::next_entry`] returned last: at most the size its
+    /// header declares.
+    pub fn contents(&mut self) -> impl Read + '_ {
+        Contents { tar: self }
+    }
+
+    /// The next entry's cleaned path and metadata (entries whose path cleans to nothing are
+    /// left out); `None` at the end of the archive.
+    pub fn next_entry(&mut self) -> std::result::Result<Option<(String, Node)>, ListingError> {
+        let mut block = [0u8; BLOCK as usize];
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut long_link: Option<Vec<u8>> = None;
+        let mut pax: Option<Vec<u8>> = None;
+        loop {
+            skip(&mut self.r, self.remaining + self.padding)?;
+            self.remaining = 0;
+            self.padding = 0;
+            // As GNU tar and the `tar` crate do, the end of the stream ends the archive as an
+            // empty block does.
+            if !read_block(&mut self.r, &mut block)? || block.iter().all(|b| *b == 0) {
+                return Ok(None);
+            }
+            let h = tar::Header::from_byte_slice(&block);
+            check_checksum(h)?;
+            let kind = h.entry_type();
+            let mut size = h.entry_size()?;
+            if kind.is_pax_local_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink() {
+                let mut data = read_extension(&mut self.r, size)?;
+                if !kind.is_pax_local_extensions() {
+                    // GNU long names end with a NUL.
+                    data.truncate(trim_nul(&data).len());
+                }
+                let slot = if kind.is_pax_local_extensions() {
+                    &mut pax
+                } else if kind.is_gnu_longname() {
+                    &mut long_name
+                } else {
+                    &mut long_link
+                };
+                *slot = Some(data);
+                continue;
+            }
+            if kind.is_pax_global_extensions() {
+                self.padding = padded(size)?;
+                continue;
+            }
+            let mut path = long_name
+                .take()
+                .unwrap_or_else(|| trim_nul(&h.path_bytes()).to_vec());
+            let mut link = long_link
+                .take()
+                .or_else(|| h.link_name_bytes().map(|l| trim_nul(&l).to_vec()))
+                .unwrap_or_default();
+            let mut uid = h.uid().unwrap_or(0);
+            let mut gid = h.gid().unwrap_or(0);
+            if let Some(records) = pax.take() {
+                for record in tar::PaxExtensions::new(&records) {
+                    let record = record?;
+                    let number = || -> io::Result<u64> {
+                        record
+                            .value()
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| {
+                                invalid("a PAX record holds no number where one belongs")
+                            })
+                    };
+                    match record.key_bytes() {
+                        b"path" => path = record.value_bytes().to_vec(),
+                        b"linkpath" => link = record.value_bytes().to_vec(),
+                        b"size" => size = number()?,
+                        b"uid" => uid = number()?,
+                        b"gid" => gid = number()?,
+                        _ => {}
+                    }
+                }
+            }
+            if path.len().max(link.len()) > MAX_PATH {
+                return Err(ListingError::Limit(format!(
+                    "holds a path or link target longer than {MAX_PATH} bytes"
+                )));
+            }
+            let mode = h.mode().unwrap_or(0);
+            if kind.is_gnu_sparse() && block[GNU_IS_EXTENDED] != 0 {
+                // The sparse map continues in extension blocks, each saying whether another
+                // follows.
+                let mut ext = [0u8; BLOCK as usize];
+                loop {
+                    if !read_block(&mut self.r, &mut ext)? {
+                        return Err(invalid("the archive ends inside a sparse map").into());
+                    }
+                    if ext[GNU_EXT_IS_EXTENDED] == 0 {
+                        break;
+                    }
+                }
+            }
+            self.remaining = size;
+            self.padding = padded(size)? - size;
+            let path = clean_path(&String::from_utf8_lossy(&path));
+            if path.is_empty() {
+                continue;
+            }
+            self.budget.charge(path.len() + link.len())?;
+            let link = String::from_utf8_lossy(&link).into_owned();
+            return Ok(Some((path, node_of(kind, mode, uid, gid, size, link))));
+        }
+    }
+}
+
+/// The contents of the current entry of a [`TarReader`].
+struct Contents<'a, R> {
+    tar: &'a mut TarReader<R>,
+}
+
+impl<R: Read> Read for Contents<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let most = usize::try_from(self.tar.remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.tar.r.read(&mut buf[..most])?;
+        self.tar.remaining -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Fill `block`; false at the end of the stream, an error when it ends inside the block.

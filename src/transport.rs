@@ -20,6 +20,7 @@ use crate::limits::{MAX_DESCRIPTORS, MAX_DOCUMENT};
 use crate::progress::Progress;
 use crate::reference::Location;
 use crate::registry::{self, pull::PullPolicy, Client};
+use crate::rootfs::{ListingError, Node, TarReader};
 use crate::store::{self, Store};
 
 /// An image found in (or imported into) the store.
@@ -342,7 +343,7 @@ impl image::Walker for Import<'_> {
     }
 }
 
-fn open_archive(path: &Path) -> Result<tar::Archive<BufReader<File>>> {
+fn open_archive(path: &Path) -> Result<TarReader<BufReader<File>>> {
     let f = File::open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             Error::invalid(format!("archive {} does not exist", path.display()))
@@ -350,15 +351,32 @@ fn open_archive(path: &Path) -> Result<tar::Archive<BufReader<File>>> {
             io_err("open archive", path)(e)
         }
     })?;
-    Ok(tar::Archive::new(BufReader::with_capacity(1 << 20, f)))
+    Ok(TarReader::new(BufReader::with_capacity(1 << 20, f)))
+}
+
+/// The next entry of an archive, with errors about the archive.
+fn next_entry(
+    archive: &mut TarReader<BufReader<File>>,
+    path: &Path,
+) -> Result<Option<(String, Node)>> {
+    archive.next_entry().map_err(|e| match e {
+        ListingError::Io(e) => bad_archive(path, e),
+        e => e.about(&path.display().to_string()),
+    })
 }
 
 /// Read a small document out of an archive entry.
-fn read_entry(entry: &mut tar::Entry<'_, impl Read>, path: &Path, name: &str) -> Result<Vec<u8>> {
+fn read_entry(
+    archive: &mut TarReader<BufReader<File>>,
+    size: u64,
+    path: &Path,
+    name: &str,
+) -> Result<Vec<u8>> {
     let what = format!("{}: {name}", path.display());
-    image::check_document_size(entry.size(), &what)?;
+    image::check_document_size(size, &what)?;
     let mut b = Vec::new();
-    entry
+    archive
+        .contents()
         .take(MAX_DOCUMENT + 1)
         .read_to_end(&mut b)
         .map_err(|e| bad_archive(path, e))?;
@@ -382,11 +400,12 @@ fn import_oci_archive(
     let mut archive = open_archive(path)?;
     let mut index_bytes = None;
     let mut has_layout = false;
-    for entry in archive.entries().map_err(|e| bad_archive(path, e))? {
-        let mut entry = entry.map_err(|e| bad_archive(path, e))?;
-        let p = crate::rootfs::clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
+    while let Some((p, node)) = next_entry(&mut archive, path)? {
+        let Node::File { size, .. } = node else {
+            continue;
+        };
         if p == "index.json" {
-            index_bytes = Some(read_entry(&mut entry, path, "index.json")?);
+            index_bytes = Some(read_entry(&mut archive, size, path, "index.json")?);
         } else if p == "oci-layout" {
             has_layout = true;
         } else if let Some(hex) = p.strip_prefix("blobs/sha256/") {
@@ -396,10 +415,9 @@ fn import_oci_archive(
                     path.display()
                 ))
             })?;
-            let size = entry.size();
             if !store.has_blob(&digest, size) {
                 let mut w = store.blob_writer()?;
-                io::copy(&mut entry, &mut w).map_err(|e| bad_archive(path, e))?;
+                io::copy(&mut archive.contents(), &mut w).map_err(|e| bad_archive(path, e))?;
                 w.commit(store, Some((&digest, size)))
                     .map_err(|e| Error::corrupt(format!("{}: {p}: {e}", path.display())))?;
             }
@@ -441,20 +459,19 @@ fn import_docker_archive(
     let mut archive = open_archive(path)?;
     let mut files: HashMap<String, (Digest, u64, Compression)> = HashMap::new();
     let mut manifest_json = None;
-    for entry in archive.entries().map_err(|e| bad_archive(path, e))? {
-        let mut entry = entry.map_err(|e| bad_archive(path, e))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+    while let Some((p, node)) = next_entry(&mut archive, path)? {
+        let Node::File { size, .. } = node else {
             continue;
-        }
-        let p = crate::rootfs::clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
+        };
         if p == "manifest.json" {
-            manifest_json = Some(read_entry(&mut entry, path, "manifest.json")?);
+            manifest_json = Some(read_entry(&mut archive, size, path, "manifest.json")?);
             continue;
         }
         // Every other file may be a config or a layer: store it under its digest.
         let mut head = [0u8; 4];
         let mut w = store.blob_writer()?;
-        let mut r = HashingReader::new(&mut entry);
+        let mut contents = archive.contents();
+        let mut r = HashingReader::new(&mut contents);
         let mut first = true;
         let mut buf = vec![0u8; 1 << 20];
         loop {

@@ -559,6 +559,30 @@ fn oversized_tar_extension_headers_are_refused() {
     }
 }
 
+/// Archives are read by the same bounded tar reader as layers: a PAX header announcing 200 MB in
+/// an archive of that size (sparse on disk) is refused, not read into memory.
+#[test]
+fn oversized_tar_extension_headers_in_archives_are_refused() {
+    let dir = temp();
+    let archive = dir.path().join("a.tar");
+    let mut file = std::fs::File::create(&archive).unwrap();
+    file.write_all(&header("././@PaxHeader", b'x', 200 << 20))
+        .unwrap();
+    file.set_len(512 + (200 << 20) + 1024).unwrap();
+    drop(file);
+    let limit = format!(
+        "more than the {} accepted",
+        modelcar::limits::MAX_TAR_EXTENSION
+    );
+    for transport in ["oci-archive", "docker-archive"] {
+        let image = format!("{transport}:{}", archive.display());
+        check(
+            measured(dir.path(), &["verify", &image]),
+            &Expect::Error(&["a.tar", "PAX or long-name header", &limit]),
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lies about content
 
