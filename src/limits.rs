@@ -62,3 +62,8 @@ pub const MAX_PATH: usize = 4096;
 /// few records of at most `MAX_PATH` bytes each; tar readers that trust the size they declare
 /// can be made to allocate gigabytes.
 pub const MAX_TAR_EXTENSION: u64 = 64 << 10;
+
+/// Largest zstd window (as a power of two: 32 MiB) a layer is decompressed with. The decoder
+/// holds a window of the size a frame declares; zstd's levels up to 19 use at most 8 MiB, and
+/// only `--ultra` levels and `--long` mode more, which no container tool writes by default.
+pub const MAX_ZSTD_WINDOW_LOG: u32 = 25;

@@ -17,7 +17,9 @@ use oci_spec::image::Descriptor;
 
 use crate::error::{Error, Result};
 use crate::image::{layer_compression, Compression};
-use crate::limits::{MAX_ENTRIES, MAX_PATH, MAX_PATH_BYTES, MAX_TAR_EXTENSION};
+use crate::limits::{
+    MAX_ENTRIES, MAX_PATH, MAX_PATH_BYTES, MAX_TAR_EXTENSION, MAX_ZSTD_WINDOW_LOG,
+};
 use crate::store::Store;
 
 /// Metadata of one path in the merged filesystem.
@@ -63,10 +65,15 @@ pub fn open_layer(store: &Store, desc: &Descriptor) -> Result<Skipping> {
         Compression::Gzip => Skipping::stream(Box::new(flate2::read::MultiGzDecoder::new(
             BufReader::with_capacity(1 << 20, file),
         ))),
-        Compression::Zstd => Skipping::stream(Box::new(
-            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))
-                .map_err(|e| Error::corrupt(format!("layer {}: {e}", desc.digest())))?,
-        )),
+        Compression::Zstd => {
+            let bad = |e: io::Error| Error::corrupt(format!("layer {}: {e}", desc.digest()));
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))
+                    .map_err(bad)?;
+            // The decoder holds the window a frame declares.
+            decoder.window_log_max(MAX_ZSTD_WINDOW_LOG).map_err(bad)?;
+            Skipping::stream(Box::new(decoder))
+        }
     })
 }
 

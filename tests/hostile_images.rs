@@ -534,6 +534,26 @@ fn decompression_bombs_are_listed_in_bounded_memory() {
     }
 }
 
+/// A zstd frame declaring a window past the limit (one libzstd would accept by default, and
+/// hold in memory): refused.
+#[test]
+fn zstd_layers_declaring_huge_windows_are_refused() {
+    let dir = temp();
+    let layout = Layout::new(dir.path().join("layout"));
+    let tar = [header("models/", b'5', 0).as_slice(), &END].concat();
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    encoder
+        .window_log(modelcar::limits::MAX_ZSTD_WINDOW_LOG + 1)
+        .unwrap();
+    encoder.long_distance_matching(true).unwrap();
+    encoder.write_all(&tar).unwrap();
+    let blob = encoder.finish().unwrap();
+    let layer = layout.put(LAYER_ZSTD, &blob);
+    layout.name(layout.image(&[layer], |_| {}));
+    let out = measured(dir.path(), &["inspect", &layout.location(), "--files"]);
+    check(out, &Expect::Error(&["layer sha256:", "too much memory"]));
+}
+
 /// PAX and GNU long-name headers announcing a gigabyte: refused, not read into memory.
 #[test]
 fn oversized_tar_extension_headers_are_refused() {
