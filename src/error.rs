@@ -62,8 +62,8 @@ impl Error {
         Error::Limit {
             what: what.into(),
             hint: Some(
-                "modelcar refuses input this large or deep, which no valid image needs; \
-                 the image is malformed or was made to exhaust memory"
+                "modelcar refuses input beyond the limits its README lists under \
+                 \"Limits and failure behaviour\"; check where the image comes from"
                     .into(),
             ),
         }
