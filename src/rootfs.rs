@@ -9,6 +9,10 @@
 //! followed when a path is resolved. Only metadata is kept, never file contents: in uncompressed
 //! layers the contents are skipped with seeks, so listing a layer of a 100 GB weights file reads
 //! a few blocks; compressed layers are read in a single streaming pass.
+//!
+//! Every tar stream read from outside (layers, and OCI and Docker archives) goes through
+//! [`TarReader`], which holds nothing in memory because a header says so: the limits of
+//! [`crate::limits`] (entries, path lengths, extension headers) bound what it keeps.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
