@@ -2,8 +2,9 @@
 # Install what the tests need, when it is missing: the tools that check modelcar's output
 # (skopeo, umoci, GNU tar, zstd), the CNCF distribution registry with htpasswd and openssl for
 # its auth and TLS, Debian's static busybox for the test base images, util-linux's
-# setpriv, Python's PyYAML and jsonschema for validating InferenceService manifests, and Python's
-# venv module (tests/provenance_cosign.rs makes a venv of its pinned checkers on first use).
+# setpriv, GNU time (peak memory of a run), Python's PyYAML and jsonschema for validating
+# InferenceService manifests, and Python's venv module (tests/provenance_cosign.rs makes a venv of
+# its pinned checkers on first use).
 set -euo pipefail
 
 missing=()
@@ -20,6 +21,8 @@ need curl curl
 need strace strace
 need gzip gzip
 need mkfifo coreutils
+# `time` is also a shell keyword: look for the program itself.
+[ -x /usr/bin/time ] || missing+=(time)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || missing+=(busybox-static)
 # The model-signing reference tool is installed by its test into a venv of its own.
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -37,6 +37,10 @@ pub enum Error {
     /// A feature that exists in the interface but cannot work in this build or context.
     #[error("{what}")]
     Unsupported { what: String, hint: Option<String> },
+    /// Input goes beyond one of the bounds of [`crate::limits`]: refused before it costs
+    /// unbounded memory, stack or time.
+    #[error("{what}")]
+    Limit { what: String, hint: Option<String> },
 }
 
 impl Error {
@@ -53,12 +57,25 @@ impl Error {
         Error::Corrupt { what: what.into() }
     }
 
+    /// An input-beyond-a-limit error: `what` names the input and the limit.
+    pub fn limit(what: impl Into<String>) -> Self {
+        Error::Limit {
+            what: what.into(),
+            hint: Some(
+                "modelcar refuses input beyond the limits its README lists under \
+                 \"Limits and failure behaviour\"; check where the image comes from"
+                    .into(),
+            ),
+        }
+    }
+
     /// Attach (or replace) the hint telling the user what to do.
     pub fn with_hint(mut self, text: impl Into<String>) -> Self {
         match &mut self {
             Error::Invalid { hint, .. }
             | Error::NotFound { hint, .. }
-            | Error::Unsupported { hint, .. } => *hint = Some(text.into()),
+            | Error::Unsupported { hint, .. }
+            | Error::Limit { hint, .. } => *hint = Some(text.into()),
             _ => {}
         }
         self
@@ -69,7 +86,8 @@ impl Error {
         match self {
             Error::Invalid { hint, .. }
             | Error::NotFound { hint, .. }
-            | Error::Unsupported { hint, .. } => hint.as_deref(),
+            | Error::Unsupported { hint, .. }
+            | Error::Limit { hint, .. } => hint.as_deref(),
             _ => None,
         }
     }

@@ -4,9 +4,12 @@
 //! layouts, archives, registries) only move blobs and documents. Docker's schema 2 media types
 //! are read everywhere and mapped to their OCI equivalents when an image is written.
 
+use std::collections::HashSet;
+
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType, Platform};
 
 use crate::error::{Error, Result};
+use crate::limits::{MAX_ANNOTATION, MAX_DESCRIPTORS, MAX_DOCUMENT, MAX_INDEX_DEPTH};
 use crate::store::Store;
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -43,6 +46,7 @@ impl Document {
     /// Classify raw bytes whose media type is not known (for example the target of an
     /// `index.json` entry without one): by the `mediaType` field, else by shape.
     pub fn sniff(bytes: &[u8]) -> Result<(DocumentKind, MediaType)> {
+        check_document_size(bytes.len() as u64, "image document")?;
         let value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt(format!("image document is not JSON: {e}")))?;
         if let Some(mt) = value.get("mediaType").and_then(|v| v.as_str()) {
@@ -76,34 +80,158 @@ pub fn reject_schema1(media_type: &MediaType) -> Result<()> {
 /// Read and parse an index from the store.
 pub fn read_index(store: &Store, desc: &Descriptor) -> Result<ImageIndex> {
     let bytes = store.read_document(desc)?;
-    parse_index(&bytes)
+    parse_index(&bytes, &format!("index {}", desc.digest()))
 }
 
 /// Read and parse a manifest from the store.
 pub fn read_manifest(store: &Store, desc: &Descriptor) -> Result<ImageManifest> {
     let bytes = store.read_document(desc)?;
-    parse_manifest(&bytes)
+    parse_manifest(&bytes, &format!("manifest {}", desc.digest()))
 }
 
-pub fn parse_index(bytes: &[u8]) -> Result<ImageIndex> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::corrupt(format!("image index cannot be parsed: {e}")))
+/// Parse an index named `what` in messages, within the document limits.
+pub fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
+    check_document_size(bytes.len() as u64, what)?;
+    let index: ImageIndex = serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(format!("{what} cannot be parsed as an image index: {e}")))?;
+    check_descriptors(index.manifests(), what)?;
+    check_annotations(index.annotations(), what)?;
+    Ok(index)
 }
 
-pub fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::corrupt(format!("image manifest cannot be parsed: {e}")))
+/// Parse a manifest named `what` in messages, within the document limits.
+pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<ImageManifest> {
+    check_document_size(bytes.len() as u64, what)?;
+    let manifest: ImageManifest = serde_json::from_slice(bytes).map_err(|e| {
+        Error::corrupt(format!("{what} cannot be parsed as an image manifest: {e}"))
+    })?;
+    check_descriptors(manifest.layers(), what)?;
+    check_descriptors(std::slice::from_ref(manifest.config()), what)?;
+    check_annotations(manifest.annotations(), what)?;
+    Ok(manifest)
+}
+
+/// Parse an image config named `what` as free-form JSON (unknown fields are kept as they are),
+/// within the document limits.
+pub fn parse_config(bytes: &[u8], what: &str) -> Result<serde_json::Value> {
+    check_document_size(bytes.len() as u64, what)?;
+    let config: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(format!("{what} cannot be parsed: {e}")))?;
+    if let Some(labels) = config.pointer("/config/Labels").and_then(|l| l.as_object()) {
+        for (key, value) in labels {
+            let len = value
+                .as_str()
+                .map_or_else(|| value.to_string().len(), str::len);
+            if key.len().max(len) > MAX_ANNOTATION {
+                return Err(Error::limit(format!(
+                    "{what} has a label longer than {MAX_ANNOTATION} bytes"
+                )));
+            }
+        }
+    }
+    Ok(config)
 }
 
 /// Read an image config as free-form JSON (unknown fields are kept as they are).
 pub fn read_config(store: &Store, desc: &Descriptor) -> Result<serde_json::Value> {
     let bytes = store.read_document(desc)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::corrupt(format!(
-            "image config {} cannot be parsed: {e}",
+    parse_config(&bytes, &format!("image config {}", desc.digest()))
+}
+
+/// Refuse a document of `size` bytes beyond [`MAX_DOCUMENT`], before it is read whole.
+pub fn check_document_size(size: u64, what: &str) -> Result<()> {
+    if size > MAX_DOCUMENT {
+        return Err(Error::limit(format!(
+            "{what} is {size} bytes, more than the {MAX_DOCUMENT} accepted for an image document"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuse a list of descriptors beyond [`MAX_DESCRIPTORS`], or one whose annotations are too long.
+fn check_descriptors(descriptors: &[Descriptor], what: &str) -> Result<()> {
+    if descriptors.len() > MAX_DESCRIPTORS {
+        return Err(Error::limit(format!(
+            "{what} lists {} descriptors, more than the {MAX_DESCRIPTORS} accepted",
+            descriptors.len()
+        )));
+    }
+    for d in descriptors {
+        check_annotations(d.annotations(), what)?;
+    }
+    Ok(())
+}
+
+/// Refuse an annotation key or value longer than [`MAX_ANNOTATION`].
+fn check_annotations(
+    annotations: &Option<std::collections::HashMap<String, String>>,
+    what: &str,
+) -> Result<()> {
+    for (key, value) in annotations.iter().flatten() {
+        if key.len().max(value.len()) > MAX_ANNOTATION {
+            return Err(Error::limit(format!(
+                "{what} has an annotation longer than {MAX_ANNOTATION} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One pass over the documents of an image, driven by [`walk`]: every descent through indexes
+/// goes through [`walk`], so none can recurse beyond [`MAX_INDEX_DEPTH`].
+pub trait Walker {
+    /// Visit `desc`, `depth` indexes below the top one; returns what lies under it to visit next
+    /// (the entries of an index), or nothing.
+    fn enter(&mut self, desc: &Descriptor, depth: usize) -> Result<Vec<Descriptor>>;
+    /// Called once everything under `desc` has been visited.
+    fn leave(&mut self, _desc: &Descriptor) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Walk the documents under `top` depth first, each digest once, at most [`MAX_INDEX_DEPTH`]
+/// levels of indexes deep; `name` names the image in the error past that depth.
+///
+/// The entries handed down keep their media type, size, digest and platform only, so a walk
+/// holds no more than one document's worth of annotations at a time.
+pub fn walk(top: &Descriptor, name: &str, walker: &mut impl Walker) -> Result<()> {
+    let mut seen = HashSet::new();
+    walk_from(top, 0, name, walker, &mut seen)
+}
+
+fn walk_from(
+    desc: &Descriptor,
+    depth: usize,
+    name: &str,
+    walker: &mut impl Walker,
+    seen: &mut HashSet<String>,
+) -> Result<()> {
+    if !seen.insert(desc.digest().to_string()) {
+        return Ok(());
+    }
+    let children: Vec<Descriptor> = walker
+        .enter(desc, depth)?
+        .into_iter()
+        .map(|c| skeleton(&c))
+        .collect();
+    if !children.is_empty() && depth >= MAX_INDEX_DEPTH {
+        return Err(Error::limit(format!(
+            "{name} nests indexes more than {MAX_INDEX_DEPTH} levels deep (index {} is deeper)",
             desc.digest()
         ))
-    })
+        .with_hint("OCI images nest at most two or three levels of indexes; this image is malformed or was made to exhaust the stack"));
+    }
+    for child in &children {
+        walk_from(child, depth + 1, name, walker, seen)?;
+    }
+    walker.leave(desc)
+}
+
+/// A descriptor with what a walk needs of it only.
+fn skeleton(d: &Descriptor) -> Descriptor {
+    let mut out = Descriptor::new(d.media_type().clone(), d.size(), d.digest().clone());
+    out.set_platform(d.platform().clone());
+    out
 }
 
 /// The layer compression a media type says.

@@ -11,9 +11,11 @@
 // ---------------------------------------------------------------------------------------------
 // Documents
 
-/// Largest JSON document (index, manifest, config, the layout's own `index.json`) read from any
-/// source. Real manifests and configs are kilobytes; an index of a few thousand images stays
-/// far below this. Larger documents are refused before they are read whole.
+/// Largest JSON document (index, manifest, config, the `index.json` of a layout, an archive or
+/// the store, an archive's `manifest.json`) read from any source. Real manifests and configs are
+/// kilobytes and an index of a few thousand images stays far below this; parsed, a document
+/// costs a few times its size in memory, so this keeps every command within tens of MB. Larger
+/// documents are refused before they are read whole.
 pub const MAX_DOCUMENT: u64 = 8 << 20;
 
 // ---------------------------------------------------------------------------------------------
@@ -40,3 +42,53 @@ pub const MAX_SIGNATURES: usize = 64;
 /// Largest `/models/model.sig` (a model signature: a JSON bundle listing every file with its
 /// SHA-256, about 150 bytes a file) read from an image: room for a few hundred thousand files.
 pub const MODEL_SIGNATURE_MAX: u64 = 64 << 20;
+
+/// Most descriptors one document may list (the entries of an index, the layers of a manifest,
+/// the images of an archive's `manifest.json`). A multi-platform index lists tens of manifests,
+/// a manifest at most about 127 layers (what container runtimes accept), the store's own index
+/// one entry per tag; this leaves room for a store of that many tags while bounding the work of
+/// every walk, which visits each entry.
+pub const MAX_DESCRIPTORS: usize = 10_000;
+
+/// Longest value of one annotation (of an index, manifest or descriptor) or label (of a
+/// config). Kubernetes caps all the annotations of an object at 256 KiB together; values are
+/// printed by `inspect` and `verify`, so a longer one is refused rather than shown.
+pub const MAX_ANNOTATION: usize = 256 << 10;
+
+// ---------------------------------------------------------------------------------------------
+// Walks
+
+/// Most levels of indexes nested inside an index that a walk over an image follows. Images nest
+/// at most two or three (an index of platform manifests, perhaps inside an index of a layout);
+/// walks recurse once per level, so this keeps them far from the end of the stack whatever the
+/// input.
+pub const MAX_INDEX_DEPTH: usize = 8;
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+/// Most entries the layers of one image may hold together (and so one layer alone) for their
+/// listings (`verify`, `inspect --files`, the base check), which are held in memory while the
+/// image is checked. The largest base images (a distribution with CUDA and Python) hold tens of
+/// thousands of entries; an entry costs a few hundred bytes in memory and about 130 in the
+/// store's listing cache, so this keeps a listing within tens of MB.
+pub const MAX_ENTRIES: usize = 200_000;
+
+/// Most bytes of paths and link targets the listings of one image may hold together, for the
+/// same reason: real paths average well under 100 bytes, so only an image made to exhaust
+/// memory with long paths meets this before [`MAX_ENTRIES`].
+pub const MAX_PATH_BYTES: usize = 16 << 20;
+
+/// Longest path or link target of a layer entry, in bytes: Linux's `PATH_MAX`. A runtime cannot
+/// create a longer one, so no valid layer holds it.
+pub const MAX_PATH: usize = 4096;
+
+/// Largest PAX extended header or GNU long-name entry of a layer read into memory. They hold a
+/// few records of at most `MAX_PATH` bytes each; tar readers that trust the size they declare
+/// can be made to allocate gigabytes.
+pub const MAX_TAR_EXTENSION: u64 = 64 << 10;
+
+/// Largest zstd window (as a power of two: 32 MiB) a layer is decompressed with. The decoder
+/// holds a window of the size a frame declares; zstd's levels up to 19 use at most 8 MiB, and
+/// only `--ultra` levels and `--long` mode more, which no container tool writes by default.
+pub const MAX_ZSTD_WINDOW_LOG: u32 = 25;

@@ -9,6 +9,10 @@
 //! followed when a path is resolved. Only metadata is kept, never file contents: in uncompressed
 //! layers the contents are skipped with seeks, so listing a layer of a 100 GB weights file reads
 //! a few blocks; compressed layers are read in a single streaming pass.
+//!
+//! Every tar stream read from outside (layers, and OCI and Docker archives) goes through
+//! [`TarReader`], which holds nothing in memory because a header says so: the limits of
+//! [`crate::limits`] (entries, path lengths, extension headers) bound what it keeps.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -17,6 +21,9 @@ use oci_spec::image::Descriptor;
 
 use crate::error::{Error, Result};
 use crate::image::{layer_compression, Compression};
+use crate::limits::{
+    MAX_ENTRIES, MAX_PATH, MAX_PATH_BYTES, MAX_TAR_EXTENSION, MAX_ZSTD_WINDOW_LOG,
+};
 use crate::store::Store;
 
 /// Metadata of one path in the merged filesystem.
@@ -62,10 +69,15 @@ pub fn open_layer(store: &Store, desc: &Descriptor) -> Result<Skipping> {
         Compression::Gzip => Skipping::stream(Box::new(flate2::read::MultiGzDecoder::new(
             BufReader::with_capacity(1 << 20, file),
         ))),
-        Compression::Zstd => Skipping::stream(Box::new(
-            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))
-                .map_err(|e| Error::corrupt(format!("layer {}: {e}", desc.digest())))?,
-        )),
+        Compression::Zstd => {
+            let bad = |e: io::Error| Error::corrupt(format!("layer {}: {e}", desc.digest()));
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))
+                    .map_err(bad)?;
+            // The decoder holds the window a frame declares.
+            decoder.window_log_max(MAX_ZSTD_WINDOW_LOG).map_err(bad)?;
+            Skipping::stream(Box::new(decoder))
+        }
     })
 }
 
@@ -154,8 +166,9 @@ pub fn clean_path(p: &str) -> String {
 /// included, as entries named `.wh.*`).
 pub type Listing = Vec<(String, Node)>;
 
-/// Bumped whenever [`Listing`] or how it is read changes.
-const LISTING_VERSION: u32 = 1;
+/// Bumped whenever [`Listing`] or how it is read changes (2: read within the limits of
+/// [`crate::limits`], so listings cached before them are not trusted).
+const LISTING_VERSION: u32 = 2;
 
 fn listing_cache(store: &Store, digest: &oci_spec::image::Digest) -> std::path::PathBuf {
     store.cache_dir().join("listings").join(format!(
@@ -169,15 +182,13 @@ fn listing_cache(store: &Store, digest: &oci_spec::image::Digest) -> std::path::
 /// as trustworthy as the blob), else read from the blob and cached.
 pub fn layer_listing(store: &Store, desc: &Descriptor) -> Result<Listing> {
     let cache = listing_cache(store, desc.digest());
-    if let Some(listing) = crate::store::read_cache(&cache) {
-        return Ok(listing);
+    if let Some(listing) = crate::store::read_cache::<Listing>(&cache) {
+        if Budget::default().charge_all(&listing).is_ok() {
+            return Ok(listing);
+        }
     }
-    let listing = read_listing(open_layer(store, desc)?).map_err(|e| {
-        Error::corrupt(format!(
-            "layer {} cannot be read as tar: {e}",
-            desc.digest()
-        ))
-    })?;
+    let listing = read_listing(open_layer(store, desc)?)
+        .map_err(|e| e.about(&format!("layer {}", desc.digest())))?;
     remember_listing(store, desc.digest(), &listing);
     Ok(listing)
 }
@@ -187,32 +198,308 @@ pub fn remember_listing(store: &Store, digest: &oci_spec::image::Digest, listing
     crate::store::write_cache(&listing_cache(store, digest), listing);
 }
 
-/// Read the entries of one uncompressed layer tar stream, skipping file contents.
-pub fn read_listing(reader: impl Read + Seek) -> io::Result<Listing> {
-    let mut archive = tar::Archive::new(reader);
-    let mut out = Vec::new();
-    for entry in archive.entries_with_seek()? {
-        let entry = entry?;
-        let path = clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
-        if path.is_empty() {
-            continue;
+/// Why a layer could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    /// The stream is not a readable tar archive.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The layer goes beyond a limit of [`crate::limits`]; says what, as the end of a sentence
+    /// about the layer.
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl ListingError {
+    /// The error of the library about the archive `what` (a layer, a file).
+    pub fn about(self, what: &str) -> Error {
+        match self {
+            ListingError::Io(e) => Error::corrupt(format!("{what} cannot be read as tar: {e}")),
+            ListingError::Limit(limit) => Error::limit(format!("{what} {limit}")),
         }
-        let link = entry
-            .link_name_bytes()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        out.push((path, node_of(entry.header(), entry.size(), link)));
+    }
+}
+
+/// What listings may still hold, so that one image's listings stay within [`MAX_ENTRIES`] and
+/// [`MAX_PATH_BYTES`] together.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Budget {
+    entries: usize,
+    path_bytes: usize,
+}
+
+impl Budget {
+    /// Count one entry of `path_bytes` bytes of path and link target.
+    fn charge(&mut self, path_bytes: usize) -> std::result::Result<(), ListingError> {
+        self.entries += 1;
+        self.path_bytes += path_bytes;
+        if self.entries > MAX_ENTRIES {
+            return Err(ListingError::Limit(format!(
+                "holds more than {MAX_ENTRIES} entries, the most modelcar lists for an image"
+            )));
+        }
+        if self.path_bytes > MAX_PATH_BYTES {
+            return Err(ListingError::Limit(format!(
+                "holds more than {MAX_PATH_BYTES} bytes of paths, the most modelcar lists for an image"
+            )));
+        }
+        Ok(())
+    }
+
+    fn charge_all(&mut self, listing: &Listing) -> std::result::Result<(), ListingError> {
+        for (path, node) in listing {
+            self.charge(path.len() + link_of(node).map_or(0, str::len))?;
+        }
+        Ok(())
+    }
+}
+
+fn link_of(node: &Node) -> Option<&str> {
+    match node {
+        Node::Symlink { target } | Node::Hardlink { target } => Some(target),
+        _ => None,
+    }
+}
+
+const BLOCK: u64 = 512;
+/// Offsets of the "another sparse map block follows" flags of a GNU header and of a GNU sparse
+/// map block.
+const GNU_IS_EXTENDED: usize = 482;
+const GNU_EXT_IS_EXTENDED: usize = 504;
+
+/// Read the entries of one uncompressed layer tar stream, skipping file contents.
+pub fn read_listing(reader: impl Read + Seek) -> std::result::Result<Listing, ListingError> {
+    let mut tar = TarReader::new(reader);
+    let mut out = Vec::new();
+    while let Some(entry) = tar.next_entry()? {
+        out.push(entry);
     }
     Ok(out)
 }
 
-/// The metadata of a tar entry, given its header, its size and its link target (both of which
-/// PAX records may override).
-fn node_of(h: &tar::Header, size: u64, link: String) -> Node {
-    let mode = h.mode().unwrap_or(0);
-    let uid = h.uid().unwrap_or(0);
-    let gid = h.gid().unwrap_or(0);
-    match h.entry_type() {
+/// The entries of an uncompressed tar stream (a layer, an OCI or Docker archive), one at a time,
+/// each with its contents readable until the next.
+///
+/// Headers are parsed by the `tar` crate; the framing (extension headers, sizes, skips) is done
+/// here so that nothing the archive declares decides what is held in memory: PAX and GNU
+/// long-name entries are read only up to [`MAX_TAR_EXTENSION`] bytes, paths up to [`MAX_PATH`],
+/// and the entries stop at the limits of [`Budget`]. Contents not read are skipped (by seeking
+/// where the stream can).
+pub struct TarReader<R> {
+    r: R,
+    budget: Budget,
+    /// Contents of the current entry not yet read, and the padding after them.
+    remaining: u64,
+    padding: u64,
+}
+
+impl<R: Read + Seek> TarReader<R> {
+    pub fn new(r: R) -> Self {
+        TarReader {
+            r,
+            budget: Budget::default(),
+            remaining: 0,
+            padding: 0,
+        }
+    }
+
+    /// The contents of the entry [`TarReader::next_entry`] returned last: at most the size its
+    /// header declares.
+    pub fn contents(&mut self) -> impl Read + '_ {
+        Contents { tar: self }
+    }
+
+    /// The next entry's cleaned path and metadata (entries whose path cleans to nothing are
+    /// left out); `None` at the end of the archive.
+    pub fn next_entry(&mut self) -> std::result::Result<Option<(String, Node)>, ListingError> {
+        let mut block = [0u8; BLOCK as usize];
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut long_link: Option<Vec<u8>> = None;
+        let mut pax: Option<Vec<u8>> = None;
+        loop {
+            skip(&mut self.r, self.remaining + self.padding)?;
+            self.remaining = 0;
+            self.padding = 0;
+            // As GNU tar and the `tar` crate do, the end of the stream ends the archive as an
+            // empty block does.
+            if !read_block(&mut self.r, &mut block)? || block.iter().all(|b| *b == 0) {
+                return Ok(None);
+            }
+            let h = tar::Header::from_byte_slice(&block);
+            check_checksum(h)?;
+            let kind = h.entry_type();
+            let mut size = h.entry_size()?;
+            if kind.is_pax_local_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink() {
+                let mut data = read_extension(&mut self.r, size)?;
+                if !kind.is_pax_local_extensions() {
+                    // GNU long names end with a NUL.
+                    data.truncate(trim_nul(&data).len());
+                }
+                let slot = if kind.is_pax_local_extensions() {
+                    &mut pax
+                } else if kind.is_gnu_longname() {
+                    &mut long_name
+                } else {
+                    &mut long_link
+                };
+                *slot = Some(data);
+                continue;
+            }
+            if kind.is_pax_global_extensions() {
+                self.padding = padded(size)?;
+                continue;
+            }
+            let mut path = long_name
+                .take()
+                .unwrap_or_else(|| trim_nul(&h.path_bytes()).to_vec());
+            let mut link = long_link
+                .take()
+                .or_else(|| h.link_name_bytes().map(|l| trim_nul(&l).to_vec()))
+                .unwrap_or_default();
+            let mut uid = h.uid().unwrap_or(0);
+            let mut gid = h.gid().unwrap_or(0);
+            if let Some(records) = pax.take() {
+                for record in tar::PaxExtensions::new(&records) {
+                    let record = record?;
+                    let number = || -> io::Result<u64> {
+                        record
+                            .value()
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| {
+                                invalid("a PAX record holds no number where one belongs")
+                            })
+                    };
+                    match record.key_bytes() {
+                        b"path" => path = record.value_bytes().to_vec(),
+                        b"linkpath" => link = record.value_bytes().to_vec(),
+                        b"size" => size = number()?,
+                        b"uid" => uid = number()?,
+                        b"gid" => gid = number()?,
+                        _ => {}
+                    }
+                }
+            }
+            if path.len().max(link.len()) > MAX_PATH {
+                return Err(ListingError::Limit(format!(
+                    "holds a path or link target longer than {MAX_PATH} bytes"
+                )));
+            }
+            let mode = h.mode().unwrap_or(0);
+            if kind.is_gnu_sparse() && block[GNU_IS_EXTENDED] != 0 {
+                // The sparse map continues in extension blocks, each saying whether another
+                // follows.
+                let mut ext = [0u8; BLOCK as usize];
+                loop {
+                    if !read_block(&mut self.r, &mut ext)? {
+                        return Err(invalid("the archive ends inside a sparse map").into());
+                    }
+                    if ext[GNU_EXT_IS_EXTENDED] == 0 {
+                        break;
+                    }
+                }
+            }
+            self.remaining = size;
+            self.padding = padded(size)? - size;
+            let path = clean_path(&String::from_utf8_lossy(&path));
+            if path.is_empty() {
+                continue;
+            }
+            self.budget.charge(path.len() + link.len())?;
+            let link = String::from_utf8_lossy(&link).into_owned();
+            return Ok(Some((path, node_of(kind, mode, uid, gid, size, link))));
+        }
+    }
+}
+
+/// The contents of the current entry of a [`TarReader`].
+struct Contents<'a, R> {
+    tar: &'a mut TarReader<R>,
+}
+
+impl<R: Read> Read for Contents<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let most = usize::try_from(self.tar.remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.tar.r.read(&mut buf[..most])?;
+        self.tar.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Fill `block`; false at the end of the stream, an error when it ends inside the block.
+fn read_block(r: &mut impl Read, block: &mut [u8; BLOCK as usize]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < block.len() {
+        match r.read(&mut block[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(invalid("the archive ends inside a header")),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn check_checksum(h: &tar::Header) -> io::Result<()> {
+    let bytes = h.as_bytes();
+    let sum = bytes[..148]
+        .iter()
+        .chain(&bytes[156..])
+        .fold(8 * 32, |a, b| a + u32::from(*b));
+    if h.cksum()? != sum {
+        return Err(invalid("a header's checksum does not match"));
+    }
+    Ok(())
+}
+
+/// The data of a PAX or GNU long-name entry, and its padding skipped.
+fn read_extension(
+    r: &mut (impl Read + Seek),
+    size: u64,
+) -> std::result::Result<Vec<u8>, ListingError> {
+    if size > MAX_TAR_EXTENSION {
+        return Err(ListingError::Limit(format!(
+            "has a PAX or long-name header of {size} bytes, more than the {MAX_TAR_EXTENSION} accepted"
+        )));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    r.by_ref().take(size).read_to_end(&mut data)?;
+    if (data.len() as u64) < size {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+    }
+    skip(r, padded(size)? - size)?;
+    Ok(data)
+}
+
+/// `size` rounded up to whole blocks.
+fn padded(size: u64) -> io::Result<u64> {
+    size.checked_next_multiple_of(BLOCK)
+        .ok_or_else(|| invalid("an entry's size is out of range"))
+}
+
+fn skip(r: &mut impl Seek, n: u64) -> io::Result<()> {
+    if n > 0 {
+        let n = i64::try_from(n).map_err(|_| invalid("an entry's size is out of range"))?;
+        r.seek(SeekFrom::Current(n))?;
+    }
+    Ok(())
+}
+
+fn trim_nul(b: &[u8]) -> &[u8] {
+    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+    &b[..end]
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// The metadata of a tar entry, from its header fields as PAX records may override them.
+fn node_of(kind: tar::EntryType, mode: u32, uid: u64, gid: u64, size: u64, link: String) -> Node {
+    match kind {
         tar::EntryType::Directory => Node::Dir { mode, uid, gid },
         tar::EntryType::Regular | tar::EntryType::Continuous => Node::File {
             mode,
@@ -230,16 +517,23 @@ fn node_of(h: &tar::Header, size: u64, link: String) -> Node {
 
 impl RootFs {
     /// Apply the layers of an image in order.
+    /// Apply the layers of an image in order, within the limits of [`Budget`] for all of them
+    /// together.
     pub fn from_layers(store: &Store, layers: &[Descriptor]) -> Result<RootFs> {
         let mut fs = RootFs::default();
+        let mut budget = Budget::default();
         for layer in layers {
-            fs.apply_listing(&layer_listing(store, layer)?);
+            let listing = layer_listing(store, layer)?;
+            budget.charge_all(&listing).map_err(|e| {
+                Error::limit(format!("the layers up to {} together {e}", layer.digest()))
+            })?;
+            fs.apply_listing(&listing);
         }
         Ok(fs)
     }
 
     /// Apply one uncompressed layer tar stream.
-    pub fn apply(&mut self, reader: impl Read + Seek) -> io::Result<()> {
+    pub fn apply(&mut self, reader: impl Read + Seek) -> std::result::Result<(), ListingError> {
         self.apply_listing(&read_listing(reader)?);
         Ok(())
     }
@@ -269,13 +563,21 @@ impl RootFs {
             added.push((path.clone(), node.clone()));
         }
         for dir in opaque {
-            let prefix = if dir.is_empty() {
-                String::new()
+            if dir.is_empty() {
+                self.entries.clear();
+                self.origin.clear();
             } else {
-                format!("{dir}/")
-            };
-            self.entries
-                .retain(|p, _| !p.starts_with(&prefix) || p == &dir);
+                // The directory stays; what is below it goes (by range, not a scan of every path).
+                let kept = self.entries.remove(&dir);
+                let origin = self.origin.remove(&dir);
+                self.remove_tree(&dir);
+                if let Some(node) = kept {
+                    self.entries.insert(dir.clone(), node);
+                }
+                if let Some(o) = origin {
+                    self.origin.insert(dir, o);
+                }
+            }
         }
         for gone in whiteouts {
             self.remove_tree(&gone);
@@ -481,6 +783,25 @@ mod tests {
         ])))
         .unwrap();
         assert!(fs.resolve("a").is_none());
+    }
+
+    #[test]
+    fn gnu_long_names_and_links_are_listed_whole() {
+        let long = format!("models/{}/weights.bin", "d".repeat(150));
+        let target = format!("{}/target", "t".repeat(150));
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(3);
+        b.append_data(&mut h, &long, &b"abc"[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "models/link", &target).unwrap();
+        let listing = read_listing(io::Cursor::new(b.into_inner().unwrap())).unwrap();
+        assert_eq!(listing[0].0, long);
+        assert!(matches!(listing[0].1, Node::File { size: 3, .. }));
+        assert_eq!(listing[1].1, Node::Symlink { target });
     }
 
     #[test]

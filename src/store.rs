@@ -34,6 +34,7 @@ const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const OWN_NAMES: [&str; 4] = [".modelcar", "blobs", "oci-layout", "index.json"];
 /// Blobs up to this size are synced to disk before they are moved into place.
 const SYNC_MAX: u64 = 1 << 20;
+use crate::limits::MAX_DESCRIPTORS;
 /// Largest image document (manifest, index, config) read into memory.
 pub use crate::limits::MAX_DOCUMENT;
 
@@ -160,14 +161,10 @@ impl Store {
 
     /// Read a small document blob, checking its size and digest.
     pub fn read_document(&self, desc: &Descriptor) -> Result<Vec<u8>> {
-        if desc.size() > MAX_DOCUMENT {
-            return Err(Error::corrupt(format!(
-                "document {} is {} bytes, more than the {} accepted",
-                desc.digest(),
-                desc.size(),
-                MAX_DOCUMENT
-            )));
-        }
+        crate::image::check_document_size(
+            desc.size(),
+            &format!("document {} in the store", desc.digest()),
+        )?;
         let mut bytes = Vec::with_capacity(desc.size() as usize);
         self.open_blob(desc.digest())?
             .take(MAX_DOCUMENT + 1)
@@ -218,13 +215,8 @@ impl Store {
     /// The entries of `index.json`.
     pub fn entries(&self) -> Result<Vec<Descriptor>> {
         let path = self.index_path();
-        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
-        let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::corrupt(format!(
-                "{} is not a valid image index: {e}",
-                path.display()
-            ))
-        })?;
+        let bytes = read_document_file(&path)?;
+        let index = crate::image::parse_index(&bytes, &path.display().to_string())?;
         Ok(index.manifests().clone())
     }
 
@@ -287,16 +279,28 @@ impl Store {
             .map_err(io_err("open the index lock", &lock_path))?;
         lock.lock().map_err(io_err("lock", &lock_path))?;
         let mut entries = self.entries()?;
+        let before = entries.len();
         change(&mut entries);
-        self.write_index(&entries)
+        let bytes = index_bytes(&entries);
+        // An index beyond the document limits could not be read back: the store would be
+        // unusable, `clean` included.
+        if entries.len() > before
+            && (entries.len() > MAX_DESCRIPTORS || bytes.len() as u64 > MAX_DOCUMENT)
+        {
+            return Err(Error::limit(format!(
+                "the store at {} would list {} images in {} bytes, beyond the {MAX_DESCRIPTORS} \
+                 images or {MAX_DOCUMENT} bytes its index may hold",
+                self.root.display(),
+                entries.len(),
+                bytes.len()
+            ))
+            .with_hint("remove images you no longer need with modelcar clean"));
+        }
+        self.write_atomic(&self.index_path(), &bytes)
     }
 
     fn write_index(&self, entries: &[Descriptor]) -> Result<()> {
-        let mut index = ImageIndex::default();
-        index.set_schema_version(2);
-        index.set_media_type(Some(MediaType::ImageIndex));
-        index.set_manifests(entries.to_vec());
-        self.write_atomic(&self.index_path(), &json::canonical(&index))
+        self.write_atomic(&self.index_path(), &index_bytes(entries))
     }
 
     /// Write a small file atomically: temporary file, fsync, rename, fsync of the directory.
@@ -385,29 +389,42 @@ impl Store {
 
     /// Add `desc` and everything it references to `live` (hex digests).
     fn mark(&self, desc: &Descriptor, live: &mut BTreeSet<String>) -> Result<()> {
-        if !live.insert(desc.digest().digest().to_string()) {
-            return Ok(());
+        let name = format!("image {} in the store", desc.digest());
+        crate::image::walk(desc, &name, &mut Mark { store: self, live })
+    }
+}
+
+/// The walk of [`Store::mark`].
+struct Mark<'a> {
+    store: &'a Store,
+    live: &'a mut BTreeSet<String>,
+}
+
+impl crate::image::Walker for Mark<'_> {
+    fn enter(&mut self, desc: &Descriptor, _depth: usize) -> Result<Vec<Descriptor>> {
+        use crate::image::{Document, DocumentKind};
+        if !self.live.insert(desc.digest().digest().to_string()) {
+            return Ok(Vec::new());
         }
-        match crate::image::Document::classify(desc.media_type()) {
-            crate::image::DocumentKind::Index => {
-                let index = crate::image::read_index(self, desc)?;
-                for child in index.manifests() {
-                    // Children a partial pull never fetched are not an error here.
-                    if self.has_blob(child.digest(), child.size()) {
-                        self.mark(child, live)?;
-                    }
-                }
-            }
-            crate::image::DocumentKind::Manifest => {
-                let manifest = crate::image::read_manifest(self, desc)?;
-                live.insert(manifest.config().digest().digest().to_string());
+        match Document::classify(desc.media_type()) {
+            DocumentKind::Index => Ok(crate::image::read_index(self.store, desc)?
+                .manifests()
+                .iter()
+                // Children a partial pull never fetched are not an error here.
+                .filter(|child| self.store.has_blob(child.digest(), child.size()))
+                .cloned()
+                .collect()),
+            DocumentKind::Manifest => {
+                let manifest = crate::image::read_manifest(self.store, desc)?;
+                self.live
+                    .insert(manifest.config().digest().digest().to_string());
                 for layer in manifest.layers() {
-                    live.insert(layer.digest().digest().to_string());
+                    self.live.insert(layer.digest().digest().to_string());
                 }
+                Ok(Vec::new())
             }
-            crate::image::DocumentKind::Other => {}
+            DocumentKind::Other => Ok(Vec::new()),
         }
-        Ok(())
     }
 }
 
@@ -447,6 +464,30 @@ pub fn write_cache<T: serde::Serialize>(path: &Path, value: &T) {
             let _ = tmp.persist(path);
         }
     }
+}
+
+/// The bytes of an `index.json` listing `entries`.
+fn index_bytes(entries: &[Descriptor]) -> Vec<u8> {
+    let mut index = ImageIndex::default();
+    index.set_schema_version(2);
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(entries.to_vec());
+    json::canonical(&index)
+}
+
+/// Read a document file of a layout (its `index.json`), refusing one beyond
+/// [`MAX_DOCUMENT`] before it is read.
+pub fn read_document_file(path: &Path) -> Result<Vec<u8>> {
+    let file = File::open(path).map_err(io_err("read", path))?;
+    let what = path.display().to_string();
+    let len = file.metadata().map_err(io_err("read", path))?.len();
+    crate::image::check_document_size(len, &what)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", path))?;
+    crate::image::check_document_size(bytes.len() as u64, &what)?;
+    Ok(bytes)
 }
 
 /// The `ref.name` annotation of an index entry.
@@ -602,6 +643,28 @@ mod tests {
             .join("blobs/sha256")
             .join(orphan.digest())
             .exists());
+    }
+
+    #[test]
+    fn tagging_beyond_what_the_index_may_hold_is_refused_and_the_store_stays_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = store
+            .put_document(MediaType::ImageManifest, b"{\"a\":1}")
+            .unwrap();
+        let mut full: Vec<Descriptor> = Vec::new();
+        for i in 0..MAX_DESCRIPTORS {
+            let mut e = d.clone();
+            e.set_annotations(Some([(REF_NAME.to_string(), format!("x/y:{i}"))].into()));
+            full.push(e);
+        }
+        store.write_index(&full).unwrap();
+        let err = store.tag("x/y:one-more", &d).unwrap_err();
+        assert!(matches!(err, Error::Limit { .. }), "{err}");
+        assert_eq!(store.entries().unwrap().len(), MAX_DESCRIPTORS);
+        // Removing still works.
+        store.untag(&["x/y:0".to_string()]).unwrap();
+        store.tag("x/y:one-more", &d).unwrap();
     }
 
     #[test]

@@ -16,10 +16,12 @@ use crate::digest::{self, HashingReader};
 use crate::error::{io_err, Error, Result};
 use crate::image::{self, Compression, Document, DocumentKind, PlatformFilter};
 use crate::json;
+use crate::limits::{MAX_DESCRIPTORS, MAX_DOCUMENT};
 use crate::progress::Progress;
 use crate::reference::Location;
 use crate::registry::{self, pull::PullPolicy, Client};
-use crate::store::{self, Store, MAX_DOCUMENT};
+use crate::rootfs::{ListingError, Node, TarReader};
+use crate::store::{self, Store};
 
 /// An image found in (or imported into) the store.
 #[derive(Debug, Clone)]
@@ -179,8 +181,8 @@ fn read_layout_index(dir: &Path) -> Result<ImageIndex> {
         return Err(Error::invalid(format!("{} is not an OCI image layout (no oci-layout file)", dir.display()))
             .with_hint("oci: takes a directory written by skopeo copy ... oci:DIR, umoci, buildah push ... oci:DIR or modelcar export"));
     }
-    let bytes = fs::read(&path).map_err(io_err("read", &path))?;
-    image::parse_index(&bytes).map_err(|e| Error::corrupt(format!("{}: {e}", path.display())))
+    let bytes = store::read_document_file(&path)?;
+    image::parse_index(&bytes, &path.display().to_string())
 }
 
 fn select_entry(index: &ImageIndex, reference: Option<&str>, name: &str) -> Result<Descriptor> {
@@ -229,13 +231,10 @@ fn select_entry(index: &ImageIndex, reference: Option<&str>, name: &str) -> Resu
 /// Read a whole document from a source, checking digest and size.
 fn read_document(src: &dyn BlobSource, desc: &Descriptor) -> Result<Vec<u8>> {
     digest::require_sha256(desc.digest())?;
-    if desc.size() > MAX_DOCUMENT {
-        return Err(Error::corrupt(format!(
-            "document {} is too large ({} bytes)",
-            desc.digest(),
-            desc.size()
-        )));
-    }
+    image::check_document_size(
+        desc.size(),
+        &format!("document {} in {}", desc.digest(), src.describe()),
+    )?;
     let mut bytes = Vec::new();
     src.open(desc.digest())?
         .take(MAX_DOCUMENT + 1)
@@ -287,42 +286,66 @@ fn copy_into_store(
     top: &Descriptor,
     platform: Option<&PlatformFilter>,
 ) -> Result<()> {
-    let bytes = read_document(src, top)?;
-    let kind = match Document::classify(top.media_type()) {
-        DocumentKind::Other => Document::sniff(&bytes)?.0,
-        k => k,
-    };
-    match kind {
-        DocumentKind::Index => {
-            let index = image::parse_index(&bytes)?;
-            for child in image::wanted_children(&index, platform) {
-                copy_into_store(src, store, child, None)?;
-            }
-        }
-        DocumentKind::Manifest => {
-            let manifest = image::parse_manifest(&bytes)?;
-            copy_blob(src, store, manifest.config())?;
-            for layer in manifest.layers() {
-                copy_blob(src, store, layer)?;
-            }
-        }
-        DocumentKind::Other => {
-            image::reject_schema1(top.media_type())?;
-            return Err(Error::Unsupported {
-                what: format!(
-                    "{} in {} is not an image manifest or index",
-                    top.digest(),
-                    src.describe()
-                ),
-                hint: None,
-            });
-        }
-    }
-    store.put_bytes(&bytes)?;
-    Ok(())
+    let name = format!("image {} in {}", top.digest(), src.describe());
+    image::walk(
+        top,
+        &name,
+        &mut Import {
+            src,
+            store,
+            platform,
+        },
+    )
 }
 
-fn open_archive(path: &Path) -> Result<tar::Archive<BufReader<File>>> {
+/// The walk of [`copy_into_store`]: each document read and checked on the way down, its blobs
+/// copied, and the document itself stored once everything under it is.
+struct Import<'a> {
+    src: &'a dyn BlobSource,
+    store: &'a Store,
+    /// Narrows the top index only.
+    platform: Option<&'a PlatformFilter>,
+}
+
+impl image::Walker for Import<'_> {
+    fn enter(&mut self, desc: &Descriptor, depth: usize) -> Result<Vec<Descriptor>> {
+        let bytes = read_document(self.src, desc)?;
+        let kind = match Document::classify(desc.media_type()) {
+            DocumentKind::Other => Document::sniff(&bytes)?.0,
+            k => k,
+        };
+        let what = format!("{} in {}", desc.digest(), self.src.describe());
+        match kind {
+            DocumentKind::Index => {
+                let index = image::parse_index(&bytes, &what)?;
+                let platform = if depth == 0 { self.platform } else { None };
+                Ok(image::wanted_children(&index, platform).cloned().collect())
+            }
+            DocumentKind::Manifest => {
+                let manifest = image::parse_manifest(&bytes, &what)?;
+                copy_blob(self.src, self.store, manifest.config())?;
+                for layer in manifest.layers() {
+                    copy_blob(self.src, self.store, layer)?;
+                }
+                Ok(Vec::new())
+            }
+            DocumentKind::Other => {
+                image::reject_schema1(desc.media_type())?;
+                Err(Error::Unsupported {
+                    what: format!("{what} is not an image manifest or index"),
+                    hint: None,
+                })
+            }
+        }
+    }
+
+    fn leave(&mut self, desc: &Descriptor) -> Result<()> {
+        // Read again rather than held: a walk keeps no document in memory while it descends.
+        copy_blob(self.src, self.store, desc)
+    }
+}
+
+fn open_archive(path: &Path) -> Result<TarReader<BufReader<File>>> {
     let f = File::open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             Error::invalid(format!("archive {} does not exist", path.display()))
@@ -330,16 +353,36 @@ fn open_archive(path: &Path) -> Result<tar::Archive<BufReader<File>>> {
             io_err("open archive", path)(e)
         }
     })?;
-    Ok(tar::Archive::new(BufReader::with_capacity(1 << 20, f)))
+    Ok(TarReader::new(BufReader::with_capacity(1 << 20, f)))
+}
+
+/// The next entry of an archive, with errors about the archive.
+fn next_entry(
+    archive: &mut TarReader<BufReader<File>>,
+    path: &Path,
+) -> Result<Option<(String, Node)>> {
+    archive.next_entry().map_err(|e| match e {
+        ListingError::Io(e) => bad_archive(path, e),
+        e => e.about(&path.display().to_string()),
+    })
 }
 
 /// Read a small document out of an archive entry.
-fn read_entry(entry: &mut impl Read, path: &Path) -> Result<Vec<u8>> {
+fn read_entry(
+    archive: &mut TarReader<BufReader<File>>,
+    size: u64,
+    path: &Path,
+    name: &str,
+) -> Result<Vec<u8>> {
+    let what = format!("{}: {name}", path.display());
+    image::check_document_size(size, &what)?;
     let mut b = Vec::new();
-    entry
-        .take(MAX_DOCUMENT)
+    archive
+        .contents()
+        .take(MAX_DOCUMENT + 1)
         .read_to_end(&mut b)
         .map_err(|e| bad_archive(path, e))?;
+    image::check_document_size(b.len() as u64, &what)?;
     Ok(b)
 }
 
@@ -359,11 +402,12 @@ fn import_oci_archive(
     let mut archive = open_archive(path)?;
     let mut index_bytes = None;
     let mut has_layout = false;
-    for entry in archive.entries().map_err(|e| bad_archive(path, e))? {
-        let mut entry = entry.map_err(|e| bad_archive(path, e))?;
-        let p = crate::rootfs::clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
+    while let Some((p, node)) = next_entry(&mut archive, path)? {
+        let Node::File { size, .. } = node else {
+            continue;
+        };
         if p == "index.json" {
-            index_bytes = Some(read_entry(&mut entry, path)?);
+            index_bytes = Some(read_entry(&mut archive, size, path, "index.json")?);
         } else if p == "oci-layout" {
             has_layout = true;
         } else if let Some(hex) = p.strip_prefix("blobs/sha256/") {
@@ -373,10 +417,9 @@ fn import_oci_archive(
                     path.display()
                 ))
             })?;
-            let size = entry.size();
             if !store.has_blob(&digest, size) {
                 let mut w = store.blob_writer()?;
-                io::copy(&mut entry, &mut w).map_err(|e| bad_archive(path, e))?;
+                io::copy(&mut archive.contents(), &mut w).map_err(|e| bad_archive(path, e))?;
                 w.commit(store, Some((&digest, size)))
                     .map_err(|e| Error::corrupt(format!("{}: {p}: {e}", path.display())))?;
             }
@@ -389,7 +432,7 @@ fn import_oci_archive(
         ))
         .with_hint("for `docker save` output use docker-archive:FILE"));
     };
-    let index = image::parse_index(&index_bytes)?;
+    let index = image::parse_index(&index_bytes, &format!("{}: index.json", path.display()))?;
     let top = select_entry(&index, reference, name)?;
     // Everything reachable must now be in the store, verified.
     copy_into_store(store, store, &top, None)?;
@@ -418,20 +461,19 @@ fn import_docker_archive(
     let mut archive = open_archive(path)?;
     let mut files: HashMap<String, (Digest, u64, Compression)> = HashMap::new();
     let mut manifest_json = None;
-    for entry in archive.entries().map_err(|e| bad_archive(path, e))? {
-        let mut entry = entry.map_err(|e| bad_archive(path, e))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+    while let Some((p, node)) = next_entry(&mut archive, path)? {
+        let Node::File { size, .. } = node else {
             continue;
-        }
-        let p = crate::rootfs::clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
+        };
         if p == "manifest.json" {
-            manifest_json = Some(read_entry(&mut entry, path)?);
+            manifest_json = Some(read_entry(&mut archive, size, path, "manifest.json")?);
             continue;
         }
         // Every other file may be a config or a layer: store it under its digest.
         let mut head = [0u8; 4];
         let mut w = store.blob_writer()?;
-        let mut r = HashingReader::new(&mut entry);
+        let mut contents = archive.contents();
+        let mut r = HashingReader::new(&mut contents);
         let mut first = true;
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -460,6 +502,13 @@ fn import_docker_archive(
     })?;
     let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(&manifest_json)
         .map_err(|e| Error::corrupt(format!("{}: manifest.json: {e}", path.display())))?;
+    let listed = entries.len() + entries.iter().map(|e| e.layers.len()).sum::<usize>();
+    if listed > MAX_DESCRIPTORS {
+        return Err(Error::limit(format!(
+            "{}: manifest.json lists {listed} images and layers, more than the {MAX_DESCRIPTORS} accepted",
+            path.display()
+        )));
+    }
     let chosen = match reference {
         Some(r) => {
             let want = r
@@ -540,41 +589,55 @@ pub fn platform_of_config(config: &serde_json::Value) -> Option<Platform> {
 
 /// Every blob an image needs, documents included, in a stable order (children before parents).
 pub fn closure(store: &Store, top: &Descriptor) -> Result<Vec<Descriptor>> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    walk_closure(store, top, &mut out, &mut seen)?;
-    Ok(out)
+    let mut walk = Closure {
+        store,
+        out: Vec::new(),
+        seen: HashSet::new(),
+    };
+    image::walk(
+        top,
+        &format!("image {} in the store", top.digest()),
+        &mut walk,
+    )?;
+    Ok(walk.out)
 }
 
-fn walk_closure(
-    store: &Store,
-    desc: &Descriptor,
-    out: &mut Vec<Descriptor>,
-    seen: &mut HashSet<String>,
-) -> Result<()> {
-    if !seen.insert(desc.digest().to_string()) {
-        return Ok(());
-    }
-    match Document::classify(desc.media_type()) {
-        DocumentKind::Index => {
-            for child in image::read_index(store, desc)?.manifests() {
-                if store.has_blob(child.digest(), child.size()) {
-                    walk_closure(store, child, out, seen)?;
+/// The walk of [`closure`].
+struct Closure<'a> {
+    store: &'a Store,
+    out: Vec<Descriptor>,
+    seen: HashSet<String>,
+}
+
+impl image::Walker for Closure<'_> {
+    fn enter(&mut self, desc: &Descriptor, _depth: usize) -> Result<Vec<Descriptor>> {
+        match Document::classify(desc.media_type()) {
+            DocumentKind::Index => Ok(image::read_index(self.store, desc)?
+                .manifests()
+                .iter()
+                // Platforms a narrowed pull did not fetch.
+                .filter(|child| self.store.has_blob(child.digest(), child.size()))
+                .cloned()
+                .collect()),
+            DocumentKind::Manifest => {
+                let m = image::read_manifest(self.store, desc)?;
+                for d in std::iter::once(m.config()).chain(m.layers()) {
+                    if self.seen.insert(d.digest().to_string()) {
+                        self.out.push(d.clone());
+                    }
                 }
+                Ok(Vec::new())
             }
+            DocumentKind::Other => Ok(Vec::new()),
         }
-        DocumentKind::Manifest => {
-            let m = image::read_manifest(store, desc)?;
-            for d in std::iter::once(m.config()).chain(m.layers()) {
-                if seen.insert(d.digest().to_string()) {
-                    out.push(d.clone());
-                }
-            }
-        }
-        DocumentKind::Other => {}
     }
-    out.push(desc.clone());
-    Ok(())
+
+    fn leave(&mut self, desc: &Descriptor) -> Result<()> {
+        if self.seen.insert(desc.digest().to_string()) {
+            self.out.push(desc.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Write an image from the store to a location (`oci:`, `oci-archive:`, `docker-archive:`).

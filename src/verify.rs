@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::formats::{self, Finding, ModelFiles, Severity};
 use crate::image::{self, PlatformImage};
 use crate::provenance::model_signing::{self, VerifyingKey};
-use crate::rootfs::{self, clean_path, Node, RootFs};
+use crate::rootfs::{self, Node, RootFs};
 use crate::store::Store;
 
 /// Layer sizes registries are known to refuse above.
@@ -95,13 +95,15 @@ impl ModelFiles for ImageModels<'_> {
             .get(&path)
             .ok_or_else(|| Error::corrupt(format!("/{path} has no layer")))?;
         let desc = &self.layers[layer];
-        let mut archive = tar::Archive::new(rootfs::open_layer(self.store, desc)?);
-        let bad = |e: std::io::Error| Error::corrupt(format!("layer {}: {e}", desc.digest()));
-        for entry in archive.entries_with_seek().map_err(bad)? {
-            let entry = entry.map_err(bad)?;
-            if clean_path(&String::from_utf8_lossy(&entry.path_bytes())) == path {
+        let what = format!("layer {}", desc.digest());
+        let mut tar = rootfs::TarReader::new(rootfs::open_layer(self.store, desc)?);
+        while let Some((p, _)) = tar.next_entry().map_err(|e| e.about(&what))? {
+            if p == path {
                 let mut buf = Vec::with_capacity(n);
-                entry.take(n as u64).read_to_end(&mut buf).map_err(bad)?;
+                tar.contents()
+                    .take(n as u64)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| rootfs::ListingError::from(e).about(&what))?;
                 return Ok(buf);
             }
         }

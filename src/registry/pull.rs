@@ -18,9 +18,10 @@ use super::{Client, Scope};
 use crate::digest;
 use crate::error::{Error, Result};
 use crate::image::{self, Document, DocumentKind, PlatformFilter};
+use crate::limits::MAX_DOCUMENT;
 use crate::progress::Progress;
 use crate::reference::ImageRef;
-use crate::store::{Store, MAX_DOCUMENT};
+use crate::store::Store;
 
 /// Media types asked for when fetching a manifest.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.1, application/vnd.docker.distribution.manifest.v1+json;q=0.1";
@@ -76,15 +77,15 @@ pub fn fetch_manifest(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+    let manifest_what = format!("manifest {what}");
+    if let Some(len) = resp.content_length() {
+        image::check_document_size(len, &manifest_what)?;
+    }
     let mut bytes = Vec::new();
     resp.take(MAX_DOCUMENT + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::corrupt(format!("reading manifest {what}: {e}")))?;
-    if bytes.len() as u64 > MAX_DOCUMENT {
-        return Err(Error::corrupt(format!(
-            "manifest {what} is larger than {MAX_DOCUMENT} bytes"
-        )));
-    }
+    image::check_document_size(bytes.len() as u64, &manifest_what)?;
     let digest = digest::sha256_of(&bytes);
     if let Some(want) = expected {
         if &digest != want.digest() || bytes.len() as u64 != want.size() {
@@ -202,7 +203,7 @@ pub fn pull(
     let mut manifests: Vec<(Vec<u8>, Descriptor)> = Vec::new();
     match Document::classify(top.media_type()) {
         DocumentKind::Index => {
-            let index = image::parse_index(&top_bytes)?;
+            let index = image::parse_index(&top_bytes, &format!("index of {r}"))?;
             for child in image::wanted_children(&index, platform) {
                 manifests.push(fetch_manifest(
                     client,
@@ -236,8 +237,8 @@ pub fn pull(
         }
     }
     let mut blobs: Vec<Descriptor> = Vec::new();
-    for (bytes, _) in &manifests {
-        let m = image::parse_manifest(bytes)?;
+    for (bytes, desc) in &manifests {
+        let m = image::parse_manifest(bytes, &format!("manifest {} of {r}", desc.digest()))?;
         for d in std::iter::once(m.config()).chain(m.layers()) {
             if !blobs.iter().any(|b| b.digest() == d.digest()) {
                 blobs.push(d.clone());

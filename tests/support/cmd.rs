@@ -301,6 +301,39 @@ impl Modelcar {
         run(self.cmd, Some(input.as_bytes()))
     }
 
+    /// Run under `/usr/bin/time`, which reports the peak resident memory of the run; the outcome,
+    /// the peak in bytes and the time taken.
+    pub fn run_measured(self) -> (Outcome, u64, std::time::Duration) {
+        let report = tempfile::NamedTempFile::new().expect("a temporary file");
+        let mut timed = Command::new("/usr/bin/time");
+        timed
+            .args(["-f", "%M", "-o"])
+            .arg(report.path())
+            .arg(self.cmd.get_program())
+            .args(self.cmd.get_args());
+        for (k, v) in self.cmd.get_envs() {
+            match v {
+                Some(v) => timed.env(k, v),
+                None => timed.env_remove(k),
+            };
+        }
+        if let Some(dir) = self.cmd.get_current_dir() {
+            timed.current_dir(dir);
+        }
+        let command = command_line(&self.cmd);
+        let start = std::time::Instant::now();
+        let out = output(timed, None);
+        let took = start.elapsed();
+        let text = std::fs::read_to_string(report.path()).expect("time's report");
+        // The last line is the figure; a line before it says when the program was killed.
+        let kib: u64 = text
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak memory in time's report: {text:?}"));
+        (Outcome::from_output(command, out), kib * 1024, took)
+    }
+
     /// Start without waiting (output captured); [`wait`] collects it.
     pub fn spawn(mut self) -> (Child, String) {
         let child = spawn(&mut self.cmd, false);
