@@ -12,7 +12,8 @@
 //! - [`build`] is the pipeline from base image and model directory to a tagged image;
 //! - [`registry`] pulls from and pushes to registries, with their authentication;
 //! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests;
-//! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing.
+//! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing;
+//! - [`scratch`] makes temporary files that the next run reclaims if their writer is killed.
 //!
 //! ```no_run
 //! use modelcar::{build, layer, progress::Progress, store::Store};
@@ -51,6 +52,7 @@ pub mod project;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;
+pub mod scratch;
 pub mod store;
 pub mod text;
 pub mod transport;

@@ -191,7 +191,17 @@ pub fn report(err: &anyhow::Error) {
         line.push_str(&format!(": {cause}"));
     }
     eprintln!("{line}");
-    if let Some(hint) = err.downcast_ref::<Error>().and_then(Error::hint) {
+    let hint = err
+        .downcast_ref::<Error>()
+        .and_then(Error::hint)
+        .or_else(|| {
+            // A full disk met below another error (a layer writer, a copy) still gets its hint.
+            err.chain()
+                .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                .any(modelcar::error::is_disk_full)
+                .then_some(modelcar::error::DISK_FULL_HINT)
+        });
+    if let Some(hint) = hint {
         eprintln!("hint: {hint}");
     }
 }
