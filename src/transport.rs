@@ -765,7 +765,13 @@ fn write_archive(
         scratch::create(dir, ".", scratch::SUFFIX).map_err(io_err("create a file in", dir))?;
     let file = tmp.reopen().map_err(io_err("write", tmp.path()))?;
     let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
-    body(&mut tar)?;
+    body(&mut tar).map_err(|e| match e {
+        // The archive is what could not be written, whichever entry was being written.
+        Error::Io { source, .. } if crate::error::is_disk_full(&source) => {
+            io_err("write", path)(source)
+        }
+        e => e,
+    })?;
     let w = tar.into_inner().map_err(io_err("write", path))?;
     w.into_inner()
         .map_err(|e| io_err("write", path)(e.into_error()))?;
