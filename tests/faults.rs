@@ -160,10 +160,11 @@ fn store_temporaries(store: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Temporary files of exports in `dir` (not below).
+/// Temporary files of exports in `dir` (not below; none when `dir` does not exist).
 fn export_temporaries(dir: &Path) -> Vec<PathBuf> {
     fs::read_dir(dir)
-        .unwrap()
+        .into_iter()
+        .flatten()
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
@@ -621,6 +622,50 @@ fn an_export_killed_anywhere_leaves_no_archive_and_the_rerun_removes_its_tempora
     );
     assert_store_consistent(&store);
     assert_no_temporaries(&store);
+}
+
+#[test]
+fn an_export_to_a_layout_killed_while_copying_is_completed_by_the_rerun_without_leftovers() {
+    let test =
+        "an_export_to_a_layout_killed_while_copying_is_completed_by_the_rerun_without_leftovers";
+    // Another filesystem than the store's, so that blobs are copied (not hard-linked) and there
+    // is a copy to interrupt.
+    let Some(disk) = SmallDisk::mount("256m", test) else {
+        return;
+    };
+    let dir = temp();
+    let models = big_model(dir.path());
+    let store = dir.path().join("store");
+    let tag = "localhost/faults/layout:v1";
+    build_cmd(&store, &models, tag).run().success();
+    let layout = disk.path().join("layout");
+    let blobs = layout.join("blobs/sha256");
+    let export =
+        || modelcar(&store).args(["export", "-q", tag, &format!("oci:{}:v1", layout.display())]);
+    let copying = || {
+        export_temporaries(&blobs)
+            .iter()
+            .any(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0))
+    };
+    assert!(
+        run_killed(export(), Kill::When(&copying)),
+        "the export ended before it could be killed"
+    );
+    assert!(
+        !export_temporaries(&blobs).is_empty(),
+        "the killed export left no temporary file"
+    );
+
+    export().run().success();
+    let want = read_json(&store.join("index.json"))["manifests"][0]["digest"].clone();
+    assert_eq!(skopeo_inspect(&oci(&layout, "v1"), &[])["Digest"], want);
+    assert_store_consistent(&layout);
+    let left = export_temporaries(&blobs);
+    assert!(
+        left.is_empty(),
+        "temporary files survived the rerun: {left:?}"
+    );
+    assert!(export_temporaries(&layout).is_empty());
 }
 
 #[test]
