@@ -691,11 +691,28 @@ fn clean_reports_the_temporary_files_of_killed_commands_it_freed() {
         .success();
     let report = out.json();
     assert!(report["temporary_files"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        report["removed"].as_array().is_some() && report["blobs"].is_u64(),
+        "{report}"
+    );
     // The file may have grown between the measure and the kill's effect, never shrunk.
     assert!(
         report["temporary_bytes"].as_u64().unwrap() >= left,
         "{report} < {left}"
     );
+    assert_no_temporaries(&store);
+
+    // Said in words too.
+    let killed = run_killed(
+        build_cmd(&store, &models, "localhost/faults/clean:v1"),
+        Kill::When(&|| has_partial_file(&tmp)),
+    );
+    assert!(killed, "the build ended before it could be killed");
+    modelcar(&store)
+        .args(["clean", "--all"])
+        .run()
+        .success()
+        .stderr_has(&["temporary files left by commands that were killed"]);
     assert_no_temporaries(&store);
 }
 
@@ -789,6 +806,41 @@ fn a_build_into_a_full_store_fails_cleanly_with_a_hint_and_leaves_a_valid_store(
         .json();
     assert_eq!(report["temporary_files"], 0, "{report}");
     assert_store_consistent(&store);
+}
+
+#[test]
+fn a_pull_into_a_full_store_fails_cleanly_and_leaves_a_valid_store() {
+    let test = "a_pull_into_a_full_store_fails_cleanly_and_leaves_a_valid_store";
+    let Some(disk) = SmallDisk::mount("6m", test) else {
+        return;
+    };
+    let dir = temp();
+    let models = big_model(dir.path());
+    let source = dir.path().join("source");
+    build_cmd(&source, &models, "localhost/faults/full-pull:v1")
+        .run()
+        .success();
+    let reg = Registry::plain();
+    let remote = format!("{}/faults/full-pull:v1", reg.host());
+    modelcar(&source)
+        .args(["push", "-q", "localhost/faults/full-pull:v1", &remote])
+        .run()
+        .success();
+    let store = disk.path().join("store");
+    modelcar(&store)
+        .args(["pull", &remote])
+        .run()
+        .failure()
+        .stderr_has(&[&store.display().to_string(), "No space left on device"]);
+    assert_store_consistent(&store);
+    assert!(
+        read_json(&store.join("index.json"))["manifests"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing is tagged"
+    );
+    assert_no_temporaries(&store);
 }
 
 #[test]
