@@ -6,7 +6,9 @@
 //! Requests are relayed byte for byte (the `Host` header too, so the registry's `Location`s
 //! point back at the proxy) over one upstream connection per client connection. Every request
 //! is recorded with the body bytes it brought and the bytes the registry got, so tests can
-//! assert what crossed the wire.
+//! assert what crossed the wire. Streamed (chunked) request bodies are relayed as they come, with
+//! no fault applied. [`FaultProxy::wait_idle`] waits for the requests of a killed client, which
+//! the registry may still complete, before a test looks at the registry.
 //!
 //! In *resumable* mode the proxy also makes the registry behave as the OCI distribution spec
 //! asks of one that keeps partial uploads: the registry (distribution 2.8) embeds the upload
