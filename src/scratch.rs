@@ -14,7 +14,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use tempfile::NamedTempFile;
@@ -82,12 +82,18 @@ pub fn reclaim(dir: &Path, is_temp: impl Fn(&str) -> bool) -> Reclaimed {
             continue;
         }
         let path = item.path();
-        if !fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
-            continue;
-        }
-        let Ok(file) = File::open(&path) else {
+        // Never follow a link, and never wait on a FIFO that someone named like a temporary
+        // file in a shared directory: the kind is checked on the open file, not before.
+        let Ok(file) = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        else {
             continue;
         };
+        if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
+            continue;
+        }
         // Taken only when no process holds the file open under its lock.
         if file.try_lock().is_err() || !same_file(&path, &file) {
             continue;
@@ -140,6 +146,24 @@ mod tests {
         assert_eq!(done, Reclaimed { files: 1, bytes: 5 });
         assert!(!path.exists());
         assert!(dir.path().join("keep-me").exists());
+    }
+
+    #[test]
+    fn links_fifos_and_directories_named_like_temporary_files_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, b"not ours").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(".link.modelcar-tmp")).unwrap();
+        fs::create_dir(dir.path().join(".dir.modelcar-tmp")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join(".fifo.modelcar-tmp"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Returns (opening the FIFO would block forever without O_NONBLOCK) and removes nothing.
+        assert_eq!(reclaim(dir.path(), is_hidden_temp), Reclaimed::default());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4);
+        assert!(target.exists());
     }
 
     #[test]
