@@ -601,14 +601,23 @@ mod tests {
         fs::write(dead.path(), b"12345678").unwrap();
         let (file, dead_path) = dead.keep().unwrap();
         drop(file);
+        // And one of a cache entry being written.
+        let layers = store.cache_dir().join("layers");
+        fs::create_dir_all(&layers).unwrap();
+        let (file, dead_entry) = scratch::create(&layers, ".", scratch::SUFFIX)
+            .unwrap()
+            .keep()
+            .unwrap();
+        drop(file);
         let again = Store::open(dir.path()).unwrap();
-        assert_eq!(again.reclaimed(), Reclaimed { files: 1, bytes: 8 });
+        assert_eq!(again.reclaimed(), Reclaimed { files: 2, bytes: 8 });
         assert!(!dead_path.exists());
+        assert!(!dead_entry.exists());
         let (digest, _) = live.commit(&store, None).unwrap();
         assert!(store.has_blob(&digest, 19));
         drop(store);
         // `clean` reports what opening the store removed too.
-        assert_eq!(again.gc().unwrap().temporary_files, 1);
+        assert_eq!(again.gc().unwrap().temporary_files, 2);
     }
 
     #[test]
