@@ -9,8 +9,9 @@
 //! a real registry), and must leave no temporary file behind, the killed runs' included.
 //!
 //! Full disk: a small tmpfs as the store and as the export destination (root only; without root
-//! these tests say they were skipped). Each failure is a clean error naming the path, saying the
-//! disk is full and giving a hint, with a valid store and nothing half-written left.
+//! these tests say they were skipped). Each failure is a clean error naming the path (for
+//! `build` and `export` also saying the disk is full, with a hint), with a valid store and
+//! nothing half-written left.
 
 mod support;
 
@@ -42,7 +43,8 @@ const RANDOM_KILLS: usize = 4;
 struct Rng(u64);
 
 impl Rng {
-    /// Seeded from `FAULTS_SEED` when set, else a fixed seed; the seed is printed either way.
+    /// Seeded from `FAULTS_SEED` when set, else a fixed seed (printed either way), mixed with
+    /// the test's name so that tests do not share kill points.
     fn new(test: &str) -> Rng {
         let seed = std::env::var("FAULTS_SEED")
             .ok()
