@@ -362,6 +362,43 @@ fn a_build_killed_anywhere_leaves_a_valid_store_and_the_rerun_reclaims_its_tempo
 }
 
 #[test]
+fn commands_run_while_a_build_writes_never_remove_its_temporary_files() {
+    let dir = temp();
+    let models = big_model(dir.path());
+    let tag = "localhost/faults/live:v1";
+    let want = build_cmd(&dir.path().join("reference"), &models, tag)
+        .run()
+        .success()
+        .stdout;
+    let store = dir.path().join("store");
+    let tmp = store.join(".modelcar/tmp");
+    let (mut child, line) = build_cmd(&store, &models, tag).spawn();
+    let started = Instant::now();
+    while !has_partial_file(&tmp) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before writing a temporary file"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no temporary file appeared"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Each of these opens the store and reclaims what is stale, while the build writes.
+    let mut seen = 0;
+    while child.try_wait().unwrap().is_none() {
+        modelcar(&store).args(["images", "--json"]).run().success();
+        seen += 1;
+    }
+    let out = support::cmd::wait(child, line).success();
+    assert!(seen > 0, "the build ended before any other command ran");
+    assert_eq!(out.stdout, want, "the build made its image whole");
+    assert_store_consistent(&store);
+    assert_no_temporaries(&store);
+}
+
+#[test]
 fn a_pull_killed_anywhere_leaves_a_valid_store_and_the_rerun_fetches_only_what_is_missing() {
     let mut rng = Rng::new("pull");
     let dir = temp();
