@@ -88,9 +88,21 @@ impl Error {
             | Error::NotFound { hint, .. }
             | Error::Unsupported { hint, .. }
             | Error::Limit { hint, .. } => hint.as_deref(),
+            Error::Io { source, .. } if is_disk_full(source) => Some(DISK_FULL_HINT),
             _ => None,
         }
     }
+}
+
+/// What to do when a write fails because the disk (or the user's quota) is full.
+pub const DISK_FULL_HINT: &str = "the disk holding that path is full: free space on it (df -h shows what is left) or write somewhere else (--store or MODELCAR_STORE for the store), then run the command again; what was half-written has been removed";
+
+/// Whether an I/O error says the disk or the user's quota is full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Build a `map_err` closure that turns an `io::Error` into [`Error::Io`] for `path`.

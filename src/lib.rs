@@ -14,7 +14,8 @@
 //! - [`provenance`] signs images for cosign and records each build's CycloneDX ML-BOM;
 //! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests;
 //! - [`provenance`] signs the model files inside the image and checks those signatures;
-//! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing.
+//! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing;
+//! - [`scratch`] makes temporary files that the next run reclaims if their writer is killed.
 //!
 //! ```no_run
 //! use modelcar::{build, layer, progress::Progress, store::Store};
@@ -55,6 +56,7 @@ pub mod provenance;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;
+pub mod scratch;
 pub mod store;
 pub mod text;
 pub mod transport;

@@ -7,10 +7,12 @@
 //!
 //! Writes are atomic. A blob is written to a temporary file, checked against its digest and
 //! renamed into `blobs/sha256/`; `index.json` is rewritten to a temporary file and renamed over
-//! the old one while holding an exclusive lock. A process killed at any moment leaves at most a
-//! stray temporary file, which the next garbage collection removes, and never a name pointing at
-//! missing or partial content. Every open [`Store`] holds a shared lock for its lifetime; garbage
-//! collection takes it exclusively, so it never deletes the blobs of a build still running.
+//! the old one while holding an exclusive lock. A process killed at any moment leaves at most
+//! stray temporary files, and never a name pointing at missing or partial content. Temporary
+//! files are locked by their writer ([`crate::scratch`]), so the next [`Store::open`] of any
+//! process removes those of writers that are gone and never one still being written. Every open
+//! [`Store`] holds a shared lock for its lifetime; garbage collection takes it exclusively, so it
+//! never deletes the blobs of a build still running.
 //!
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
@@ -24,6 +26,7 @@ use oci_spec::image::{Descriptor, Digest, ImageIndex, MediaType};
 use crate::digest::{self, ThreadedHashingWriter};
 use crate::error::{io_err, Error, Result};
 use crate::json;
+use crate::scratch::{self, Reclaimed};
 
 /// Annotation holding an image's reference in an OCI layout's `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -42,6 +45,8 @@ pub use crate::limits::MAX_DOCUMENT;
 pub struct Store {
     root: PathBuf,
     lock: File,
+    /// Temporary files of killed processes removed when the store was opened.
+    reclaimed: Reclaimed,
 }
 
 impl Store {
@@ -92,7 +97,11 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(io_err("open the store lock", &lock_path))?;
-        let store = Store { root, lock };
+        let mut store = Store {
+            root,
+            lock,
+            reclaimed: Reclaimed::default(),
+        };
         if !store.index_path().exists() {
             // Creating: one process at a time writes the layout files.
             store
@@ -110,7 +119,33 @@ impl Store {
             .lock
             .lock_shared()
             .map_err(io_err("lock the store", &lock_path))?;
+        store.reclaimed = store.reclaim_temporary_files();
+        if store.reclaimed.files > 0 {
+            tracing::info!(
+                "removed {} temporary files ({} bytes) left in {} by commands that were killed",
+                store.reclaimed.files,
+                store.reclaimed.bytes,
+                store.root.display()
+            );
+        }
         Ok(store)
+    }
+
+    /// Temporary files of killed processes that opening this store removed.
+    pub fn reclaimed(&self) -> Reclaimed {
+        self.reclaimed
+    }
+
+    /// Remove the temporary files whose writer is gone: everything of the kind in `tmp`, and
+    /// the cache's own temporary files.
+    fn reclaim_temporary_files(&self) -> Reclaimed {
+        let mut done = scratch::reclaim(&self.tmp_dir(), |_| true);
+        if let Ok(dirs) = fs::read_dir(self.cache_dir()) {
+            for d in dirs.flatten() {
+                done.add(scratch::reclaim(&d.path(), scratch::is_hidden_temp));
+            }
+        }
+        done
     }
 
     /// The layout's directory.
@@ -184,9 +219,7 @@ impl Store {
     /// Start writing a blob. Nothing is visible until [`BlobWriter::commit`].
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let dir = self.tmp_dir();
-        let file = readable_tempfile()
-            .prefix("blob-")
-            .tempfile_in(&dir)
+        let file = scratch::create(&dir, "blob-", "")
             .map_err(io_err("create a temporary blob in", &dir))?;
         Ok(BlobWriter {
             inner: ThreadedHashingWriter::new(file),
@@ -306,9 +339,7 @@ impl Store {
     /// Write a small file atomically: temporary file, fsync, rename, fsync of the directory.
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let dir = self.tmp_dir();
-        let mut tmp = readable_tempfile()
-            .prefix("doc-")
-            .tempfile_in(&dir)
+        let mut tmp = scratch::create(&dir, "doc-", "")
             .map_err(io_err("create a temporary file in", &dir))?;
         tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
         tmp.as_file()
@@ -320,7 +351,7 @@ impl Store {
         Ok(())
     }
 
-    /// Delete every blob no tagged image reaches, and stray temporary files.
+    /// Delete every blob no tagged image reaches, and the temporary files of killed commands.
     ///
     /// Waits for running builds (which hold the shared lock) to finish.
     pub fn gc(&self) -> Result<GcReport> {
@@ -369,10 +400,10 @@ impl Store {
                 report.bytes += len;
             }
         }
-        let tmp = self.tmp_dir();
-        for item in fs::read_dir(&tmp).map_err(io_err("list", &tmp))?.flatten() {
-            let _ = fs::remove_file(item.path());
-        }
+        let mut temporary = self.reclaimed;
+        temporary.add(self.reclaim_temporary_files());
+        report.temporary_files = temporary.files;
+        report.temporary_bytes = temporary.bytes;
         Ok(report)
     }
 
@@ -431,17 +462,14 @@ impl crate::image::Walker for Mark<'_> {
 /// What a garbage collection removed.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct GcReport {
+    /// Blobs no image reaches.
     pub blobs: u64,
+    /// Their total size.
     pub bytes: u64,
-}
-
-/// A temporary-file builder whose files get mode 0666 less the umask, as files created by any
-/// other tool would (tempfile's default is 0600, which would make stores and exports private).
-pub fn readable_tempfile() -> tempfile::Builder<'static, 'static> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut b = tempfile::Builder::new();
-    b.permissions(fs::Permissions::from_mode(0o666));
-    b
+    /// Temporary files of killed commands, counting those removed when the store was opened.
+    pub temporary_files: u64,
+    /// Their total size.
+    pub temporary_bytes: u64,
 }
 
 /// A JSON entry of one of the store's caches, if it is there and readable.
@@ -459,7 +487,7 @@ pub fn write_cache<T: serde::Serialize>(path: &Path, value: &T) {
     let Ok(bytes) = serde_json::to_vec(value) else {
         return;
     };
-    if let Ok(mut tmp) = readable_tempfile().tempfile_in(dir) {
+    if let Ok(mut tmp) = scratch::create(dir, ".", scratch::SUFFIX) {
         if tmp.write_all(&bytes).is_ok() {
             let _ = tmp.persist(path);
         }
@@ -665,6 +693,36 @@ mod tests {
         // Removing still works.
         store.untag(&["x/y:0".to_string()]).unwrap();
         store.tag("x/y:one-more", &d).unwrap();
+    }
+
+    #[test]
+    fn opening_the_store_removes_temporary_files_of_dead_writers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut live = store.blob_writer().unwrap();
+        live.write_all(b"still being written").unwrap();
+        // A killed writer's file: on disk, its lock gone with its process.
+        let dead = scratch::create(&store.tmp_dir(), "blob-", "").unwrap();
+        fs::write(dead.path(), b"12345678").unwrap();
+        let (file, dead_path) = dead.keep().unwrap();
+        drop(file);
+        // And one of a cache entry being written.
+        let layers = store.cache_dir().join("layers");
+        fs::create_dir_all(&layers).unwrap();
+        let (file, dead_entry) = scratch::create(&layers, ".", scratch::SUFFIX)
+            .unwrap()
+            .keep()
+            .unwrap();
+        drop(file);
+        let again = Store::open(dir.path()).unwrap();
+        assert_eq!(again.reclaimed(), Reclaimed { files: 2, bytes: 8 });
+        assert!(!dead_path.exists());
+        assert!(!dead_entry.exists());
+        let (digest, _) = live.commit(&store, None).unwrap();
+        assert!(store.has_blob(&digest, 19));
+        drop(store);
+        // `clean` reports what opening the store removed too.
+        assert_eq!(again.gc().unwrap().temporary_files, 2);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::progress::Progress;
 use crate::reference::Location;
 use crate::registry::{self, pull::PullPolicy, Client};
 use crate::rootfs::{ListingError, Node, TarReader};
+use crate::scratch;
 use crate::store::{self, Store};
 
 /// An image found in (or imported into) the store.
@@ -680,7 +681,6 @@ fn export_oci_dir(
     dir: &Path,
     reference: Option<&str>,
 ) -> Result<()> {
-    let blobs = dir.join("blobs/sha256");
     if dir.exists()
         && !dir.join("oci-layout").exists()
         && fs::read_dir(dir)
@@ -693,23 +693,50 @@ fn export_oci_dir(
         ))
         .with_hint("export into a new directory or an existing OCI layout"));
     }
+    let created = !dir.exists();
+    let result = fill_oci_dir(store, top, dir, reference);
+    if result.is_err() && created {
+        // Nothing half-written stays behind where there was nothing before.
+        let _ = fs::remove_dir_all(dir);
+    }
+    result
+}
+
+/// Write an image's blobs into an OCI layout directory, then name it in `index.json`.
+fn fill_oci_dir(
+    store: &Store,
+    top: &Descriptor,
+    dir: &Path,
+    reference: Option<&str>,
+) -> Result<()> {
+    let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
+    // First, so that a run killed midway leaves a layout the next run completes.
+    let layout = dir.join("oci-layout");
+    if !layout.exists() {
+        fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .map_err(io_err("write", &layout))?;
+    }
+    reclaim_export_temporaries(&[dir, &blobs]);
     for d in closure(store, top)? {
         let target = blobs.join(d.digest().digest());
         if fs::metadata(&target).is_ok_and(|m| m.len() == d.size()) {
             continue;
         }
-        let tmp = blobs.join(format!(".tmp-{}", d.digest().digest()));
-        // A hard link costs nothing on the same filesystem; otherwise copy.
-        if fs::hard_link(store.blob_path(d.digest()), &tmp).is_err() {
-            fs::copy(store.blob_path(d.digest()), &tmp).map_err(io_err("copy a blob to", &tmp))?;
+        let source = store.blob_path(d.digest());
+        // A hard link costs nothing on the same filesystem and appears whole or not at all.
+        if fs::hard_link(&source, &target).is_ok() {
+            continue;
         }
-        fs::rename(&tmp, &target).map_err(io_err("write", &target))?;
-    }
-    let layout = dir.join("oci-layout");
-    if !layout.exists() {
-        fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
-            .map_err(io_err("write", &layout))?;
+        // Another filesystem, or a wrong blob to replace: copy into a temporary file that is
+        // removed on any error (a full disk included) and reclaimed by a later export if this
+        // one is killed.
+        let mut tmp = scratch::create(&blobs, ".", scratch::SUFFIX)
+            .map_err(io_err("create a temporary file in", &blobs))?;
+        let mut from = store.open_blob(d.digest())?;
+        io::copy(&mut from, tmp.as_file_mut()).map_err(io_err("copy a blob to", &target))?;
+        tmp.persist(&target)
+            .map_err(|e| io_err("write", &target)(e.error))?;
     }
     let mut entries = if dir.join("index.json").exists() {
         read_layout_index(dir)?.manifests().clone()
@@ -731,9 +758,7 @@ fn export_oci_dir(
     index.set_media_type(Some(MediaType::ImageIndex));
     index.set_manifests(entries);
     let path = dir.join("index.json");
-    let mut tmp = crate::store::readable_tempfile()
-        .tempfile_in(dir)
-        .map_err(io_err("write into", dir))?;
+    let mut tmp = scratch::create(dir, ".", scratch::SUFFIX).map_err(io_err("write into", dir))?;
     tmp.write_all(&json::canonical(&index))
         .map_err(io_err("write", &path))?;
     tmp.persist(&path)
@@ -798,18 +823,41 @@ fn write_archive(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = crate::store::readable_tempfile()
-        .tempfile_in(dir)
-        .map_err(io_err("create a file in", dir))?;
+    reclaim_export_temporaries(&[dir]);
+    // Hidden beside the archive until complete; removed on any error, reclaimed by a later
+    // export into the same directory if this one is killed.
+    let tmp =
+        scratch::create(dir, ".", scratch::SUFFIX).map_err(io_err("create a file in", dir))?;
     let file = tmp.reopen().map_err(io_err("write", tmp.path()))?;
     let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
-    body(&mut tar)?;
+    body(&mut tar).map_err(|e| match e {
+        // The archive is what could not be written, whichever entry was being written.
+        Error::Io { source, .. } if crate::error::is_disk_full(&source) => {
+            io_err("write", path)(source)
+        }
+        e => e,
+    })?;
     let w = tar.into_inner().map_err(io_err("write", path))?;
     w.into_inner()
         .map_err(|e| io_err("write", path)(e.into_error()))?;
     tmp.persist(path)
         .map_err(|e| io_err("write", path)(e.error))?;
     Ok(())
+}
+
+/// Remove the temporary files that killed exports left in `dirs`.
+fn reclaim_export_temporaries(dirs: &[&Path]) {
+    for dir in dirs {
+        let done = scratch::reclaim(dir, scratch::is_hidden_temp);
+        if done.files > 0 {
+            tracing::info!(
+                "removed {} temporary files ({} bytes) left in {} by exports that were killed",
+                done.files,
+                done.bytes,
+                dir.display()
+            );
+        }
+    }
 }
 
 fn tar_header(size: u64, dir: bool) -> tar::Header {

@@ -4,6 +4,7 @@ use anyhow::bail;
 use indicatif::BinaryBytes;
 use modelcar::error::Error;
 use modelcar::store;
+use modelcar::text;
 
 use super::Context;
 
@@ -14,6 +15,18 @@ pub struct Args {
     /// Remove every image in the store.
     #[arg(long, conflicts_with = "names")]
     pub all: bool,
+    /// Print what was removed and freed as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `clean --json` prints.
+#[derive(serde::Serialize)]
+struct Report {
+    /// References removed from the store.
+    removed: Vec<String>,
+    #[serde(flatten)]
+    freed: store::GcReport,
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
@@ -50,14 +63,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         refs
     };
     let removed = store.untag(&references)?;
-    for r in &removed {
-        ctx.note(&format!("removed {r}"));
-    }
     let gc = store.gc()?;
+    if args.json {
+        return super::print_json(&Report { removed, freed: gc });
+    }
+    for r in &removed {
+        ctx.note(&format!("removed {}", text::escape(r)));
+    }
     ctx.note(&format!(
         "freed {} in {} blobs",
         BinaryBytes(gc.bytes),
         gc.blobs
     ));
+    if gc.temporary_files > 0 {
+        ctx.note(&format!(
+            "freed {} in {} temporary files left by commands that were killed",
+            BinaryBytes(gc.temporary_bytes),
+            gc.temporary_files
+        ));
+    }
     Ok(())
 }

@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use modelcar::error::Error;
+use modelcar::error::{Error, DISK_FULL_HINT};
 use modelcar::text::escape;
 
 /// Exit code of `verify` when the image fails a check (any command: 0 means success).
@@ -18,10 +18,6 @@ pub const EXIT_FAILED_CHECK: u8 = 1;
 pub const EXIT_VERIFY_ERROR: u8 = 2;
 /// Exit code of every other command on an error (usage errors from argument parsing are 2).
 pub const EXIT_ERROR: u8 = 1;
-
-/// Hint for a full disk, which the library reports as a plain I/O error on a named path.
-const DISK_FULL_HINT: &str = "the filesystem is full: free space on it, or keep the store on \
-    another filesystem with --store DIR (or MODELCAR_STORE)";
 
 pub fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
@@ -100,7 +96,7 @@ fn hint(err: &anyhow::Error) -> Option<&str> {
         .or_else(|| {
             err.chain()
                 .filter_map(|c| c.downcast_ref::<io::Error>())
-                .any(|e| e.kind() == io::ErrorKind::StorageFull)
+                .any(modelcar::error::is_disk_full)
                 .then_some(DISK_FULL_HINT)
         })
 }

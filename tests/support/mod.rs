@@ -1,5 +1,5 @@
-//! The harness of the integration tests (`tests/build.rs`, `errors.rs`, `store.rs` and
-//! `registry.rs`), one helper for each job:
+//! The harness of the integration tests (`tests/build.rs`, `errors.rs`, `store.rs`,
+//! `registry.rs` and `faults.rs`), one helper for each job:
 //!
 //! - [`cmd`]: running modelcar and external programs, and what they did ([`cmd::Outcome`]);
 //! - [`env`]: a hermetic environment (HOME, auth file, store, working directory) for runs that

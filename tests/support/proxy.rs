@@ -6,7 +6,9 @@
 //! Requests are relayed byte for byte (the `Host` header too, so the registry's `Location`s
 //! point back at the proxy) over one upstream connection per client connection. Every request
 //! is recorded with the body bytes it brought and the bytes the registry got, so tests can
-//! assert what crossed the wire.
+//! assert what crossed the wire. Streamed (chunked) request bodies are relayed as they come, with
+//! no fault applied. [`FaultProxy::wait_idle`] waits for the requests of a killed client, which
+//! the registry may still complete, before a test looks at the registry.
 //!
 //! In *resumable* mode the proxy also makes the registry behave as the OCI distribution spec
 //! asks of one that keeps partial uploads: the registry (distribution 2.8) embeds the upload
@@ -18,6 +20,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -160,6 +163,8 @@ struct State {
 struct Shared {
     upstream: SocketAddr,
     state: Mutex<State>,
+    /// Requests being handled (read, forwarded or answered) right now.
+    active: AtomicUsize,
 }
 
 enum Action {
@@ -191,6 +196,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream,
             state: Mutex::new(State::default()),
+            active: AtomicUsize::new(0),
         });
         let s = shared.clone();
         let server = Server::start(move |c| s.serve(c));
@@ -216,6 +222,19 @@ impl FaultProxy {
 
     pub fn records(&self) -> Vec<Record> {
         self.shared.state.lock().unwrap().records.clone()
+    }
+
+    /// Wait until no request is being handled (those of a killed client finish on their own:
+    /// the registry may still complete an upload whose client is gone); false after `limit`.
+    pub fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let started = Instant::now();
+        while self.shared.active.load(Ordering::SeqCst) > 0 {
+            if started.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
     }
 
     pub fn clear_records(&self) {
@@ -320,7 +339,10 @@ impl Shared {
         let mut up: Option<Upstream> = None;
         while let Ok(Some(head)) = Head::read(&mut cr) {
             let keep = !head.wants_close();
-            match self.exchange(head, &mut cr, &mut cw, &mut up) {
+            self.active.fetch_add(1, Ordering::SeqCst);
+            let done = self.exchange(head, &mut cr, &mut cw, &mut up);
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            match done {
                 Ok(true) if keep => continue,
                 _ => break,
             }
@@ -439,15 +461,9 @@ impl Shared {
             at: Instant::now(),
         };
         let result = if head.is_chunked() {
-            // The clients under test always send sized bodies.
-            rec.fault = Some("chunked request body refused".into());
-            respond(
-                cw,
-                501,
-                &[],
-                b"chunked request bodies are not supported by the test proxy",
-            )
-            .map(|_| false)
+            // A body streamed as it is made (`build --push`): relayed faithfully, no rule applies.
+            self.forward(&mut head, cr, 0, Some(cw), up, &mut rec)
+                .map(|_| true)
         } else {
             let len = rec.content_length;
             match self.decide(
@@ -551,7 +567,13 @@ impl Shared {
             return Err(io::Error::other("cannot write to the registry"));
         }
         let u = up.as_mut().unwrap();
-        let (n, res) = copy_exact(cr, Some(&mut u.w), len);
+        let (n, res) = if head.is_chunked() {
+            let mut counted = Counting(&mut u.w, 0);
+            let res = relay_chunked(cr, &mut counted);
+            (counted.1, res)
+        } else {
+            copy_exact(cr, Some(&mut u.w), len)
+        };
         rec.received = n;
         rec.forwarded = n;
         if let Err(e) = res {
@@ -617,5 +639,19 @@ impl Shared {
                 st.uploads.remove(id);
             }
         }
+    }
+}
+
+/// A writer that counts what passes through it.
+struct Counting<'a>(&'a mut TcpStream, u64);
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
