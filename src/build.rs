@@ -41,6 +41,8 @@ pub struct BuildSpec {
     pub models: PathBuf,
     pub base: Location,
     pub format: Option<String>,
+    /// Accept a format no KServe runtime serves (for a custom ServingRuntime).
+    pub custom_format: bool,
     pub uid: u64,
     pub gid: u64,
     pub dir_mode: u32,
@@ -98,7 +100,10 @@ pub fn rfc3339(epoch: u64) -> String {
 /// Check the model directory and its format; nothing is written.
 pub fn check_models(spec: &BuildSpec) -> Result<(ModelTree, FormatReport)> {
     let tree = ModelTree::scan(&spec.models)?;
-    let report = formats::check(&tree, spec.format.as_deref())?;
+    let mut report = formats::check(&tree, spec.format.as_deref(), spec.custom_format)?;
+    // The sidecar is KServe's default mode; `verify` reports the others.
+    let notes = formats::mode_notes(&report, formats::Mode::Sidecar);
+    report.findings.extend(notes);
     let fails: Vec<String> = report
         .findings
         .iter()

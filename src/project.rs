@@ -53,6 +53,9 @@ struct ImageEntry {
     repository: String,
     models: PathBuf,
     format: Option<String>,
+    /// The format is served by a custom ServingRuntime: any name is accepted.
+    #[serde(default)]
+    custom_format: bool,
     #[serde(flatten)]
     settings: Settings,
 }
@@ -101,6 +104,8 @@ pub struct ImageSettings {
     pub repository: String,
     pub models: PathBuf,
     pub format: Option<String>,
+    /// Accept a format no KServe runtime serves (`custom-format = true`).
+    pub custom_format: bool,
     pub registry: String,
     pub version: String,
     pub base: String,
@@ -227,6 +232,7 @@ impl Project {
             repository: entry.repository.clone(),
             models: base_dir.join(&entry.models),
             format: entry.format.clone(),
+            custom_format: entry.custom_format,
             registry: pick(&cli.registry, Some("REGISTRY"), &s.registry, &d.registry).ok_or_else(
                 || {
                     Error::invalid(file_ctx("no registry set"))

@@ -59,34 +59,23 @@ struct ImageModels<'a> {
 }
 
 impl ModelFiles for ImageModels<'_> {
-    fn top_files(&self) -> Vec<String> {
+    fn files(&self) -> Vec<(String, u64)> {
         self.fs
             .entries
             .keys()
             .filter_map(|p| p.strip_prefix("models/"))
-            .filter(|rest| !rest.contains('/'))
-            .filter(|name| {
-                matches!(
-                    self.fs.resolve(&format!("models/{name}")),
-                    Some((_, Node::File { .. }))
-                )
+            .filter_map(|rel| match self.fs.resolve(&format!("models/{rel}")) {
+                Some((_, Node::File { size, .. })) => Some((rel.to_string(), *size)),
+                _ => None,
             })
-            .map(str::to_string)
             .collect()
     }
 
-    fn contains_name(&self, name: &str) -> bool {
-        self.fs
-            .entries
-            .keys()
-            .any(|p| p.starts_with("models/") && p.rsplit('/').next() == Some(name))
-    }
-
-    fn head(&self, name: &str, n: usize) -> Result<Vec<u8>> {
+    fn read_at(&self, rel: &str, offset: u64, n: u64) -> Result<Vec<u8>> {
         let (path, _) = self
             .fs
-            .resolve(&format!("models/{name}"))
-            .ok_or_else(|| Error::corrupt(format!("/models/{name} does not resolve")))?;
+            .resolve(&format!("models/{rel}"))
+            .ok_or_else(|| Error::corrupt(format!("/models/{rel} does not resolve")))?;
         let layer = *self
             .fs
             .origin
@@ -96,10 +85,11 @@ impl ModelFiles for ImageModels<'_> {
         let mut archive = tar::Archive::new(rootfs::open_layer(self.store, desc)?);
         let bad = |e: std::io::Error| Error::corrupt(format!("layer {}: {e}", desc.digest()));
         for entry in archive.entries_with_seek().map_err(bad)? {
-            let entry = entry.map_err(bad)?;
+            let mut entry = entry.map_err(bad)?;
             if clean_path(&String::from_utf8_lossy(&entry.path_bytes())) == path {
-                let mut buf = Vec::with_capacity(n);
-                entry.take(n as u64).read_to_end(&mut buf).map_err(bad)?;
+                std::io::copy(&mut (&mut entry).take(offset), &mut std::io::sink()).map_err(bad)?;
+                let mut buf = Vec::new();
+                entry.take(n).read_to_end(&mut buf).map_err(bad)?;
                 return Ok(buf);
             }
         }
@@ -282,15 +272,10 @@ fn check_platform(
             layers: img.manifest.layers(),
             fs: &fs,
         };
-        let report = formats::check(&files, declared)?;
-        if let (Some(f), true) = (&report.format, report.detected) {
-            out.push(Finding::new(
-                Severity::Pass,
-                "format",
-                format!("detected format {f} (the image declares none)"),
-            ));
-        }
+        let report = formats::check(&files, declared, true)?;
+        let notes = formats::mode_notes(&report, formats::Mode::Sidecar);
         out.extend(report.findings);
+        out.extend(notes);
     }
 
     // Layer sizes.
