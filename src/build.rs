@@ -150,8 +150,8 @@ pub fn build(
     if format.detected {
         if let Some(f) = &format.format {
             notes.push(format!(
-                "detected model format {f} (from {})",
-                format.model_file.as_deref().unwrap_or("?")
+                "detected model format {f}: {}",
+                format.reason.as_deref().unwrap_or("?")
             ));
         }
     }

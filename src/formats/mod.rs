@@ -23,6 +23,7 @@ mod onnx;
 mod openvino;
 mod predictive;
 mod pytorch;
+mod safetensors;
 mod table;
 mod tensorflow;
 mod triton;
@@ -268,9 +269,31 @@ pub(crate) trait ModelFilesExt: ModelFiles {
             .filter(|(p, _)| !p.contains('/'))
             .collect()
     }
+    /// The size of a file, if it exists.
+    fn size(&self, rel: &str) -> Option<u64> {
+        self.files()
+            .into_iter()
+            .find(|(p, _)| p == rel)
+            .map(|(_, s)| s)
+    }
     /// The first bytes of a file ([`limits::FORMAT_HEAD`]).
     fn head(&self, rel: &str) -> Result<Vec<u8>> {
         self.read_at(rel, 0, limits::FORMAT_HEAD)
+    }
+    /// A small file read whole, or a finding saying why not (too large for its kind).
+    fn small(&self, rel: &str, check: &str) -> Result<std::result::Result<Vec<u8>, Finding>> {
+        let size = self.size(rel).unwrap_or(0);
+        if size > limits::FORMAT_SMALL_FILE {
+            return Ok(Err(Finding::fail(
+                check,
+                format!(
+                    "{rel} is {size} bytes, more than the {} such a file ever needs; modelcar does not read it",
+                    limits::FORMAT_SMALL_FILE
+                ),
+            )
+            .hint(format!("check that {rel} is what its name says"))));
+        }
+        Ok(Ok(self.read_at(rel, 0, limits::FORMAT_SMALL_FILE)?))
     }
 }
 

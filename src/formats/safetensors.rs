@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ModelFiles, ModelFilesExt};
+use super::ModelFiles;
 use crate::error::Result;
 use crate::limits;
 
@@ -54,10 +54,16 @@ pub fn dtype_bits(dtype: &str) -> Option<u64> {
 }
 
 /// Read and check the header of `rel` (a file of `size` bytes).
-pub fn read(files: &dyn ModelFiles, rel: &str, size: u64) -> Result<std::result::Result<Header, Problem>> {
+pub fn read(
+    files: &dyn ModelFiles,
+    rel: &str,
+    size: u64,
+) -> Result<std::result::Result<Header, Problem>> {
     let broken = |m: String| Ok(Err(Problem::Broken(m)));
     if size < 8 {
-        return broken(format!("{rel} is {size} bytes, too short for a safetensors header"));
+        return broken(format!(
+            "{rel} is {size} bytes, too short for a safetensors header"
+        ));
     }
     let first = files.read_at(rel, 0, 8)?;
     let n = u64::from_le_bytes(first[..8].try_into().unwrap_or([0; 8]));
@@ -120,7 +126,10 @@ pub fn read(files: &dyn ModelFiles, rel: &str, size: u64) -> Result<std::result:
             ));
         };
         let [begin, end] = offsets[..] else {
-            return broken(format!("{rel}: tensor {shown} has {} data_offsets, not 2", offsets.len()));
+            return broken(format!(
+                "{rel}: tensor {shown} has {} data_offsets, not 2",
+                offsets.len()
+            ));
         };
         let expected = shape
             .iter()
@@ -221,14 +230,21 @@ mod tests {
 
     fn broken(bytes: &[u8], words: &str) {
         match check(bytes) {
-            Err(Problem::Broken(m)) => assert!(m.contains(words) && m.contains("m.safetensors"), "{m}"),
+            Err(Problem::Broken(m)) => {
+                assert!(m.contains(words) && m.contains("m.safetensors"), "{m}")
+            }
             other => panic!("expected broken ({words}), got {other:?}"),
         }
     }
 
     #[test]
     fn a_good_header_is_read() {
-        let h = check(&file(&[("a", "F16", &[2, 3]), ("b", "BF16", &[4]), ("c", "F4", &[2, 2])])).unwrap();
+        let h = check(&file(&[
+            ("a", "F16", &[2, 3]),
+            ("b", "BF16", &[4]),
+            ("c", "F4", &[2, 2]),
+        ]))
+        .unwrap();
         assert_eq!(h.tensors.len(), 3);
         assert_eq!(h.data_len, 12 + 8 + 2);
         assert_eq!(h.tensors["b"].shape, vec![4]);
@@ -252,17 +268,44 @@ mod tests {
             v.extend(vec![0u8; data]);
             v
         };
-        broken(&bad(r#"{"a":{"dtype":"F99","shape":[1],"data_offsets":[0,4]}}"#, 4), "F99");
-        broken(&bad(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#, 4), "takes 8");
         broken(
-            &bad(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, 8),
+            &bad(
+                r#"{"a":{"dtype":"F99","shape":[1],"data_offsets":[0,4]}}"#,
+                4,
+            ),
+            "F99",
+        );
+        broken(
+            &bad(
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#,
+                4,
+            ),
+            "takes 8",
+        );
+        broken(
+            &bad(
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                8,
+            ),
             "overlaps",
         );
-        broken(&bad(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, 8), "belong to no tensor");
-        broken(&bad(r#"{"a":{"dtype":"F32","shape":[1]}}"#, 0), "data_offsets");
+        broken(
+            &bad(
+                r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                8,
+            ),
+            "belong to no tensor",
+        );
+        broken(
+            &bad(r#"{"a":{"dtype":"F32","shape":[1]}}"#, 0),
+            "data_offsets",
+        );
         broken(&bad(r#"{"__metadata__":{"x":1}}"#, 0), "__metadata__");
         broken(
-            &bad(r#"{"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,0]}}"#, 0),
+            &bad(
+                r#"{"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,0]}}"#,
+                0,
+            ),
             "whole number",
         );
     }

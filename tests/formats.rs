@@ -1,0 +1,220 @@
+//! Model format checks on whole directories: what they read, and what `build` does with them.
+//!
+//! Model files are generated here (safetensors headers are an 8-byte length, JSON, then data);
+//! large weights are sparse files, so a "many GB" model costs no disk.
+
+mod support;
+
+use std::cell::Cell;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use modelcar::formats::{self, ModelFiles, Severity};
+use modelcar::model::ModelTree;
+use support::cmd::*;
+use support::files::*;
+use support::fixtures::*;
+
+/// A safetensors header (length + JSON) whose tensors tile `data` bytes.
+fn safetensors_header(tensors: &[(&str, &str, Vec<u64>, u64)]) -> Vec<u8> {
+    let mut obj = serde_json::Map::new();
+    let mut at = 0;
+    for (name, dtype, shape, bytes) in tensors {
+        obj.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [at, at + bytes]}),
+        );
+        at += bytes;
+    }
+    let json = serde_json::to_vec(&obj).unwrap();
+    [(json.len() as u64).to_le_bytes().to_vec(), json].concat()
+}
+
+/// Write a shard whose data is `gib` GiB of holes: one BF16 tensor per GiB.
+fn sparse_shard(path: &Path, prefix: &str, gib: u64) -> Vec<String> {
+    let names: Vec<String> = (0..gib)
+        .map(|i| format!("{prefix}.layer{i}.weight"))
+        .collect();
+    let tensors: Vec<(&str, &str, Vec<u64>, u64)> = names
+        .iter()
+        .map(|n| (n.as_str(), "BF16", vec![1 << 15, 1 << 14], 1 << 30))
+        .collect();
+    let header = safetensors_header(&tensors);
+    let f = fs::File::create(path).unwrap();
+    std::io::Write::write_all(&mut &f, &header).unwrap();
+    f.set_len(header.len() as u64 + (gib << 30)).unwrap();
+    names
+}
+
+/// A Llama-style directory: config, tokenizer, `shards` shards of `gib` GiB each, an index.
+fn llm_dir(dir: &Path, shards: u64, gib: u64) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(
+        dir.join("config.json"),
+        r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":4096}"#,
+    )
+    .unwrap();
+    fs::write(
+        dir.join("tokenizer.json"),
+        r#"{"version":"1.0","model":{"type":"BPE"}}"#,
+    )
+    .unwrap();
+    let mut map = serde_json::Map::new();
+    for i in 1..=shards {
+        let name = format!("model-{i:05}-of-{shards:05}.safetensors");
+        for t in sparse_shard(&dir.join(&name), &format!("s{i}"), gib) {
+            map.insert(t, name.clone().into());
+        }
+    }
+    fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::to_vec(&serde_json::json!({"metadata": {}, "weight_map": map})).unwrap(),
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+/// A model directory that counts the bytes the checks read through it.
+struct Counting {
+    tree: ModelTree,
+    read: Cell<u64>,
+}
+
+impl ModelFiles for Counting {
+    fn files(&self) -> Vec<(String, u64)> {
+        ModelFiles::files(&self.tree)
+    }
+    fn read_at(&self, rel: &str, offset: u64, n: u64) -> modelcar::error::Result<Vec<u8>> {
+        let b = self.tree.read_at(rel, offset, n)?;
+        self.read.set(self.read.get() + b.len() as u64);
+        Ok(b)
+    }
+}
+
+/// Bytes this process has read through system calls (`rchar` of /proc/self/io).
+fn rchar() -> u64 {
+    let io = fs::read_to_string("/proc/self/io").unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn checking_a_32_gib_model_reads_a_few_kilobytes() {
+    let dir = temp();
+    let models = llm_dir(&dir.path().join("llm"), 4, 8);
+    let tree = ModelTree::scan(&models).unwrap();
+    assert_eq!(tree.total_size() >> 30, 32, "four sparse shards of 8 GiB");
+    let counting = Counting {
+        tree,
+        read: Cell::new(0),
+    };
+    let before = rchar();
+    let report = formats::check(&counting, None, false).unwrap();
+    let syscalls = rchar() - before;
+    let fails: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Fail)
+        .collect();
+    assert!(fails.is_empty(), "{fails:?}");
+    assert_eq!(report.format.as_deref(), Some("huggingface"));
+    assert!(
+        report.findings.iter().any(|f| f
+            .message
+            .contains(&format!("{} bytes of tensor data", 32u64 << 30))),
+        "{:?}",
+        report.findings
+    );
+    let through_checks = counting.read.get();
+    eprintln!("format check of 32 GiB: {through_checks} bytes through the checks, {syscalls} bytes by read(2)");
+    // Every header was read (each is a few hundred bytes), and nothing near the data.
+    assert!(through_checks > 4 * 8 * 50, "{through_checks}");
+    assert!(through_checks < 1 << 20, "{through_checks} bytes read");
+    // The process as a whole (the test's own reads of /proc included) stays within a few MB.
+    assert!(syscalls < 4 << 20, "{syscalls} bytes read by the process");
+}
+
+/// A store, a busybox base, and a build of `models` that must fail naming `words`.
+fn build_fails(models: &Path, words: &[&str]) {
+    let dir = temp();
+    let store = dir.path().join("store");
+    modelcar(&store)
+        .build(models, "quay.io/test/llm:v1", &bases().busybox())
+        .run()
+        .failure()
+        .stderr_has(words);
+    assert!(
+        !store.join("index.json").exists()
+            || !fs::read_to_string(store.join("index.json"))
+                .unwrap()
+                .contains("quay.io/test/llm"),
+        "no image may be left behind"
+    );
+}
+
+#[test]
+fn broken_llm_directories_fail_the_build_naming_the_file() {
+    let dir = temp();
+    // A shard missing.
+    let missing = llm_dir(&dir.path().join("missing"), 2, 1);
+    fs::remove_file(missing.join("model-00002-of-00002.safetensors")).unwrap();
+    build_fails(
+        &missing,
+        &["model-00002-of-00002.safetensors", "not in the directory"],
+    );
+    // The index names a tensor no shard holds.
+    let ghost = llm_dir(&dir.path().join("ghost"), 2, 1);
+    let index = ghost.join("model.safetensors.index.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
+    v["weight_map"]["lm_head.weight"] = "model-00001-of-00002.safetensors".into();
+    fs::write(&index, serde_json::to_vec(&v).unwrap()).unwrap();
+    build_fails(
+        &ghost,
+        &["lm_head.weight", "model-00001-of-00002.safetensors"],
+    );
+    // A shard cut short.
+    let cut = llm_dir(&dir.path().join("cut"), 2, 1);
+    let shard = cut.join("model-00001-of-00002.safetensors");
+    let len = fs::metadata(&shard).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&shard)
+        .unwrap()
+        .set_len(len - 4096)
+        .unwrap();
+    build_fails(&cut, &["model-00001-of-00002.safetensors", "truncated"]);
+}
+
+#[test]
+fn an_llm_directory_builds_and_says_what_was_detected() {
+    let dir = temp();
+    let models = llm_dir(&dir.path().join("llm"), 2, 0);
+    // Zero-GiB shards hold no tensors; give each one small real tensor instead.
+    for i in 1..=2 {
+        let name = format!("model-{i:05}-of-00002.safetensors");
+        let header = safetensors_header(&[(&format!("t{i}"), "F32", vec![2, 2], 16)]);
+        fs::write(models.join(&name), [header, vec![0u8; 16]].concat()).unwrap();
+    }
+    fs::write(
+        models.join("model.safetensors.index.json"),
+        r#"{"weight_map":{"t1":"model-00001-of-00002.safetensors","t2":"model-00002-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let out = modelcar(&store)
+        .build(&models, "quay.io/test/llm:v1", &bases().busybox())
+        .run()
+        .success();
+    out.stderr_has(&["detected model format huggingface", "LlamaForCausalLM"]);
+    // An unknown format is refused with the known ones listed.
+    modelcar(&store)
+        .build(&models, "quay.io/test/llm:v2", &bases().busybox())
+        .args(["--format", "bogus"])
+        .run()
+        .failure()
+        .stderr_has(&["bogus", "huggingface", "sklearn", "--custom-format"]);
+}
