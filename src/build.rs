@@ -166,6 +166,10 @@ pub fn build(
         });
     }
 
+    if spec.compression == CompressionChoice::Zstd {
+        notes.push("warning: zstd layers will not work with oci+fetch:// (KServe's storage initializer reads only tar and tar+gzip layers) (hint: use --compression gzip or auto to serve it in every mode)".to_string());
+    }
+
     let base = transport::resolve(store, &spec.base, spec.platform.as_ref(), remote)?;
     let base_images = image::platform_images(store, &base.descriptor)?;
     let selected: Vec<PlatformImage> = base_images

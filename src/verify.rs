@@ -4,7 +4,9 @@
 //! links, usr-merge) and the result is checked against what KServe does with the image: its init
 //! container lists `/models`, its sidecar runs `sh`, `ln`, `sleep` (and `mkdir` in newer releases)
 //! with no entrypoint in front, OpenShift runs both as a random UID in group 0, and MLServer loads
-//! a well-known file name. Each check passes, warns or fails with the reason and the fix.
+//! a well-known file name. Each check passes, warns or fails with the reason and the fix, and
+//! is reported for every mode it concerns: the sidecar (`oci://`), an image volume
+//! (`oci+native://`) or the storage initializer's fetch (`oci+fetch://`); see [`modes`].
 
 use std::io::Read;
 
@@ -13,10 +15,16 @@ use serde::Serialize;
 
 use crate::build::{FORMAT_ANNOTATION, REQUIRED_BINARIES};
 use crate::error::{Error, Result};
-use crate::formats::{self, Finding, ModelFiles, Severity};
+use crate::formats::{self, Finding, Mode, ModelFiles, Severity};
 use crate::image::{self, PlatformImage};
 use crate::rootfs::{self, clean_path, Node, RootFs};
 use crate::store::Store;
+
+mod modes;
+pub use modes::ModeReport;
+
+/// Checks that concern a running container only: the sidecar mode's.
+const SIDECAR_CHECKS: [&str; 3] = ["binaries", "entrypoint", "user"];
 
 /// Layer sizes registries are known to refuse above.
 pub const LAYER_LIMITS: [(&str, u64); 1] = [("GHCR (ghcr.io)", 10_000_000_000)];
@@ -26,7 +34,10 @@ pub const LAYER_LIMITS: [(&str, u64); 1] = [("GHCR (ghcr.io)", 10_000_000_000)];
 pub struct PlatformReport {
     pub platform: String,
     pub manifest: String,
+    /// Findings that hold in every mode.
     pub findings: Vec<Finding>,
+    /// Findings of each mode asked for, in [`Mode::ALL`] order.
+    pub modes: Vec<ModeReport>,
 }
 
 /// Findings for an image.
@@ -45,6 +56,11 @@ impl Report {
         self.findings
             .iter()
             .chain(self.platforms.iter().flat_map(|p| &p.findings))
+            .chain(
+                self.platforms
+                    .iter()
+                    .flat_map(|p| p.modes.iter().flat_map(|m| &m.findings)),
+            )
             .map(|f| f.severity)
             .max()
             .unwrap_or(Severity::Pass)
@@ -107,14 +123,18 @@ fn random_uid_can(mode: u32, gid: u64, dir: bool) -> bool {
     (gid == 0 && (mode >> 3) & need == need) || mode & need == need
 }
 
+/// The findings of one platform: those of every mode, and each mode's.
 fn check_platform(
     store: &Store,
     img: &PlatformImage,
+    platform: Option<&oci_spec::image::Platform>,
     declared: Option<&str>,
-) -> Result<Vec<Finding>> {
+    wanted: &[Mode],
+) -> Result<(Vec<Finding>, Vec<ModeReport>)> {
     let mut out = Vec::new();
     let config = image::read_config(store, img.manifest.config())?;
     let fs = RootFs::from_layers(store, img.manifest.layers())?;
+    let mut format = None;
 
     // /models exists and is not empty (modelcar-init: [ -d /models ] && [ "$(ls -A /models)" ]).
     let models = fs.resolve("models");
@@ -273,9 +293,8 @@ fn check_platform(
             fs: &fs,
         };
         let report = formats::check(&files, declared, true)?;
-        let notes = formats::mode_notes(&report, formats::Mode::Sidecar);
-        out.extend(report.findings);
-        out.extend(notes);
+        out.extend(report.findings.iter().cloned());
+        format = Some(report);
     }
 
     // Layer sizes.
@@ -297,11 +316,48 @@ fn check_platform(
             }
         }
     }
-    Ok(out)
+
+    let (sidecar, common): (Vec<Finding>, Vec<Finding>) = out
+        .into_iter()
+        .partition(|f| SIDECAR_CHECKS.contains(&f.check.as_str()));
+    let layers: Vec<(String, oci_spec::image::MediaType)> = img
+        .manifest
+        .layers()
+        .iter()
+        .map(|l| (l.digest().to_string(), l.media_type().clone()))
+        .collect();
+    let mut reports = Vec::new();
+    for mode in Mode::ALL.into_iter().filter(|m| wanted.contains(m)) {
+        let mut findings = match mode {
+            Mode::Sidecar => sidecar.clone(),
+            Mode::Native => modes::native(&layers),
+            Mode::Fetch => modes::fetch(platform, &layers, &fs),
+        };
+        if let Some(r) = &format {
+            findings.extend(formats::mode_notes(r, mode));
+        }
+        reports.push(ModeReport {
+            mode,
+            scheme: mode.scheme(),
+            findings,
+        });
+    }
+    Ok((common, reports))
 }
 
-/// Verify an image in the store. `name` is how the user called it (its tag is checked).
+/// Verify an image in the store for every mode. `name` is how the user called it (its tag is
+/// checked).
 pub fn verify(store: &Store, top: &Descriptor, name: &str) -> Result<Report> {
+    verify_modes(store, top, name, &Mode::ALL)
+}
+
+/// Verify an image in the store for the delivery modes asked for.
+pub fn verify_modes(
+    store: &Store,
+    top: &Descriptor,
+    name: &str,
+    wanted: &[Mode],
+) -> Result<Report> {
     let annotations = match image::Document::classify(top.media_type()) {
         image::DocumentKind::Index => image::read_index(store, top)?.annotations().clone(),
         _ => image::read_manifest(store, top)?.annotations().clone(),
@@ -322,13 +378,17 @@ pub fn verify(store: &Store, top: &Descriptor, name: &str) -> Result<Report> {
         let platform = img
             .platform
             .clone()
-            .or_else(|| crate::transport::platform_of_config(&config))
-            .map(|p| image::platform_string(&p))
-            .unwrap_or_else(|| "?".into());
+            .or_else(|| crate::transport::platform_of_config(&config));
+        let (findings, modes) =
+            check_platform(store, &img, platform.as_ref(), declared.as_deref(), wanted)?;
         platforms.push(PlatformReport {
-            platform,
+            platform: platform
+                .as_ref()
+                .map(image::platform_string)
+                .unwrap_or_else(|| "?".into()),
             manifest: img.descriptor.digest().to_string(),
-            findings: check_platform(store, &img, declared.as_deref())?,
+            findings,
+            modes,
         });
     }
     let mut findings = Vec::new();

@@ -218,3 +218,115 @@ fn an_llm_directory_builds_and_says_what_was_detected() {
         .failure()
         .stderr_has(&["bogus", "huggingface", "sklearn", "--custom-format"]);
 }
+
+/// `modelcar verify IMAGE --json --mode MODE` on the store: the exit status and the report.
+fn verify_json(store: &Path, image: &str, mode: &str) -> (bool, serde_json::Value) {
+    let out = modelcar(store)
+        .args(["verify", image, "--json", "--mode", mode])
+        .run();
+    let ok = out.status.success();
+    (ok, serde_json::from_str(&out.stdout).unwrap())
+}
+
+/// Each mode's worst severity and its failed checks' messages, from a report.
+fn mode_verdicts(report: &serde_json::Value) -> Vec<(String, String, Vec<String>)> {
+    report["platforms"][0]["modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let findings = m["findings"].as_array().unwrap();
+            let fails: Vec<String> = findings
+                .iter()
+                .filter(|f| f["severity"] == "fail")
+                .map(|f| f["message"].as_str().unwrap().to_string())
+                .collect();
+            let worst = if !fails.is_empty() {
+                "fail"
+            } else if findings.iter().any(|f| f["severity"] == "warn") {
+                "warn"
+            } else {
+                "pass"
+            };
+            (
+                m["mode"].as_str().unwrap().to_string(),
+                worst.to_string(),
+                fails,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn verify_reports_each_mode_and_zstd_fails_only_fetch() {
+    let dir = temp();
+    let store = dir.path().join("store");
+    let models = example_model("sklearn");
+    let out = modelcar(&store)
+        .build(&models, "quay.io/test/zstd:v1", &bases().busybox())
+        .args(["--compression", "zstd"])
+        .run()
+        .success();
+    out.stderr_has(&["oci+fetch://", "zstd"]);
+    let (ok, report) = verify_json(&store, "quay.io/test/zstd:v1", "all");
+    assert!(!ok, "a zstd image fails verify in its default (all modes)");
+    let verdicts = mode_verdicts(&report);
+    let names: Vec<&str> = verdicts.iter().map(|v| v.0.as_str()).collect();
+    assert_eq!(names, ["sidecar", "native", "fetch"]);
+    assert_eq!(verdicts[0].1, "pass", "{verdicts:?}");
+    assert_eq!(verdicts[1].1, "pass", "{verdicts:?}");
+    assert_eq!(verdicts[2].1, "fail", "{verdicts:?}");
+    assert!(
+        verdicts[2].2.iter().any(|m| m.contains("zstd")),
+        "{verdicts:?}"
+    );
+    // One mode at a time: native passes, fetch fails.
+    let (ok, report) = verify_json(&store, "quay.io/test/zstd:v1", "native");
+    assert!(ok);
+    assert_eq!(mode_verdicts(&report).len(), 1);
+    assert!(!verify_json(&store, "quay.io/test/zstd:v1", "fetch").0);
+    // The same model with gzip passes every mode.
+    modelcar(&store)
+        .build(&models, "quay.io/test/gzip:v1", &bases().busybox())
+        .args(["--compression", "gzip"])
+        .run()
+        .success();
+    let (ok, report) = verify_json(&store, "quay.io/test/gzip:v1", "all");
+    assert!(ok, "{report}");
+    assert!(
+        mode_verdicts(&report).iter().all(|v| v.1 == "pass"),
+        "{report}"
+    );
+    // A mode that does not exist is refused naming the known ones.
+    modelcar(&store)
+        .args(["verify", "quay.io/test/gzip:v1", "--mode", "bogus"])
+        .run()
+        .failure()
+        .stderr_has(&["bogus", "sidecar", "native", "fetch"]);
+}
+
+#[test]
+fn a_base_without_a_shell_fails_the_sidecar_mode_only() {
+    let dir = temp();
+    let store = dir.path().join("store");
+    modelcar(&store)
+        .build(
+            &example_model("sklearn"),
+            "quay.io/test/noshell:v1",
+            &bases().oci("noshell"),
+        )
+        .args(["--no-base-check", "--compression", "gzip"])
+        .run()
+        .success();
+    let (ok, report) = verify_json(&store, "quay.io/test/noshell:v1", "all");
+    assert!(!ok);
+    let verdicts = mode_verdicts(&report);
+    assert_eq!(verdicts[0].1, "fail", "{verdicts:?}");
+    assert!(
+        verdicts[0].2.iter().any(|m| m.contains("sh")),
+        "{verdicts:?}"
+    );
+    assert_ne!(verdicts[1].1, "fail", "{verdicts:?}");
+    assert_ne!(verdicts[2].1, "fail", "{verdicts:?}");
+    assert!(verify_json(&store, "quay.io/test/noshell:v1", "native").0);
+}

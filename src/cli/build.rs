@@ -94,10 +94,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             let top = modelcar::transport::find_in_store(&store, &outcome.reference)?
                 .ok_or_else(|| anyhow::anyhow!("{} vanished from the store", outcome.reference))?;
             let report = modelcar::verify::verify(&store, &top, &outcome.reference)?;
-            let platform_fails = report
-                .platforms
-                .iter()
-                .flat_map(|p| p.findings.iter().map(move |f| (Some(&p.platform), f)));
+            let platform_fails = report.platforms.iter().flat_map(|p| {
+                p.findings
+                    .iter()
+                    .map(move |f| (Some(p.platform.clone()), f))
+                    .chain(p.modes.iter().flat_map(move |m| {
+                        m.findings.iter().map(move |f| {
+                            (Some(format!("{} ({} mode)", p.platform, m.mode.name())), f)
+                        })
+                    }))
+            });
             for (platform, f) in report
                 .findings
                 .iter()

@@ -1,7 +1,7 @@
 //! `modelcar verify`: will the image work as a KServe modelcar?
 
 use anyhow::bail;
-use modelcar::formats::Severity;
+use modelcar::formats::{Mode, Severity};
 use modelcar::registry::pull::PullPolicy;
 use modelcar::verify;
 
@@ -14,12 +14,25 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// How KServe will run the image: sidecar (oci://), native (oci+native://, an image
+    /// volume), fetch (oci+fetch://, the storage initializer) or all.
+    #[arg(long, value_name = "MODE", default_value = "all")]
+    pub mode: String,
+}
+
+/// The modes `--mode` names.
+fn modes(text: &str) -> anyhow::Result<Vec<Mode>> {
+    if text == "all" {
+        return Ok(Mode::ALL.to_vec());
+    }
+    Ok(vec![text.parse()?])
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let modes = modes(&args.mode)?;
     let store = ctx.store()?;
     let resolved = super::locate(ctx, &store, &args.image, PullPolicy::Missing)?;
-    let report = verify::verify(&store, &resolved.descriptor, &resolved.name)?;
+    let report = verify::verify_modes(&store, &resolved.descriptor, &resolved.name, &modes)?;
     if args.json {
         super::print_json(&report)?;
     } else {
@@ -56,6 +69,26 @@ pub fn print_report(report: &verify::Report) {
             println!("  {:4}  {:12} {}", mark(f.severity), f.check, f.message);
             if let (Some(h), true) = (&f.hint, f.severity != Severity::Pass) {
                 println!("  {:4}  {:12} fix: {h}", "", "");
+            }
+        }
+        for m in &p.modes {
+            let worst = m
+                .findings
+                .iter()
+                .map(|f| f.severity)
+                .max()
+                .unwrap_or(Severity::Pass);
+            println!(
+                "  mode {} ({}://): {}",
+                m.mode.name(),
+                m.scheme,
+                mark(worst)
+            );
+            for f in &m.findings {
+                println!("    {:4}  {:12} {}", mark(f.severity), f.check, f.message);
+                if let (Some(h), true) = (&f.hint, f.severity != Severity::Pass) {
+                    println!("    {:4}  {:12} fix: {h}", "", "");
+                }
             }
         }
     }

@@ -1,0 +1,206 @@
+//! What each of KServe's three ways of running an OCI model asks of the image, beyond what all
+//! three share (a readable, non-empty `/models` holding a model its runtime loads).
+//!
+//! - sidecar (`oci://`): the image runs `sh`, `ln`, `sleep`, `ls`, `mkdir`, with no entrypoint;
+//!   those checks are made in [`super`] and filed under this mode.
+//! - native (`oci+native://`): a Kubernetes image volume mounted with `subPath: models`; nothing
+//!   runs, but the container runtime mounts only images whose layers are tar archives.
+//! - fetch (`oci+fetch://`): KServe's storage initializer (`kserve-storage`, oras-py) resolves an
+//!   index to `linux/<arch>`, streams each layer through Python's `tarfile` (plain tar or
+//!   tar+gzip only: a zstd layer anywhere fails the pull) and extracts the `models/` entries with
+//!   the `data` filter (no absolute or escaping links; hard links cannot be resolved in a stream).
+
+use oci_spec::image::{MediaType, Platform};
+
+use crate::formats::{Finding, Mode, Severity};
+use crate::image::{DOCKER_LAYER_GZIP, DOCKER_LAYER_ZSTD};
+use crate::rootfs::{Node, RootFs};
+
+/// Layer media types the storage initializer reads (its `_LAYER_MEDIA_TYPE_MODES`).
+const FETCH_READS: [&str; 3] = [
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    DOCKER_LAYER_GZIP,
+    "application/vnd.oci.image.layer.v1.tar",
+];
+
+/// One mode's findings for one platform.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModeReport {
+    pub mode: Mode,
+    /// The storage URI scheme that selects the mode.
+    pub scheme: &'static str,
+    pub findings: Vec<Finding>,
+}
+
+fn is_tar_layer(m: &MediaType) -> bool {
+    crate::image::layer_compression(m).is_ok()
+}
+
+fn is_zstd(m: &str) -> bool {
+    m.ends_with("+zstd") || m == DOCKER_LAYER_ZSTD
+}
+
+/// Image volumes: nothing runs; Kubernetes version and layer kinds.
+pub(super) fn native(layers: &[(String, MediaType)]) -> Vec<Finding> {
+    let mut out = vec![Finding::new(
+        Severity::Pass,
+        "image-volume",
+        "mounted read-only at /mnt/models with subPath: models, never run: no shell, user or entrypoint needed. Needs Kubernetes 1.33 or later (1.33 and 1.34 with the ImageVolume feature gate; on by default from 1.35) and containerd 2.1+ or CRI-O 1.31+",
+    )];
+    let odd: Vec<String> = layers
+        .iter()
+        .filter(|(_, m)| !is_tar_layer(m))
+        .map(|(d, m)| format!("{d} ({m})"))
+        .collect();
+    if !odd.is_empty() {
+        out.push(
+            Finding::new(
+                Severity::Fail,
+                "layers",
+                format!("layers that are not tar archives: {}; the container runtime mounts only images whose layers are", odd.join(", ")),
+            )
+            .hint("rebuild the image with tar layers (modelcar build writes tar, tar+gzip or tar+zstd)"),
+        );
+    }
+    out
+}
+
+/// The storage initializer's pull: platform, layer media types, links under `models/`.
+pub(super) fn fetch(
+    platform: Option<&Platform>,
+    layers: &[(String, MediaType)],
+    fs: &RootFs,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(p) = platform {
+        let os = p.os().to_string();
+        if os != "linux" {
+            out.push(
+                Finding::new(
+                    Severity::Fail,
+                    "platform",
+                    format!("platform {os}/{}: the storage initializer picks linux/<arch> from an index, never this one", p.architecture()),
+                )
+                .hint("build for linux"),
+            );
+        }
+    }
+    let mut zstd = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, (digest, m)) in layers.iter().enumerate() {
+        let text = m.to_string();
+        let which = format!("layer {} of {} ({digest})", i + 1, layers.len());
+        if is_zstd(&text) {
+            zstd.push(which);
+        } else if !FETCH_READS.contains(&text.as_str()) {
+            skipped.push(format!("{which} ({text})"));
+        }
+    }
+    if zstd.is_empty() {
+        out.push(Finding::new(
+            Severity::Pass,
+            "layers",
+            "every layer is tar or tar+gzip, which the storage initializer reads",
+        ));
+    } else {
+        out.push(
+            Finding::new(
+                Severity::Fail,
+                "layers",
+                format!(
+                    "zstd-compressed: {}; KServe's storage initializer (Python 3.11 tarfile) cannot read zstd and fails the pull",
+                    zstd.join(", ")
+                ),
+            )
+            .hint("rebuild with --compression gzip (or auto), on a base whose layers are gzip or plain tar"),
+        );
+    }
+    if !skipped.is_empty() {
+        out.push(
+            Finding::new(
+                Severity::Warn,
+                "layers",
+                format!("the storage initializer skips layers of media types it does not know: {}", skipped.join(", ")),
+            )
+            .hint("files under /models in those layers never reach the model directory: use OCI tar or tar+gzip layers"),
+        );
+    }
+    // Links under /models as tarfile's data filter and a streamed read meet them.
+    let mut refused = Vec::new();
+    for (path, node) in fs.entries.iter().filter(|(p, _)| p.starts_with("models/")) {
+        match node {
+            Node::Hardlink { .. } => refused.push(format!("/{path} (a hard link)")),
+            Node::Symlink { target } => {
+                let depth = path.matches('/').count() - 1;
+                if target.starts_with('/') || escapes(target, depth) {
+                    refused.push(format!("/{path} -> {target}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !refused.is_empty() {
+        out.push(
+            Finding::new(
+                Severity::Fail,
+                "links",
+                format!(
+                    "the storage initializer refuses these links (absolute, leaving /models, or hard links in a streamed layer): {}",
+                    refused.join(", ")
+                ),
+            )
+            .hint("replace them by the files, or by relative symlinks that stay inside /models"),
+        );
+    }
+    out
+}
+
+/// Whether a relative link target, from a directory `depth` levels below `/models`, leaves it.
+fn escapes(target: &str, depth: usize) -> bool {
+    let mut level = depth as i64;
+    for part in target.split('/') {
+        match part {
+            ".." => level -= 1,
+            "" | "." => {}
+            _ => level += 1,
+        }
+        if level < 0 {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_leaving_models_are_found() {
+        assert!(!escapes("w.bin", 0));
+        assert!(escapes("../etc/passwd", 0));
+        assert!(!escapes("../w.bin", 1));
+        assert!(escapes("../../w.bin", 1));
+        assert!(escapes("a/../../x", 0));
+    }
+
+    #[test]
+    fn zstd_anywhere_fails_fetch_but_not_native() {
+        let layers = vec![
+            ("sha256:aa".to_string(), MediaType::ImageLayerZstd),
+            ("sha256:bb".to_string(), MediaType::ImageLayerGzip),
+        ];
+        let f = fetch(None, &layers, &RootFs::default());
+        let fail = f.iter().find(|f| f.severity == Severity::Fail).unwrap();
+        assert!(
+            fail.message.contains("layer 1 of 2 (sha256:aa)"),
+            "{fail:?}"
+        );
+        assert!(native(&layers).iter().all(|f| f.severity == Severity::Pass));
+        let other = vec![(
+            "sha256:cc".to_string(),
+            MediaType::Other("application/x-thing".into()),
+        )];
+        assert!(native(&other).iter().any(|f| f.severity == Severity::Fail));
+    }
+}
