@@ -133,9 +133,9 @@ fn checking_a_32_gib_model_reads_a_few_kilobytes() {
     eprintln!("format check of 32 GiB: {through_checks} bytes through the checks, {syscalls} bytes by read(2)");
     // Every header was read (each is a few hundred bytes), and nothing near the data.
     assert!(through_checks > 4 * 8 * 50, "{through_checks}");
-    assert!(through_checks < 1 << 20, "{through_checks} bytes read");
-    // The process as a whole (the test's own reads of /proc included) stays within a few MB.
-    assert!(syscalls < 4 << 20, "{syscalls} bytes read by the process");
+    assert!(through_checks < 64 << 10, "{through_checks} bytes read");
+    // The process as a whole (the test's own reads of /proc included) stays as small.
+    assert!(syscalls < 64 << 10, "{syscalls} bytes read by the process");
 }
 
 /// A store, a busybox base, and a build of `models` that must fail naming `words`.

@@ -73,6 +73,15 @@ fn read_config(files: &dyn ModelFiles) -> Result<std::result::Result<String, Fin
     }
 }
 
+fn starts_as_safetensors(files: &dyn ModelFiles, rel: &str) -> Result<bool> {
+    let size = files.size(rel).unwrap_or(0);
+    let head = files.read_at(rel, 0, 9)?;
+    Ok(head.len() == 9 && head[8] == b'{' && {
+        let n = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+        n >= 2 && n <= size - 8
+    })
+}
+
 pub(super) fn detect(files: &dyn ModelFiles) -> Result<Option<Detection>> {
     let top = files.top();
     let has =
@@ -92,10 +101,14 @@ pub(super) fn detect(files: &dyn ModelFiles) -> Result<Option<Detection>> {
                 reason: format!("{what}, beside weights such as {}", escape(&w)),
             })
         }
-        (false, Some(w)) if w.ends_with(".safetensors") => Some(Detection {
-            format: "huggingface",
-            reason: format!("{} holds safetensors weights", escape(&w)),
-        }),
+        // Without a config, only a file that starts as safetensors (a length, then a JSON
+        // object) counts: a name alone is no evidence.
+        (false, Some(w)) if w.ends_with(".safetensors") && starts_as_safetensors(files, &w)? => {
+            Some(Detection {
+                format: "huggingface",
+                reason: format!("{} starts with a safetensors header", escape(&w)),
+            })
+        }
         _ => None,
     })
 }
@@ -524,6 +537,9 @@ mod tests {
         assert!(warn("pickle").hint.unwrap().contains("safetensors"));
         assert!(warn("gguf").message.contains("GGUF version 3, 7 tensors"));
         assert!(warn("tokenizer").message.contains("tokenizer.json"));
+        // A file of zeros named .safetensors is not taken for a model.
+        let r = run(&[("w.safetensors", vec![0u8; 64])], None);
+        assert_eq!(r.format, None);
         // sentencepiece counts as a tokenizer.
         let mut files = sharded();
         files[1] = ("tokenizer.model", b"\x0a".to_vec());
