@@ -210,6 +210,26 @@ fn an_llm_directory_builds_and_says_what_was_detected() {
         .run()
         .success();
     out.stderr_has(&["detected model format huggingface", "LlamaForCausalLM"]);
+    // verify reads the same headers back out of the image's layers.
+    let (ok, report) = verify_json(&store, "quay.io/test/llm:v1", "all");
+    assert!(ok, "{report}");
+    let messages: Vec<&str> = report["platforms"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("2 safetensors files, 2 tensors, 32 bytes")),
+        "{messages:?}"
+    );
+    // The build recorded the detected format, so verify checks it as declared.
+    assert!(
+        messages.iter().all(|m| !m.contains("detected format")),
+        "{messages:?}"
+    );
     // An unknown format is refused with the known ones listed.
     modelcar(&store)
         .build(&models, "quay.io/test/llm:v2", &bases().busybox())
