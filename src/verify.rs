@@ -331,7 +331,10 @@ fn check_platform(
         let mut findings = match mode {
             Mode::Sidecar => sidecar.clone(),
             Mode::Native => modes::native(&layers),
-            Mode::Fetch => modes::fetch(platform, &layers, &fs),
+            Mode::Fetch => {
+                let whiteouts = modes::model_whiteouts(store, img.manifest.layers())?;
+                modes::fetch(platform, &layers, &fs, &whiteouts)
+            }
         };
         if let Some(r) = &format {
             findings.extend(formats::mode_notes(r, mode));

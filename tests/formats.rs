@@ -350,3 +350,55 @@ fn a_base_without_a_shell_fails_the_sidecar_mode_only() {
     assert_ne!(verdicts[2].1, "fail", "{verdicts:?}");
     assert!(verify_json(&store, "quay.io/test/noshell:v1", "native").0);
 }
+
+/// Run `umoci` with these arguments; it must succeed.
+fn umoci(args: &[&str]) {
+    let out = std::process::Command::new("umoci")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn fetch_warns_when_a_layer_deletes_model_files() {
+    // umoci writes a whiteout for a file deleted between two repacks, as any engine does.
+    let dir = temp();
+    let layout = dir.path().join("layout");
+    let bundle = dir.path().join("bundle");
+    let (l, b) = (layout.to_str().unwrap(), bundle.to_str().unwrap());
+    let image = format!("{l}:w");
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &image]);
+    umoci(&["unpack", "--image", &image, b]);
+    let models = bundle.join("rootfs/models");
+    fs::create_dir_all(&models).unwrap();
+    fs::write(models.join("model.joblib"), b"\x80\x04\x95 a pickle").unwrap();
+    fs::write(models.join("old.pkl"), b"\x80\x04\x95 an old one").unwrap();
+    umoci(&["repack", "--refresh-bundle", "--image", &image, b]);
+    fs::remove_file(models.join("old.pkl")).unwrap();
+    umoci(&["repack", "--image", &image, b]);
+    let store = dir.path().join("store");
+    let (ok, report) = verify_json(&store, &format!("oci:{image}"), "fetch");
+    assert!(ok, "a warning, not a failure: {report}");
+    let fetch = &report["platforms"][0]["modes"][0];
+    assert_eq!(fetch["mode"], "fetch");
+    let warning = fetch["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "whiteouts")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(warning["severity"], "warn");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("/models/.wh.old.pkl"),
+        "{warning}"
+    );
+}

@@ -12,9 +12,11 @@
 
 use oci_spec::image::{MediaType, Platform};
 
+use crate::error::Result;
 use crate::formats::{Finding, Mode, Severity};
 use crate::image::{DOCKER_LAYER_GZIP, DOCKER_LAYER_ZSTD};
-use crate::rootfs::{Node, RootFs};
+use crate::rootfs::{self, Node, RootFs};
+use crate::store::Store;
 
 /// Layer media types the storage initializer reads (its `_LAYER_MEDIA_TYPE_MODES`).
 const FETCH_READS: [&str; 3] = [
@@ -70,6 +72,7 @@ pub(super) fn fetch(
     platform: Option<&Platform>,
     layers: &[(String, MediaType)],
     fs: &RootFs,
+    whiteouts: &[String],
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     if let Some(p) = platform {
@@ -125,6 +128,21 @@ pub(super) fn fetch(
             .hint("files under /models in those layers never reach the model directory: use OCI tar or tar+gzip layers"),
         );
     }
+    if !whiteouts.is_empty() {
+        let shown: Vec<&str> = whiteouts.iter().take(5).map(String::as_str).collect();
+        out.push(
+            Finding::new(
+                Severity::Warn,
+                "whiteouts",
+                format!(
+                    "layers delete files under /models ({}{}): the storage initializer extracts every layer in order without applying deletions, so the deleted files come back and the .wh. markers are written as files",
+                    shown.join(", "),
+                    if whiteouts.len() > 5 { ", ..." } else { "" }
+                ),
+            )
+            .hint("build the model files into one layer set with no deletions (modelcar build writes none)"),
+        );
+    }
     // Links under /models as tarfile's data filter and a streamed read meet them.
     let mut refused = Vec::new();
     for (path, node) in fs.entries.iter().filter(|(p, _)| p.starts_with("models/")) {
@@ -153,6 +171,24 @@ pub(super) fn fetch(
         );
     }
     out
+}
+
+/// Whiteout entries (`.wh.NAME`, `.wh..wh..opq`) under `models/` in any layer, from the layer
+/// listings (cached per digest, so reading them again after the merge costs no layer read).
+pub(super) fn model_whiteouts(
+    store: &Store,
+    layers: &[oci_spec::image::Descriptor],
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for layer in layers {
+        for (path, _) in rootfs::layer_listing(store, layer)? {
+            let name = path.rsplit('/').next().unwrap_or("");
+            if path.starts_with("models/") && name.starts_with(".wh.") {
+                out.push(format!("/{path}"));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a relative link target, from a directory `depth` levels below `/models`, leaves it.
@@ -190,7 +226,7 @@ mod tests {
             ("sha256:aa".to_string(), MediaType::ImageLayerZstd),
             ("sha256:bb".to_string(), MediaType::ImageLayerGzip),
         ];
-        let f = fetch(None, &layers, &RootFs::default());
+        let f = fetch(None, &layers, &RootFs::default(), &[]);
         let fail = f.iter().find(|f| f.severity == Severity::Fail).unwrap();
         assert!(
             fail.message.contains("layer 1 of 2 (sha256:aa)"),
