@@ -651,6 +651,66 @@ mod tests {
         }
     }
 
+    /// `supportedModelFormats` of the ClusterServingRuntimes KServe ships (KServe main line,
+    /// commit aaac4e294, 2026-08, `config/runtimes/`; Apache-2.0), runtime by runtime.
+    const KSERVE_RUNTIMES: &[(&str, &[&str])] = &[
+        ("kserve-autogluonserver", &["autogluon"]),
+        ("kserve-huggingfaceserver", &["huggingface"]),
+        ("kserve-huggingfaceserver-multinode", &["huggingface"]),
+        ("kserve-lgbserver", &["lightgbm"]),
+        (
+            "kserve-mlserver",
+            &["lightgbm", "mlflow", "sklearn", "xgboost"],
+        ),
+        (
+            "kserve-openvino",
+            &["huggingface", "onnx", "openvino", "tensorflow"],
+        ),
+        ("kserve-paddleserver", &["paddle"]),
+        ("kserve-pmmlserver", &["pmml"]),
+        (
+            "kserve-predictiveserver",
+            &["lightgbm", "sklearn", "xgboost"],
+        ),
+        ("kserve-sklearnserver", &["sklearn"]),
+        ("kserve-tensorflow-serving", &["tensorflow"]),
+        ("kserve-torchserve", &["pytorch"]),
+        (
+            "kserve-tritonserver",
+            &["onnx", "pytorch", "tensorflow", "tensorrt", "triton"],
+        ),
+        ("kserve-vllmserver", &["vLLM"]),
+        ("kserve-xgbserver", &["xgboost"]),
+    ];
+
+    #[test]
+    fn every_runtime_of_the_table_serves_its_format_in_kserve() {
+        for f in FORMATS {
+            for r in f.runtimes {
+                let served = KSERVE_RUNTIMES
+                    .iter()
+                    .find(|(name, _)| *name == r.runtime)
+                    .unwrap_or_else(|| panic!("{} is not a runtime KServe ships", r.runtime));
+                assert!(
+                    served.1.contains(&f.name),
+                    "{} does not serve {}",
+                    r.runtime,
+                    f.name
+                );
+            }
+        }
+        // And every format a KServe runtime serves by a lowercase name has a row, except the
+        // ones modelcar knows nothing to check of.
+        for (_, served) in KSERVE_RUNTIMES {
+            for name in served
+                .iter()
+                .filter(|n| !["autogluon", "tensorrt", "vLLM"].contains(n))
+            {
+                assert!(lookup(name).is_some(), "{name} has no row");
+            }
+        }
+    }
+
     #[test]
     fn the_three_original_formats_keep_mlserver_first() {
         for f in ["sklearn", "xgboost", "lightgbm", "mlflow"] {

@@ -186,6 +186,14 @@ pub static FORMATS: &[Format] = &[
                 implementation: None,
                 modes: &[],
             },
+            RuntimeUse {
+                runtime: "kserve-openvino",
+                loads: Loads::Layout(
+                    "a SavedModel in a numeric version directory: <version>/saved_model.pb",
+                ),
+                implementation: None,
+                modes: &[],
+            },
         ],
     },
     Format {
