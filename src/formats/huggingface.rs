@@ -235,9 +235,9 @@ pub(super) fn check(format: &Format, files: &dyn ModelFiles) -> Result<Checked> 
             reason: if loads {
                 "loads config.json and the weights".to_string()
             } else if let Some(f) = failed.first() {
-                format!("{} check failed", f.check)
+                format!("fails the {} check", f.check)
             } else {
-                "no safetensors or PyTorch weights".to_string()
+                "finds no safetensors or PyTorch weights".to_string()
             },
         });
     }

@@ -467,13 +467,11 @@ fn runtime_verdict(format: &Format, fits: &[RuntimeFit]) -> Vec<Finding> {
     let (yes, no): (Vec<&RuntimeFit>, Vec<&RuntimeFit>) = fits.iter().partition(|f| f.loads);
     let list = |v: &[&RuntimeFit]| {
         v.iter()
-            .map(|f| format!("{} ({})", f.runtime, f.reason))
+            .map(|f| format!("{} {}", f.runtime, f.reason))
             .collect::<Vec<_>>()
             .join("; ")
     };
     if yes.is_empty() {
-        // The family's own findings already failed when its layout is wrong; say it once more
-        // per runtime only when they did not.
         return vec![Finding::fail(
             "runtime",
             format!(
@@ -487,13 +485,11 @@ fn runtime_verdict(format: &Format, fits: &[RuntimeFit]) -> Vec<Finding> {
             describe_runtimes(format)
         ))];
     }
-    let mut out = vec![Finding::pass(
-        "runtime",
-        format!("loads under {}", list(&yes)),
-    )];
+    let mut out = vec![Finding::pass("runtime", list(&yes))];
     if !no.is_empty() {
         out.push(
-            Finding::warn("runtime", format!("does not load under {}", list(&no))).hint(format!(
+            Finding::warn("runtime", format!("not under every runtime: {}", list(&no)))
+                .hint(format!(
                 "serve it with {} (runtime: in the InferenceService; `modelcar kserve` picks it)",
                 yes[0].runtime
             )),

@@ -169,7 +169,7 @@ pub(super) fn check(format: &Format, files: &dyn ModelFiles) -> Result<Checked> 
             runtime: r.runtime.to_string(),
             loads: !ok.is_empty(),
             reason: if ok.is_empty() {
-                "no loadable model directory".into()
+                "finds no loadable model directory".into()
             } else {
                 format!("loads {}", ok.join(", "))
             },
