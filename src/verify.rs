@@ -330,7 +330,7 @@ fn check_platform(
     for mode in Mode::ALL.into_iter().filter(|m| wanted.contains(m)) {
         let mut findings = match mode {
             Mode::Sidecar => sidecar.clone(),
-            Mode::Native => modes::native(&layers),
+            Mode::Native => modes::native(&layers, &fs),
             Mode::Fetch => {
                 let whiteouts = modes::model_whiteouts(store, img.manifest.layers())?;
                 modes::fetch(platform, &layers, &fs, &whiteouts)

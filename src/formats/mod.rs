@@ -488,11 +488,12 @@ fn runtime_verdict(format: &Format, fits: &[RuntimeFit]) -> Vec<Finding> {
     let mut out = vec![Finding::pass("runtime", list(&yes))];
     if !no.is_empty() {
         out.push(
-            Finding::warn("runtime", format!("not under every runtime: {}", list(&no)))
-                .hint(format!(
+            Finding::warn("runtime", format!("not under every runtime: {}", list(&no))).hint(
+                format!(
                 "serve it with {} (runtime: in the InferenceService; `modelcar kserve` picks it)",
                 yes[0].runtime
-            )),
+            ),
+            ),
         );
     }
     out

@@ -42,13 +42,23 @@ fn is_zstd(m: &str) -> bool {
     m.ends_with("+zstd") || m == DOCKER_LAYER_ZSTD
 }
 
-/// Image volumes: nothing runs; Kubernetes version and layer kinds.
-pub(super) fn native(layers: &[(String, MediaType)]) -> Vec<Finding> {
+/// Image volumes: nothing runs; Kubernetes version, layer kinds, a real `/models`.
+pub(super) fn native(layers: &[(String, MediaType)], fs: &RootFs) -> Vec<Finding> {
     let mut out = vec![Finding::new(
         Severity::Pass,
         "image-volume",
         "mounted read-only at /mnt/models with subPath: models, never run: no shell, user or entrypoint needed. Needs Kubernetes 1.33 or later (1.33 and 1.34 with the ImageVolume feature gate; on by default from 1.35) and containerd 2.1+ or CRI-O 1.31+",
     )];
+    if let Some(Node::Symlink { target }) = fs.entries.get("models") {
+        out.push(
+            Finding::new(
+                Severity::Warn,
+                "models",
+                format!("/models is a symlink (to {target}): the kubelet resolves a subPath through symlinks only while they stay inside the volume"),
+            )
+            .hint("put the model files in a real /models directory"),
+        );
+    }
     let odd: Vec<String> = layers
         .iter()
         .filter(|(_, m)| !is_tar_layer(m))
@@ -126,6 +136,16 @@ pub(super) fn fetch(
                 format!("the storage initializer skips layers of media types it does not know: {}", skipped.join(", ")),
             )
             .hint("files under /models in those layers never reach the model directory: use OCI tar or tar+gzip layers"),
+        );
+    }
+    if let Some(Node::Symlink { target }) = fs.entries.get("models") {
+        out.push(
+            Finding::new(
+                Severity::Fail,
+                "models",
+                format!("/models is a symlink (to {target}): the storage initializer extracts only entries named models/..., so the files behind the link never arrive"),
+            )
+            .hint("put the model files in a real /models directory"),
         );
     }
     if !whiteouts.is_empty() {
@@ -232,11 +252,35 @@ mod tests {
             fail.message.contains("layer 1 of 2 (sha256:aa)"),
             "{fail:?}"
         );
-        assert!(native(&layers).iter().all(|f| f.severity == Severity::Pass));
+        assert!(native(&layers, &RootFs::default())
+            .iter()
+            .all(|f| f.severity == Severity::Pass));
         let other = vec![(
             "sha256:cc".to_string(),
             MediaType::Other("application/x-thing".into()),
         )];
-        assert!(native(&other).iter().any(|f| f.severity == Severity::Fail));
+        assert!(native(&other, &RootFs::default())
+            .iter()
+            .any(|f| f.severity == Severity::Fail));
+    }
+
+    #[test]
+    fn a_models_symlink_fails_fetch_and_warns_native() {
+        let mut fs = RootFs::default();
+        fs.entries.insert(
+            "models".into(),
+            Node::Symlink {
+                target: "data/models".into(),
+            },
+        );
+        let layers = vec![("sha256:bb".to_string(), MediaType::ImageLayerGzip)];
+        let f = fetch(None, &layers, &fs, &[]);
+        assert!(f
+            .iter()
+            .any(|f| f.severity == Severity::Fail && f.message.contains("symlink")));
+        let n = native(&layers, &fs);
+        assert!(n
+            .iter()
+            .any(|f| f.severity == Severity::Warn && f.message.contains("symlink")));
     }
 }
