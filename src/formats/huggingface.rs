@@ -161,6 +161,7 @@ pub(super) fn check(format: &Format, files: &dyn ModelFiles) -> Result<Checked> 
 
     let mut gguf = Vec::new();
     for (name, _) in top.iter().filter(|(t, _)| t.ends_with(".gguf")) {
+        // GGUF's header: magic, version (u32), tensor count (u64), metadata count (u64).
         let head = files.read_at(name, 0, 24)?;
         if head.len() >= 24 && head.starts_with(b"GGUF") {
             let version = u32::from_le_bytes(head[4..8].try_into().unwrap_or_default());

@@ -76,6 +76,7 @@ pub fn read(
         if pos == size {
             break;
         }
+        // A field's tag and length are two varints of at most 10 bytes each.
         let head = files.read_at(rel, pos, 20)?;
         let Some((tag, n)) = varint(&head) else {
             return not("a protobuf field tag does not parse");
