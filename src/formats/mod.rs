@@ -400,12 +400,8 @@ pub fn check(files: &dyn ModelFiles, declared: Option<&str>, custom: bool) -> Re
                 }
             }
         }
-        None => match detect(files)? {
-            Some(d) => (
-                lookup(d.format).expect("detected formats are in the table"),
-                true,
-                Some(d.reason),
-            ),
+        None => match detect(files)?.and_then(|d| lookup(d.format).map(|f| (f, d.reason))) {
+            Some((f, reason)) => (f, true, Some(reason)),
             None => {
                 findings.push(
                     Finding::warn(
