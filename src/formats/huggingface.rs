@@ -16,6 +16,7 @@ use crate::limits;
 use crate::text::escape;
 
 const INDEX: &str = "model.safetensors.index.json";
+const PICKLE_INDEX: &str = "pytorch_model.bin.index.json";
 /// Tensor names listed in one message at most.
 const SHOWN: usize = 5;
 
@@ -159,6 +160,10 @@ pub(super) fn check(format: &Format, files: &dyn ModelFiles) -> Result<Checked> 
         );
     }
 
+    if present(PICKLE_INDEX) {
+        missing_shards(files, PICKLE_INDEX, &mut out.findings)?;
+    }
+
     let mut gguf = Vec::new();
     for (name, _) in top.iter().filter(|(t, _)| t.ends_with(".gguf")) {
         // GGUF's header: magic, version (u32), tensor count (u64), metadata count (u64).
@@ -250,6 +255,57 @@ pub(super) fn check(format: &Format, files: &dyn ModelFiles) -> Result<Checked> 
     Ok(out)
 }
 
+/// The shards an index's weight_map names that are not in the directory (a failure), or why
+/// the index cannot be read. Returns the map when it was read.
+fn missing_shards(
+    files: &dyn ModelFiles,
+    index: &str,
+    out: &mut Vec<Finding>,
+) -> Result<Option<BTreeMap<String, String>>> {
+    let raw = match files.small(index, "shards")? {
+        Ok(raw) => raw,
+        Err(f) => {
+            out.push(f);
+            return Ok(None);
+        }
+    };
+    let map: Option<BTreeMap<String, String>> = serde_json::from_slice::<serde_json::Value>(&raw)
+        .ok()
+        .and_then(|v| v.get("weight_map").cloned())
+        .and_then(|m| serde_json::from_value(m).ok());
+    let Some(map) = map else {
+        out.push(
+            Finding::fail(
+                "shards",
+                format!("{index} has no weight_map of tensor names to shard files"),
+            )
+            .hint("write the index with save_pretrained, which maps every tensor to its shard"),
+        );
+        return Ok(None);
+    };
+    let top: BTreeSet<String> = files.top().into_iter().map(|(n, _)| n).collect();
+    let missing: Vec<String> = map
+        .values()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|s| !top.contains(*s))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        out.push(
+            Finding::fail(
+                "shards",
+                format!(
+                    "{index} names shards that are not in the directory: {}",
+                    list(&missing)
+                ),
+            )
+            .hint("copy every shard the index names (a download may have stopped short)"),
+        );
+    }
+    Ok(Some(map))
+}
+
 /// Every safetensors header, and the shard index against them.
 fn check_safetensors(
     files: &dyn ModelFiles,
@@ -293,43 +349,12 @@ fn check_safetensors(
     }
 
     if has_index {
-        let raw = match files.small(INDEX, "shards")? {
-            Ok(raw) => raw,
-            Err(f) => {
-                out.push(f);
-                return Ok(());
-            }
-        };
-        let map: Option<BTreeMap<String, String>> =
-            serde_json::from_slice::<serde_json::Value>(&raw)
-                .ok()
-                .and_then(|v| v.get("weight_map").cloned())
-                .and_then(|m| serde_json::from_value(m).ok());
-        let Some(map) = map else {
-            out.push(
-                Finding::fail(
-                    "shards",
-                    format!("{INDEX} has no weight_map of tensor names to shard files"),
-                )
-                .hint("write the index with save_pretrained, which maps every tensor to its shard"),
-            );
+        let Some(map) = missing_shards(files, INDEX, out)? else {
             return Ok(());
         };
         let listed: BTreeSet<&str> = map.values().map(String::as_str).collect();
         let present: BTreeSet<&str> = shards.iter().map(|(n, _)| n.as_str()).collect();
-        let missing: Vec<String> = listed.difference(&present).map(|s| s.to_string()).collect();
-        if !missing.is_empty() {
-            out.push(
-                Finding::fail(
-                    "shards",
-                    format!(
-                        "{INDEX} names shards that are not in the directory: {}",
-                        list(&missing)
-                    ),
-                )
-                .hint("copy every shard the index names (a download may have stopped short)"),
-            );
-        }
+        let missing = listed.difference(&present).count();
         let unlisted: Vec<String> = present.difference(&listed).map(|s| s.to_string()).collect();
         if !unlisted.is_empty() {
             out.push(
@@ -378,7 +403,7 @@ fn check_safetensors(
                 .hint("the loader will not find them through the index: write the index again"),
             );
         }
-        if missing.is_empty() && unlisted.is_empty() && absent.is_empty() && !broken {
+        if missing == 0 && unlisted.is_empty() && absent.is_empty() && !broken {
             out.push(Finding::pass(
                 "shards",
                 format!(
@@ -502,6 +527,18 @@ mod tests {
         ));
         let f = fails(&run(&files, Some("huggingface")));
         assert!(f.iter().any(|m| m.contains("model-00003-of-00002.safetensors") && m.contains("not listed")), "{f:?}");
+        // A PyTorch index naming a shard that is not there.
+        let files = vec![
+            ("config.json", CONFIG.to_vec()),
+            ("pytorch_model-00001-of-00002.bin", b"PK".to_vec()),
+            ("pytorch_model.bin.index.json", br#"{"weight_map":{"a":"pytorch_model-00001-of-00002.bin","b":"pytorch_model-00002-of-00002.bin"}}"#.to_vec()),
+        ];
+        let f = fails(&run(&files, Some("huggingface")));
+        assert!(
+            f.iter()
+                .any(|m| m.contains("pytorch_model-00002-of-00002.bin")),
+            "{f:?}"
+        );
         // A config naming nothing.
         let mut files = sharded();
         files[0].1 = b"{\"hidden_size\": 4}".to_vec();

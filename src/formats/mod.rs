@@ -430,6 +430,10 @@ pub fn check(files: &dyn ModelFiles, declared: Option<&str>, custom: bool) -> Re
             format!("detected format {}: {r}", format.name),
         ));
     }
+    if !format.runtimes.iter().any(|r| r.implementation.is_some()) {
+        // model-settings.json concerns MLServer only.
+        findings.retain(|f| f.check != "model-settings");
+    }
     let checked = (format.family.check)(format, files)?;
     findings.extend(checked.findings);
     findings.extend(runtime_verdict(format, &checked.runtimes));
@@ -710,6 +714,24 @@ mod tests {
             assert_eq!(preferred_runtime(f), Some("kserve-mlserver"), "{f}");
         }
         assert_eq!(preferred_runtime("bogus"), None);
+    }
+
+    #[test]
+    fn model_settings_are_warned_about_for_mlserver_formats_only() {
+        let settings: &[u8] = b"{}";
+        let (_d, t) = testing::tree(&[
+            ("model.joblib", b"\x80\x04\x95"),
+            ("model-settings.json", settings),
+        ]);
+        let r = check(&t, None, false).unwrap();
+        assert!(r.findings.iter().any(|f| f.check == "model-settings"));
+        let (_d, t) = testing::tree(&[("iris.pmml", b"<PMML>"), ("model-settings.json", settings)]);
+        let r = check(&t, None, false).unwrap();
+        assert!(
+            r.findings.iter().all(|f| f.check != "model-settings"),
+            "{:?}",
+            r.findings
+        );
     }
 
     #[test]
