@@ -354,6 +354,18 @@ format = "sklearn"
         );
         assert_eq!(s.user, "1001");
         assert!(s.models.ends_with("models/mlserver/sklearn"));
+        assert!(!s.custom_format);
+    }
+
+    #[test]
+    fn a_custom_format_is_marked_per_image() {
+        let text = format!("{FILE}\n[images.mine]\nrepository = \"m\"\nmodels = \"m\"\nformat = \"my-runtime\"\ncustom-format = true\n");
+        let p = project(&text).unwrap();
+        let s = p.image("mine", &Overrides::default()).unwrap();
+        assert_eq!(
+            (s.format.as_deref(), s.custom_format),
+            (Some("my-runtime"), true)
+        );
     }
 
     #[test]
