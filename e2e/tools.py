@@ -44,6 +44,8 @@ def findings(report):
     yield from report.get("findings", [])
     for p in report.get("platforms", []):
         yield from p.get("findings", [])
+        for m in p.get("modes", []):
+            yield from m.get("findings", [])
 
 
 def failed_checks(path):

@@ -47,6 +47,8 @@ pub struct BuildSpec {
     pub models: PathBuf,
     pub base: Location,
     pub format: Option<String>,
+    /// Accept a format no KServe runtime serves (for a custom ServingRuntime).
+    pub custom_format: bool,
     pub uid: u64,
     pub gid: u64,
     pub dir_mode: u32,
@@ -120,7 +122,10 @@ pub fn rfc3339(epoch: u64) -> String {
 /// Check the model directory and its format; nothing is written.
 pub fn check_models(spec: &BuildSpec) -> Result<(ModelTree, FormatReport)> {
     let tree = ModelTree::scan(&spec.models)?;
-    let report = formats::check(&tree, spec.format.as_deref())?;
+    let mut report = formats::check(&tree, spec.format.as_deref(), spec.custom_format)?;
+    // The sidecar is KServe's default mode; `verify` reports the others.
+    let notes = formats::mode_notes(&report, formats::Mode::Sidecar);
+    report.findings.extend(notes);
     let fails: Vec<String> = report
         .findings
         .iter()
@@ -186,8 +191,8 @@ pub fn build(
     if format.detected {
         if let Some(f) = &format.format {
             notes.push(format!(
-                "detected model format {f} (from {})",
-                format.model_file.as_deref().unwrap_or("?")
+                "detected model format {f}: {}",
+                format.reason.as_deref().unwrap_or("?")
             ));
         }
     }
@@ -200,6 +205,10 @@ pub fn build(
             Some(h) => format!("warning: {} (hint: {h})", f.message),
             None => format!("warning: {}", f.message),
         });
+    }
+
+    if spec.compression == CompressionChoice::Zstd {
+        notes.push("warning: zstd layers will not work with oci+fetch:// (KServe's storage initializer reads only tar and tar+gzip layers) (hint: use --compression gzip or auto to serve it in every mode)".to_string());
     }
 
     let base = transport::resolve(store, &spec.base, spec.platform.as_ref(), remote)?;

@@ -32,12 +32,10 @@ impl std::str::FromStr for Storage {
     }
 }
 
-/// The runtime KServe should use for a format, when there is a well-known one.
+/// The runtime KServe should use for a format, when there is a well-known one (the format
+/// table's preferred runtime).
 pub fn runtime_for(format: &str) -> Option<&'static str> {
-    match format {
-        "sklearn" | "xgboost" | "lightgbm" | "mlflow" => Some("kserve-mlserver"),
-        _ => None,
-    }
+    formats::preferred_runtime(format)
 }
 
 #[derive(Serialize)]

@@ -665,6 +665,8 @@ pub fn header(
     h.set_uid(s.uid);
     h.set_gid(s.gid);
     h.set_mtime(s.mtime);
+    // Above 8 GiB the tar crate writes the size in GNU base-256; the PAX record says it again
+    // for readers that know only POSIX. Both, because some scanners read only one of them.
     h.set_size(size);
     if size > 0o77777777777 {
         pax.push(("size", size.to_string().into_bytes()));
@@ -941,11 +943,27 @@ mod tests {
             512 * 3,
             "PAX header, its records, then the entry header"
         );
-        let mut a = tar::Archive::new(io::Cursor::new([h, vec![0u8; 1024]].concat()));
+        let mut a = tar::Archive::new(io::Cursor::new([h.clone(), vec![0u8; 1024]].concat()));
         let mut entries = a.entries().unwrap();
         let e = entries.next().unwrap().unwrap();
         assert_eq!(e.path().unwrap().to_str().unwrap(), long);
         assert_eq!(e.size(), 9 << 30);
+        // Scanners that ignore PAX records (Quay's Clair did) read the ustar size field: it
+        // holds the size too, in GNU base-256 (top bit set, big-endian), not 0.
+        let ustar = &h[h.len() - 512..];
+        let field = &ustar[124..136];
+        assert_eq!(field[0], 0x80, "base-256 marker: {field:?}");
+        let mut size = 0u64;
+        for b in &field[4..] {
+            size = size << 8 | u64::from(*b);
+        }
+        assert_eq!(size, 9 << 30);
+        assert!(field[1..4].iter().all(|b| *b == 0));
+        let records = String::from_utf8_lossy(&h[512..1024]);
+        assert!(
+            records.contains(&format!("size={}", 9u64 << 30)),
+            "{records}"
+        );
         // An ordinary entry needs no PAX header.
         let h = header(
             "models/model.bst",

@@ -4,7 +4,7 @@
 //! The crate is organised around a small image vocabulary ([`image`], [`reference`], [`digest`])
 //! that every part speaks:
 //!
-//! - [`model`] scans and checks a model directory; [`formats`] knows what MLServer loads;
+//! - [`model`] scans and checks a model directory; [`formats`] knows what each KServe runtime loads;
 //! - [`layer`] turns model files into reproducible tar layers, streaming and hashing once;
 //! - [`store`] is the local OCI layout; [`transport`] moves images between it and OCI layouts,
 //!   OCI archives and Docker archives;
@@ -25,7 +25,7 @@
 //!     reference: "quay.io/me/mlserver-sklearn:v1".parse()?,
 //!     models: "models/mlserver/sklearn".into(),
 //!     base: "oci:base-layout:busybox".parse()?,
-//!     format: Some("sklearn".into()),
+//!     format: Some("sklearn".into()), custom_format: false,
 //!     uid: 1001, gid: 0, dir_mode: 0o555, file_mode: 0o444, user: "1001".into(),
 //!     layers: layer::LayerMode::Split,
 //!     layer_threshold: build::DEFAULT_LAYER_THRESHOLD,

@@ -58,6 +58,9 @@ struct ImageEntry {
     repository: String,
     models: PathBuf,
     format: Option<String>,
+    /// The format is served by a custom ServingRuntime: any name is accepted.
+    #[serde(default)]
+    custom_format: bool,
     #[serde(flatten)]
     settings: Settings,
 }
@@ -106,6 +109,8 @@ pub struct ImageSettings {
     pub repository: String,
     pub models: PathBuf,
     pub format: Option<String>,
+    /// Accept a format no KServe runtime serves (`custom-format = true`).
+    pub custom_format: bool,
     pub registry: String,
     pub version: String,
     pub base: String,
@@ -262,6 +267,7 @@ impl Project {
             repository: entry.repository.clone(),
             models: base_dir.join(&entry.models),
             format: entry.format.clone(),
+            custom_format: entry.custom_format,
             registry: pick(&cli.registry, Some("REGISTRY"), &s.registry, &d.registry).ok_or_else(
                 || {
                     Error::invalid(file_ctx("no registry set"))
@@ -406,6 +412,18 @@ format = "sklearn"
         );
         assert_eq!(s.user, "1001");
         assert!(s.models.ends_with("models/mlserver/sklearn"));
+        assert!(!s.custom_format);
+    }
+
+    #[test]
+    fn a_custom_format_is_marked_per_image() {
+        let text = format!("{FILE}\n[images.mine]\nrepository = \"m\"\nmodels = \"m\"\nformat = \"my-runtime\"\ncustom-format = true\n");
+        let p = project(&text).unwrap();
+        let s = p.image("mine", &Overrides::default()).unwrap();
+        assert_eq!(
+            (s.format.as_deref(), s.custom_format),
+            (Some("my-runtime"), true)
+        );
     }
 
     #[test]

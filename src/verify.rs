@@ -4,7 +4,9 @@
 //! links, usr-merge) and the result is checked against what KServe does with the image: its init
 //! container lists `/models`, its sidecar runs `sh`, `ln`, `sleep` (and `mkdir` in newer releases)
 //! with no entrypoint in front, OpenShift runs both as a random UID in group 0, and MLServer loads
-//! a well-known file name. Each check passes, warns or fails with the reason and the fix.
+//! a well-known file name. Each check passes, warns or fails with the reason and the fix, and
+//! is reported for every mode it concerns: the sidecar (`oci://`), an image volume
+//! (`oci+native://`) or the storage initializer's fetch (`oci+fetch://`); see [`modes`].
 //! Given a public key, the model's signature (`/models/model.sig`) is checked too.
 
 use std::io::Read;
@@ -14,11 +16,17 @@ use serde::Serialize;
 
 use crate::build::{FORMAT_ANNOTATION, REQUIRED_BINARIES};
 use crate::error::{Error, Result};
-use crate::formats::{self, Finding, ModelFiles, Severity};
+use crate::formats::{self, Finding, Mode, ModelFiles, Severity};
 use crate::image::{self, PlatformImage};
 use crate::provenance::model_signing::{self, VerifyingKey};
 use crate::rootfs::{self, Node, RootFs};
 use crate::store::Store;
+
+mod modes;
+pub use modes::ModeReport;
+
+/// Checks that concern a running container only: the sidecar mode's.
+const SIDECAR_CHECKS: [&str; 3] = ["binaries", "entrypoint", "user"];
 
 /// Layer sizes registries are known to refuse above.
 pub const LAYER_LIMITS: [(&str, u64); 1] = [("GHCR (ghcr.io)", 10_000_000_000)];
@@ -28,7 +36,10 @@ pub const LAYER_LIMITS: [(&str, u64); 1] = [("GHCR (ghcr.io)", 10_000_000_000)];
 pub struct PlatformReport {
     pub platform: String,
     pub manifest: String,
+    /// Findings that hold in every mode.
     pub findings: Vec<Finding>,
+    /// Findings of each mode asked for, in [`Mode::ALL`] order.
+    pub modes: Vec<ModeReport>,
 }
 
 /// Findings for an image.
@@ -47,6 +58,11 @@ impl Report {
         self.findings
             .iter()
             .chain(self.platforms.iter().flat_map(|p| &p.findings))
+            .chain(
+                self.platforms
+                    .iter()
+                    .flat_map(|p| p.modes.iter().flat_map(|m| &m.findings)),
+            )
             .map(|f| f.severity)
             .max()
             .unwrap_or(Severity::Pass)
@@ -61,34 +77,23 @@ struct ImageModels<'a> {
 }
 
 impl ModelFiles for ImageModels<'_> {
-    fn top_files(&self) -> Vec<String> {
+    fn files(&self) -> Vec<(String, u64)> {
         self.fs
             .entries
             .keys()
             .filter_map(|p| p.strip_prefix("models/"))
-            .filter(|rest| !rest.contains('/'))
-            .filter(|name| {
-                matches!(
-                    self.fs.resolve(&format!("models/{name}")),
-                    Some((_, Node::File { .. }))
-                )
+            .filter_map(|rel| match self.fs.resolve(&format!("models/{rel}")) {
+                Some((_, Node::File { size, .. })) => Some((rel.to_string(), *size)),
+                _ => None,
             })
-            .map(str::to_string)
             .collect()
     }
 
-    fn contains_name(&self, name: &str) -> bool {
-        self.fs
-            .entries
-            .keys()
-            .any(|p| p.starts_with("models/") && p.rsplit('/').next() == Some(name))
-    }
-
-    fn head(&self, name: &str, n: usize) -> Result<Vec<u8>> {
+    fn read_at(&self, rel: &str, offset: u64, n: u64) -> Result<Vec<u8>> {
         let (path, _) = self
             .fs
-            .resolve(&format!("models/{name}"))
-            .ok_or_else(|| Error::corrupt(format!("/models/{name} does not resolve")))?;
+            .resolve(&format!("models/{rel}"))
+            .ok_or_else(|| Error::corrupt(format!("/models/{rel} does not resolve")))?;
         let layer = *self
             .fs
             .origin
@@ -96,14 +101,15 @@ impl ModelFiles for ImageModels<'_> {
             .ok_or_else(|| Error::corrupt(format!("/{path} has no layer")))?;
         let desc = &self.layers[layer];
         let what = format!("layer {}", desc.digest());
+        let bad = |e: std::io::Error| rootfs::ListingError::from(e).about(&what);
         let mut tar = rootfs::TarReader::new(rootfs::open_layer(self.store, desc)?);
         while let Some((p, _)) = tar.next_entry().map_err(|e| e.about(&what))? {
             if p == path {
-                let mut buf = Vec::with_capacity(n);
-                tar.contents()
-                    .take(n as u64)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| rootfs::ListingError::from(e).about(&what))?;
+                let mut contents = tar.contents();
+                std::io::copy(&mut (&mut contents).take(offset), &mut std::io::sink())
+                    .map_err(bad)?;
+                let mut buf = Vec::new();
+                contents.take(n).read_to_end(&mut buf).map_err(bad)?;
                 return Ok(buf);
             }
         }
@@ -148,15 +154,19 @@ fn check_model_signature(
     }
 }
 
+/// The findings of one platform: those of every mode, and each mode's.
 fn check_platform(
     store: &Store,
     img: &PlatformImage,
+    platform: Option<&oci_spec::image::Platform>,
     declared: Option<&str>,
+    wanted: &[Mode],
     model_key: Option<&VerifyingKey>,
-) -> Result<Vec<Finding>> {
+) -> Result<(Vec<Finding>, Vec<ModeReport>)> {
     let mut out = Vec::new();
     let config = image::read_config(store, img.manifest.config())?;
     let fs = RootFs::from_layers(store, img.manifest.layers())?;
+    let mut format = None;
 
     // /models exists and is not empty (modelcar-init: [ -d /models ] && [ "$(ls -A /models)" ]).
     let models = fs.resolve("models");
@@ -314,15 +324,9 @@ fn check_platform(
             layers: img.manifest.layers(),
             fs: &fs,
         };
-        let report = formats::check(&files, declared)?;
-        if let (Some(f), true) = (&report.format, report.detected) {
-            out.push(Finding::new(
-                Severity::Pass,
-                "format",
-                format!("detected format {f} (the image declares none)"),
-            ));
-        }
-        out.extend(report.findings);
+        let report = formats::check(&files, declared, true)?;
+        out.extend(report.findings.iter().cloned());
+        format = Some(report);
     }
 
     // Layer sizes.
@@ -347,19 +351,51 @@ fn check_platform(
     if let Some(key) = model_key {
         out.push(check_model_signature(store, img, &fs, key)?);
     }
-    Ok(out)
+
+    let (sidecar, common): (Vec<Finding>, Vec<Finding>) = out
+        .into_iter()
+        .partition(|f| SIDECAR_CHECKS.contains(&f.check.as_str()));
+    let layers: Vec<(String, oci_spec::image::MediaType)> = img
+        .manifest
+        .layers()
+        .iter()
+        .map(|l| (l.digest().to_string(), l.media_type().clone()))
+        .collect();
+    let mut reports = Vec::new();
+    for mode in Mode::ALL.into_iter().filter(|m| wanted.contains(m)) {
+        let mut findings = match mode {
+            Mode::Sidecar => sidecar.clone(),
+            Mode::Native => modes::native(&layers, &fs),
+            Mode::Fetch => {
+                let whiteouts = modes::model_whiteouts(store, img.manifest.layers())?;
+                modes::fetch(platform, &layers, &fs, &whiteouts)
+            }
+        };
+        if let Some(r) = &format {
+            findings.extend(formats::mode_notes(r, mode));
+        }
+        reports.push(ModeReport {
+            mode,
+            scheme: mode.scheme(),
+            findings,
+        });
+    }
+    Ok((common, reports))
 }
 
-/// Verify an image in the store. `name` is how the user called it (its tag is checked).
+/// Verify an image in the store for every mode. `name` is how the user called it (its tag is
+/// checked).
 pub fn verify(store: &Store, top: &Descriptor, name: &str) -> Result<Report> {
-    verify_with(store, top, name, None)
+    verify_with(store, top, name, &Mode::ALL, None)
 }
 
-/// [`verify`], and with `model_key` the model signature too.
+/// Verify an image in the store for the delivery modes asked for (`wanted`), and with
+/// `model_key` its model signature too.
 pub fn verify_with(
     store: &Store,
     top: &Descriptor,
     name: &str,
+    wanted: &[Mode],
     model_key: Option<&VerifyingKey>,
 ) -> Result<Report> {
     let annotations = match image::Document::classify(top.media_type()) {
@@ -382,13 +418,23 @@ pub fn verify_with(
         let platform = img
             .platform
             .clone()
-            .or_else(|| crate::transport::platform_of_config(&config))
-            .map(|p| image::platform_string(&p))
-            .unwrap_or_else(|| "?".into());
+            .or_else(|| crate::transport::platform_of_config(&config));
+        let (findings, modes) = check_platform(
+            store,
+            &img,
+            platform.as_ref(),
+            declared.as_deref(),
+            wanted,
+            model_key,
+        )?;
         platforms.push(PlatformReport {
-            platform,
+            platform: platform
+                .as_ref()
+                .map(image::platform_string)
+                .unwrap_or_else(|| "?".into()),
             manifest: img.descriptor.digest().to_string(),
-            findings: check_platform(store, &img, declared.as_deref(), model_key)?,
+            findings,
+            modes,
         });
     }
     let mut findings = Vec::new();

@@ -775,6 +775,7 @@ fn compressed_layers_are_the_same_whatever_the_thread_count() {
                 let flags = [
                     "--format",
                     "tokenizer",
+                    "--custom-format",
                     "--compression",
                     compression,
                     "--threads",

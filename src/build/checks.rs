@@ -70,7 +70,9 @@ pub(super) fn unreadable_base_models(
 
 /// The failed checks of a report (with their platform), and the warnings worth telling at
 /// build time: failures are shown elsewhere, model-level warnings were noted by the build.
-/// Without the base check (`--no-base-check`, for image volumes) missing binaries are no failure.
+/// A build must work in KServe's default mode, the sidecar (`oci://`); what fails only in
+/// another mode (a zstd layer under `oci+fetch://`) is a warning naming the mode. Without the
+/// base check (`--no-base-check`, for image volumes) missing binaries are no failure.
 pub(super) fn verify_findings(
     report: &crate::verify::Report,
     base_check: bool,
@@ -80,25 +82,42 @@ pub(super) fn verify_findings(
         None => f.message.clone(),
     };
     let with_check = |f: &formats::Finding| format!("check `{}`: {}", f.check, with_hint(f));
-    let warnings = report
+    let mut warnings: Vec<String> = report
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Warn)
         .map(|f| format!("warning: {}", with_hint(f)))
         .collect();
-    let fails = report
+    let mut fails: Vec<String> = report
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Fail)
         .map(with_check)
-        .chain(report.platforms.iter().flat_map(|p| {
-            p.findings
-                .iter()
-                .filter(|f| f.severity == Severity::Fail)
-                .filter(move |f| base_check || f.check != "binaries")
-                .map(move |f| format!("{}, {}", p.platform, with_check(f)))
-        }))
         .collect();
+    for p in &report.platforms {
+        let failed = p.findings.iter().filter(|f| f.severity == Severity::Fail);
+        fails.extend(failed.map(|f| format!("{}, {}", p.platform, with_check(f))));
+        for m in &p.modes {
+            let failed = m.findings.iter().filter(|f| f.severity == Severity::Fail);
+            if m.mode == formats::Mode::Sidecar {
+                fails.extend(
+                    failed
+                        .filter(|f| base_check || f.check != "binaries")
+                        .map(|f| format!("{}, {}", p.platform, with_check(f))),
+                );
+            } else {
+                warnings.extend(failed.map(|f| {
+                    format!(
+                        "warning: {}: will not work with {}:// ({} mode): {}",
+                        p.platform,
+                        m.scheme,
+                        m.mode.name(),
+                        with_hint(f)
+                    )
+                }));
+            }
+        }
+    }
     (fails, warnings)
 }
 

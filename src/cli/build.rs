@@ -29,9 +29,13 @@ pub struct Args {
     /// Base image: REF (local store), oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF].
     #[arg(long, value_name = "IMAGE")]
     pub base: Option<String>,
-    /// Model format (sklearn, xgboost, lightgbm, or any KServe format name); detected when absent.
+    /// Model format as KServe names it (sklearn, xgboost, lightgbm, huggingface, onnx,
+    /// tensorflow, pytorch, triton, openvino, mlflow, pmml, paddle); detected when absent.
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
+    /// Accept a --format no KServe runtime serves, for a custom ServingRuntime (not checked).
+    #[arg(long, requires = "format")]
+    pub custom_format: bool,
     /// Build only this platform of a multi-platform base (os/arch[/variant]).
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
@@ -164,6 +168,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             models: models.clone(),
             base: base.parse::<Location>()?,
             format: args.format.clone(),
+            custom_format: args.custom_format,
             uid,
             gid,
             dir_mode: 0o555,
@@ -202,7 +207,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
     };
     if args.format.is_some() || args.owner.is_some() {
         bail!(Error::invalid(
-            "--format and --owner apply to --models builds; set them in the project file"
+            "--format, --custom-format and --owner apply to --models builds; set them in the project file"
         ));
     }
     let names = if args.names.is_empty() || args.all {
@@ -232,6 +237,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             models: s.models.clone(),
             base: s.base.parse::<Location>()?,
             format: s.format.clone(),
+            custom_format: s.custom_format,
             uid: s.uid,
             gid: s.gid,
             dir_mode: s.dir_mode,

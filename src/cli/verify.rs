@@ -1,6 +1,6 @@
 //! `modelcar verify`: will the image work as a KServe modelcar?
 
-use modelcar::formats::{Finding, Severity};
+use modelcar::formats::{Finding, Mode, Severity};
 use modelcar::provenance::model_signing::VerifyingKey;
 use modelcar::registry::pull::PullPolicy;
 use modelcar::text::Escaped;
@@ -18,12 +18,25 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// How KServe will run the image: sidecar (oci://), native (oci+native://, an image
+    /// volume), fetch (oci+fetch://, the storage initializer) or all.
+    #[arg(long, value_name = "MODE", default_value = "all")]
+    pub mode: String,
     /// Also check that the image in its registry carries a cosign signature by this public key.
     #[arg(long, value_name = "KEY")]
     pub sigstore_public_key: Option<std::path::PathBuf>,
 }
 
+/// The modes `--mode` names.
+fn modes(text: &str) -> anyhow::Result<Vec<Mode>> {
+    if text == "all" {
+        return Ok(Mode::ALL.to_vec());
+    }
+    Ok(vec![text.parse()?])
+}
+
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
+    let modes = modes(&args.mode)?;
     if let Some(path) = &args.sigstore_public_key {
         // The signature is checked first, against what the registry serves under the name.
         let key = modelcar::provenance::cosign::load_public_key(path)?;
@@ -48,6 +61,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         &store,
         &resolved.descriptor,
         &resolved.name,
+        &modes,
         model_key.as_ref(),
     )?;
     if args.json {
@@ -83,24 +97,39 @@ fn mark(s: Severity) -> &'static str {
 /// so every field is escaped.
 pub fn print_report(report: &verify::Report) -> anyhow::Result<()> {
     outln!("{} ({})", Escaped(&report.image), Escaped(&report.digest));
-    print_findings(&report.findings)?;
+    print_findings("  ", &report.findings)?;
     for p in &report.platforms {
         outln!("{} {}", Escaped(&p.platform), Escaped(&p.manifest));
-        print_findings(&p.findings)?;
+        print_findings("  ", &p.findings)?;
+        for m in &p.modes {
+            let worst = m
+                .findings
+                .iter()
+                .map(|f| f.severity)
+                .max()
+                .unwrap_or(Severity::Pass);
+            outln!(
+                "  mode {} ({}://): {}",
+                m.mode.name(),
+                m.scheme,
+                mark(worst)
+            );
+            print_findings("    ", &m.findings)?;
+        }
     }
     Ok(())
 }
 
-fn print_findings(findings: &[Finding]) -> anyhow::Result<()> {
+fn print_findings(indent: &str, findings: &[Finding]) -> anyhow::Result<()> {
     for f in findings {
         outln!(
-            "  {:4}  {:12} {}",
+            "{indent}{:4}  {:12} {}",
             mark(f.severity),
             Escaped(&f.check),
             Escaped(&f.message)
         );
         if let (Some(h), true) = (&f.hint, f.severity != Severity::Pass) {
-            outln!("  {:4}  {:12} fix: {}", "", "", Escaped(h));
+            outln!("{indent}{:4}  {:12} fix: {}", "", "", Escaped(h));
         }
     }
     Ok(())

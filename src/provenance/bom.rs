@@ -241,8 +241,10 @@ mod tests {
         FormatReport {
             format: Some("sklearn".into()),
             detected: true,
+            reason: Some("model.joblib is a joblib pickle".into()),
             model_file: Some("model.joblib".into()),
             findings: Vec::new(),
+            runtimes: Vec::new(),
         }
     }
 
