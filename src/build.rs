@@ -403,7 +403,8 @@ pub fn build(
             d.set_platform(None);
             d
         };
-    // The BOM is kept beside the image before the image is named, so no image lacks one.
+    // The BOM is kept beside the image before the image is named, so no image lacks one, and
+    // only once its checks passed, so a refused build leaves the store's index as it was.
     let bom = crate::provenance::bom::for_build(
         store,
         spec,
@@ -412,7 +413,6 @@ pub fn build(
         base_name.as_deref(),
         base.descriptor.digest().as_ref(),
     )?;
-    crate::provenance::referrers::store_bom(store, &top, &bom, &created)?;
     let pushed = match push {
         None => {
             // The checks `modelcar verify` makes, on what was built, before it gets a name.
@@ -420,10 +420,12 @@ pub fn build(
             let (fails, warnings) = verify_findings(&report, spec.base_check);
             notes.extend(warnings);
             checks_failed(spec, fails, &mut notes)?;
+            crate::provenance::referrers::store_bom(store, &top, &bom, &created)?;
             store.tag(&spec.reference.tagged(), &top)?;
             None
         }
         Some(client) => {
+            crate::provenance::referrers::store_bom(store, &top, &bom, &created)?;
             let sent: std::collections::HashSet<String> =
                 layers.iter().map(|l| l.digest.clone()).collect();
             let mount_from = match &spec.base {

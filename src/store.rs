@@ -287,6 +287,24 @@ impl Store {
         })
     }
 
+    /// Add an untagged entry in place of the untagged entries `replaced` (digests), in one
+    /// update of the index: a newer artifact for the same image supersedes the older ones.
+    pub fn replace_untagged(&self, replaced: &[String], target: &Descriptor) -> Result<()> {
+        self.update_index(|entries| {
+            entries.retain(|d| {
+                ref_name(d).is_some()
+                    || d.digest() == target.digest()
+                    || !replaced.iter().any(|r| r == d.digest().as_ref())
+            });
+            if !entries
+                .iter()
+                .any(|d| d.digest() == target.digest() && ref_name(d).is_none())
+            {
+                entries.push(target.clone());
+            }
+        })
+    }
+
     /// Remove the entries named `references`; returns the names that were present.
     pub fn untag(&self, references: &[String]) -> Result<Vec<String>> {
         let mut removed = Vec::new();

@@ -670,7 +670,14 @@ fn control_characters_from_an_image_never_reach_the_terminal_and_json_keeps_them
         .args(["verify", reference, "--json"])
         .run()
         .json();
-    let user = verify["platforms"][0]["findings"]
+    // The user matters to the sidecar, so its finding is in that mode's report.
+    let sidecar = verify["platforms"][0]["modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mode"] == "sidecar")
+        .unwrap_or_else(|| panic!("no sidecar mode: {verify}"));
+    let user = sidecar["findings"]
         .as_array()
         .unwrap()
         .iter()
@@ -811,7 +818,7 @@ fn a_full_disk_fails_the_build_with_a_hint_to_free_space_or_move_the_store() {
         .failure()
         .stderr_has(&[
             "No space left on device",
-            "hint: the filesystem is full",
+            "hint: the disk holding that path is full",
             "--store",
         ]);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);

@@ -83,7 +83,16 @@ pub fn store_bom(
     );
     let mut desc = store.put_document(MediaType::ImageManifest, &manifest)?;
     desc.set_artifact_type(Some(MediaType::from(super::bom::MEDIA_TYPE)));
-    store.add_untagged(&desc)?;
+    // One BOM per image: a rebuild's BOM (another tool version, another base name) replaces
+    // the one an earlier build of the same image left.
+    let older: Vec<String> = stored_referrers(store, subject.digest().as_ref())?
+        .into_iter()
+        .filter(|(_, m)| {
+            m.pointer("/artifactType").and_then(Value::as_str) == Some(super::bom::MEDIA_TYPE)
+        })
+        .map(|(d, _)| d.digest().to_string())
+        .collect();
+    store.replace_untagged(&older, &desc)?;
     Ok(desc)
 }
 

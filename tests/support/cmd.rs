@@ -122,13 +122,19 @@ impl Outcome {
     }
 
     /// Assert a failure reported as modelcar reports errors (`error: ...` on stderr, nothing
-    /// on stdout, exit code 1, no panic) and return self.
+    /// on stdout, no panic, the command's exit code for an error: 2 for `verify`, whose 1 means
+    /// a failed check, else 1) and return self.
     #[track_caller]
     pub fn failure(self) -> Outcome {
+        let code = if self.command.split_whitespace().any(|w| w == "verify") {
+            2
+        } else {
+            1
+        };
         assert_eq!(
             self.status.code(),
-            Some(1),
-            "`{}` should fail with exit code 1 ({}):\nstdout:\n{}\nstderr:\n{}",
+            Some(code),
+            "`{}` should fail with exit code {code} ({}):\nstdout:\n{}\nstderr:\n{}",
             self.command,
             self.status,
             self.stdout,
