@@ -11,7 +11,8 @@
 //! - [`rootfs`] merges an image's layers to see what a runtime would see (for the base check);
 //! - [`build`] is the pipeline from base image and model directory to a tagged image;
 //! - [`registry`] pulls from and pushes to registries, with their authentication;
-//! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests;
+//! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService and
+//!   LLMInferenceService manifests, with the runtimes KServe ships ([`kserve::runtimes`]);
 //! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing.
 //!
 //! ```no_run
