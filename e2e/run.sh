@@ -656,6 +656,10 @@ if (cd "$W" && "$MC" --store "$W/store" build --models "$REPO/models/mlserver/sk
   rc=$?
   check "Storage.download refuses the zstd-compressed image (exit $rc): $(grep -m1 -o 'OCI layer mediaType [^,]*zstd-compressed' "$LOGS/fetch-zstd.log")" "$LOGS/fetch-zstd.log" \
     bash -c "[ $rc != 0 ] && grep -q 'zstd-compressed, which this storage handler cannot decompress' '$LOGS/fetch-zstd.log'"
+  "$MC" --store "$W/kserve-store" kserve "$ZSTD_REF" --storage fetch >"$LOGS/kserve-zstd.log" 2>&1
+  rc=$?
+  check "modelcar kserve $ZSTD_REF --storage fetch refuses it too, for the same reason (exit $rc)" "$LOGS/kserve-zstd.log" \
+    bash -c "[ $rc = 1 ] && grep -q 'oci+fetch:// handler cannot read this image: .*tar+zstd' '$LOGS/kserve-zstd.log'"
 else
   fail "modelcar build --compression zstd and push $ZSTD_REF" "$LOGS/zstd-build.log"
 fi

@@ -799,6 +799,40 @@ fn kserve_refuses_unknown_formats_and_runtimes_that_do_not_serve_the_format() {
 }
 
 #[test]
+fn kserve_refuses_the_fetch_mode_for_an_image_with_zstd_layers() {
+    let dir = temp();
+    let store = dir.path().join("store");
+    for (tag, compression) in [("zstd", "zstd"), ("gzip", "gzip")] {
+        build_one(
+            &store,
+            &example_model("sklearn"),
+            &format!("quay.io/t/sklearn:{tag}"),
+            &bases().busybox(),
+            &["-q", "--format", "sklearn", "--compression", compression],
+        );
+    }
+    let k = |tag: &str, storage: &str| {
+        modelcar(&store)
+            .args([
+                "kserve",
+                &format!("quay.io/t/sklearn:{tag}"),
+                "--storage",
+                storage,
+            ])
+            .run()
+    };
+    k("zstd", "fetch").failure().stderr_has(&[
+        "quay.io/t/sklearn:zstd",
+        "oci+fetch",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "--compression gzip",
+    ]);
+    k("zstd", "oci").success();
+    k("zstd", "native").success();
+    k("gzip", "fetch").success();
+}
+
+#[test]
 fn the_inference_service_validator_rejects_what_a_cluster_would() {
     let good = "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n\
                 metadata:\n  name: sklearn-iris\nspec:\n  predictor:\n    model:\n\

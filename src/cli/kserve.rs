@@ -36,10 +36,16 @@ pub struct Args {
     pub protocol: Option<String>,
 }
 
-/// The digest of the image and the format it records.
+/// The digest of the image, the format it records, and the media types of the layers of every
+/// platform's manifest.
 struct Found {
     digest: Option<String>,
     format: Option<String>,
+    layers: Vec<String>,
+}
+
+fn layer_types(manifest: &oci_spec::image::ImageManifest) -> impl Iterator<Item = String> + '_ {
+    manifest.layers().iter().map(|l| l.media_type().to_string())
 }
 
 fn recorded_format(
@@ -57,9 +63,14 @@ fn find(ctx: &Context, image_ref: &ImageRef) -> anyhow::Result<Found> {
             DocumentKind::Index => image::read_index(&store, &d)?.annotations().clone(),
             _ => image::read_manifest(&store, &d)?.annotations().clone(),
         };
+        let mut layers = Vec::new();
+        for img in image::platform_images(&store, &d)? {
+            layers.extend(layer_types(&img.manifest));
+        }
         return Ok(Found {
             digest: Some(d.digest().to_string()),
             format: recorded_format(annotations.as_ref()),
+            layers,
         });
     }
     let client = ctx.client()?;
@@ -72,31 +83,38 @@ fn find(ctx: &Context, image_ref: &ImageRef) -> anyhow::Result<Found> {
             "{image_ref} is not in the local store, and its registry does not give its manifest"
         ))
     })?;
+    let mut layers = Vec::new();
     let format = match image::Document::classify(desc.media_type()) {
         DocumentKind::Index => {
             let index = image::parse_index(&bytes)?;
-            match recorded_format(index.annotations().as_ref()) {
-                Some(f) => Some(f),
-                // An index without the annotation: its first image's manifest may carry it.
-                None => match index.manifests().first() {
-                    Some(child) => {
-                        let (child_bytes, _) = fetch_manifest(
-                            client,
-                            image_ref,
-                            child.digest().as_ref(),
-                            Some(child),
-                        )?;
-                        recorded_format(image::parse_manifest(&child_bytes)?.annotations().as_ref())
-                    }
-                    None => None,
-                },
+            let mut format = recorded_format(index.annotations().as_ref());
+            // Every runnable entry: KServe's fetch handler picks the one of its node's
+            // architecture; an index without the annotation may carry it on its images.
+            for child in index
+                .manifests()
+                .iter()
+                .filter(|c| !image::is_attestation(c))
+            {
+                let (child_bytes, _) =
+                    fetch_manifest(client, image_ref, child.digest().as_ref(), Some(child))?;
+                let manifest = image::parse_manifest(&child_bytes)?;
+                layers.extend(layer_types(&manifest));
+                if format.is_none() {
+                    format = recorded_format(manifest.annotations().as_ref());
+                }
             }
+            format
         }
-        _ => recorded_format(image::parse_manifest(&bytes)?.annotations().as_ref()),
+        _ => {
+            let manifest = image::parse_manifest(&bytes)?;
+            layers.extend(layer_types(&manifest));
+            recorded_format(manifest.annotations().as_ref())
+        }
     };
     Ok(Found {
         digest: Some(desc.digest().to_string()),
         format,
+        layers,
     })
 }
 
@@ -109,6 +127,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             .context("kserve needs a registry reference (the storageUri KServe pulls from)")
     })?;
     let found = find(ctx, &image_ref)?;
+    storage
+        .check_layers(found.layers.iter().map(String::as_str))
+        .map_err(|e| anyhow::Error::new(e).context(format!("{image_ref}")))?;
     let Some(format) = args.format.clone().or(found.format) else {
         bail!(Error::invalid(format!("the model format of {image_ref} is not known"))
             .with_hint("pass --format (sklearn, xgboost, lightgbm, huggingface, onnx, ...); images built by modelcar record it"));

@@ -43,6 +43,37 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Whether KServe fails on a layer of this media type in this mode. KServe's `oci+fetch`
+    /// handler (`kserve-storage`, Python 3.11's `tarfile`) refuses `+zstd` layers, in any
+    /// manifest it reads; it skips layers that are not tar at all. The sidecar and image volumes
+    /// go through the container runtime, which reads them all.
+    pub fn refuses_layer(self, media_type: &str) -> bool {
+        self == Storage::Fetch && media_type.ends_with("+zstd")
+    }
+
+    /// An error when KServe would fail on one of the image's layers in this mode.
+    pub fn check_layers<'a>(self, media_types: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let refused: Vec<&str> = media_types
+            .into_iter()
+            .filter(|m| self.refuses_layer(m))
+            .collect();
+        if let Some(first) = refused.first() {
+            return Err(Error::invalid(format!(
+                "KServe's {}:// handler cannot read this image: it has {} layer(s) of type {} \
+                 (its storage initializer's Python tarfile has no zstd)",
+                self.scheme(),
+                refused.len(),
+                Escaped(first)
+            ))
+            .with_hint(
+                "use --storage oci or native, or rebuild the image with --compression gzip (or none)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl std::str::FromStr for Storage {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -515,6 +546,21 @@ mod tests {
         assert_eq!(model["runtime"].as_str(), Some("my-runtime"));
         assert_eq!(model["modelFormat"]["name"].as_str(), Some("bogus"));
         assert!(model["protocolVersion"].is_null());
+    }
+
+    #[test]
+    fn the_fetch_handler_refuses_zstd_layers_and_the_runtimes_do_not() {
+        let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+        let gzip = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let tar = "application/vnd.oci.image.layer.v1.tar";
+        let docker = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+        assert!(Storage::Fetch.check_layers([gzip, tar, docker]).is_ok());
+        let e = Storage::Fetch.check_layers([gzip, zstd]).unwrap_err();
+        assert!(e.to_string().contains(zstd), "{e}");
+        assert!(e.hint().unwrap().contains("--compression gzip"));
+        for s in [Storage::Sidecar, Storage::Native] {
+            assert!(s.check_layers([zstd, gzip]).is_ok());
+        }
     }
 
     #[test]
