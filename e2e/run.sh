@@ -541,6 +541,49 @@ infer_check() { # CASE MODEL EXPECT TEXT
 declare -A IMPL=([sklearn]=mlserver_sklearn.SKLearnModel [xgboost]=mlserver_xgboost.XGBoostModel [lightgbm]=mlserver_lightgbm.LightGBMModel)
 declare -A EXPECT=([sklearn]=classes [xgboost]=classes [lightgbm]=proba)
 
+# KServe's storage initializer (oci+fetch://), kserve-storage 0.21.0: see step 6.
+wait "$KVENV_JOB"
+rc=$?
+KVENV=$(cat "$W/kserve-venv.path" 2>/dev/null)
+if [ "$rc" != 0 ] || [ -z "$KVENV" ]; then
+  die "KServe venv (pip install -r e2e/requirements-kserve.txt) under $CACHE" "$LOGS/kserve-venv.log"
+fi
+pass "KServe environment: $KVENV ($(grep -m1 '^reusing\|^creating' "$LOGS/kserve-venv.log" | cut -d' ' -f1))"
+note "$("$KVENV/bin/python" -c 'import importlib.metadata as m; print(", ".join(p + " " + m.version(p) for p in ("kserve-storage", "oras", "transformers", "tokenizers", "safetensors", "onnx", "onnxruntime")))')"
+# The helper is copied where the serving UID can read it.
+cp "$E2E/kserve_e2e.py" "$W/kserve_e2e.py"
+chmod 0644 "$W/kserve_e2e.py"
+KPY=("$KVENV/bin/python" "$W/kserve_e2e.py")
+# fetch LOG URI OUT: KServe's handler as the storage initializer runs it. The webhook gives it
+# the URI with the oci+fetch:// scheme turned into oci://, and sets KSERVE_OCI_INSECURE_REGISTRY
+# from ociInsecureRegistry (the loopback registry is plain HTTP).
+fetch() {
+  env -u HOME KSERVE_OCI_INSECURE_REGISTRY=true HOME="$W/pods" "${KPY[@]}" fetch "$2" "$3" >"$1" 2>&1
+}
+
+declare -A FETCH_OK
+for n in "${NAMES[@]}"; do
+  FETCH_OK[$n]=0
+  out=$W/fetch/$n
+  uri=oci://$REG/mlserver-$n@${DIGEST[$n]}
+  if fetch "$LOGS/fetch-$n.log" "$uri" "$out" && diff -r "$out" "$W/bundles/$n/rootfs/models" >>"$LOGS/fetch-$n.log" 2>&1; then
+    FETCH_OK[$n]=1
+    pass "Storage.download($uri) extracts exactly the image's /models: $(cd "$out" && ls -A | tr '\n' ' ')"
+  else
+    fail "Storage.download($uri) extracts the image's /models" "$LOGS/fetch-$n.log"
+  fi
+done
+# MLServer serves each downloaded directory (the emptyDir the initializer filled, at
+# /mnt/models), the three at once, starting now while the servers below run (they use one core
+# at a time); step 6 checks them.
+declare -A FETCH_SERVER FETCH_PORT
+for n in "${NAMES[@]}"; do
+  [ "${FETCH_OK[$n]}" = 1 ] || continue
+  serve_start "fetch-$n" native "$W/fetch/$n" "$n-iris" "${IMPL[$n]}"
+  FETCH_SERVER[$n]=$SERVER
+  FETCH_PORT[$n]=$HTTP_PORT
+done
+
 for n in sklearn lightgbm; do
   SERVE_OK[$n]=0
   serve "$n" sidecar "$W/pods/$n/shared" "$n-iris" "${IMPL[$n]}"
@@ -595,46 +638,6 @@ for n in "${!SIDECAR_PID[@]}"; do stop_group "${SIDECAR_PID[$n]}"; done
 # ---------------------------------------------------------------------------------------------
 section "6. KServe's storage initializer (oci+fetch://): kserve-storage 0.21.0"
 
-wait "$KVENV_JOB"
-rc=$?
-KVENV=$(cat "$W/kserve-venv.path" 2>/dev/null)
-if [ "$rc" != 0 ] || [ -z "$KVENV" ]; then
-  die "KServe venv (pip install -r e2e/requirements-kserve.txt) under $CACHE" "$LOGS/kserve-venv.log"
-fi
-pass "KServe environment: $KVENV ($(grep -m1 '^reusing\|^creating' "$LOGS/kserve-venv.log" | cut -d' ' -f1))"
-note "$("$KVENV/bin/python" -c 'import importlib.metadata as m; print(", ".join(p + " " + m.version(p) for p in ("kserve-storage", "oras", "transformers", "tokenizers", "safetensors", "onnx", "onnxruntime")))')"
-# The helper is copied where the serving UID can read it.
-cp "$E2E/kserve_e2e.py" "$W/kserve_e2e.py"
-chmod 0644 "$W/kserve_e2e.py"
-KPY=("$KVENV/bin/python" "$W/kserve_e2e.py")
-# fetch LOG URI OUT: KServe's handler as the storage initializer runs it. The webhook gives it
-# the URI with the oci+fetch:// scheme turned into oci://, and sets KSERVE_OCI_INSECURE_REGISTRY
-# from ociInsecureRegistry (the loopback registry is plain HTTP).
-fetch() {
-  env -u HOME KSERVE_OCI_INSECURE_REGISTRY=true HOME="$W/pods" "${KPY[@]}" fetch "$2" "$3" >"$1" 2>&1
-}
-
-declare -A FETCH_OK
-for n in "${NAMES[@]}"; do
-  FETCH_OK[$n]=0
-  out=$W/fetch/$n
-  uri=oci://$REG/mlserver-$n@${DIGEST[$n]}
-  if fetch "$LOGS/fetch-$n.log" "$uri" "$out" && diff -r "$out" "$W/bundles/$n/rootfs/models" >>"$LOGS/fetch-$n.log" 2>&1; then
-    FETCH_OK[$n]=1
-    pass "Storage.download($uri) extracts exactly the image's /models: $(cd "$out" && ls -A | tr '\n' ' ')"
-  else
-    fail "Storage.download($uri) extracts the image's /models" "$LOGS/fetch-$n.log"
-  fi
-done
-# MLServer serves each downloaded directory (the emptyDir the initializer filled, at
-# /mnt/models), the three at once.
-declare -A FETCH_SERVER FETCH_PORT
-for n in "${NAMES[@]}"; do
-  [ "${FETCH_OK[$n]}" = 1 ] || continue
-  serve_start "fetch-$n" native "$W/fetch/$n" "$n-iris" "${IMPL[$n]}"
-  FETCH_SERVER[$n]=$SERVER
-  FETCH_PORT[$n]=$HTTP_PORT
-done
 for n in "${!FETCH_SERVER[@]}"; do
   SERVER=${FETCH_SERVER[$n]} HTTP_PORT=${FETCH_PORT[$n]}
   serve_wait "fetch-$n" "$n-iris"
