@@ -15,3 +15,8 @@
 /// source. Real manifests and configs are kilobytes; an index of a few thousand images stays
 /// far below this. Larger documents are refused before they are read whole.
 pub const MAX_DOCUMENT: u64 = 8 << 20;
+
+/// Most images of an index whose manifests `modelcar kserve` fetches from a registry to read
+/// their annotations and layer types. Model images carry one to four platforms; a larger index
+/// would cost a request per entry for a manifest that only names the image.
+pub const MAX_INDEX_IMAGES_READ: usize = 64;

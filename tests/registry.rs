@@ -259,6 +259,22 @@ fn kserve_reads_a_pushed_image_from_its_registry_pins_its_digest_and_pulls_no_la
         blob_names(&user.store)
     );
 
+    // An image with zstd layers, only in the registry: refused for KServe's fetch handler,
+    // whose layer types are read from the registry too.
+    let zstd = format!("{}/models/sklearn-zstd:v1", reg.host());
+    builder.build(
+        &example_model("sklearn"),
+        &zstd,
+        &busybox,
+        &["--format", "sklearn", "--compression", "zstd"],
+    );
+    push_json(&builder, &zstd, None, &[]);
+    user.modelcar(&["kserve", &zstd, "--storage", "fetch"])
+        .failure()
+        .stderr_has(&["models/sklearn-zstd", "tar+zstd", "--compression gzip"]);
+    user.modelcar(&["kserve", &zstd, "--storage", "native"])
+        .success();
+
     // A reference the registry does not have: the error names it.
     user.modelcar(&["kserve", &format!("{}/models/nothing:v1", reg.host())])
         .failure()

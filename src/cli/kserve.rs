@@ -5,6 +5,7 @@ use modelcar::build::FORMAT_ANNOTATION;
 use modelcar::error::Error;
 use modelcar::image::{self, DocumentKind};
 use modelcar::kserve::{self, Kind, Storage};
+use modelcar::limits::MAX_INDEX_IMAGES_READ;
 use modelcar::reference::ImageRef;
 use modelcar::registry::pull::fetch_manifest;
 
@@ -37,7 +38,8 @@ pub struct Args {
 }
 
 /// The digest of the image, the format it records, and the media types of the layers of every
-/// platform's manifest.
+/// platform's manifest (from a registry: only for `--storage fetch`, or when the index itself
+/// records no format).
 struct Found {
     digest: Option<String>,
     format: Option<String>,
@@ -56,7 +58,7 @@ fn recorded_format(
 
 /// Look the image up in the store, else in its registry (its manifest only: the model's layers
 /// are not downloaded).
-fn find(ctx: &Context, image_ref: &ImageRef) -> anyhow::Result<Found> {
+fn find(ctx: &Context, image_ref: &ImageRef, storage: Storage) -> anyhow::Result<Found> {
     let store = ctx.store()?;
     if let Some(d) = modelcar::transport::find_in_store(&store, &image_ref.to_string())? {
         let annotations = match image::Document::classify(d.media_type()) {
@@ -88,13 +90,23 @@ fn find(ctx: &Context, image_ref: &ImageRef) -> anyhow::Result<Found> {
         DocumentKind::Index => {
             let index = image::parse_index(&bytes)?;
             let mut format = recorded_format(index.annotations().as_ref());
-            // Every runnable entry: KServe's fetch handler picks the one of its node's
-            // architecture; an index without the annotation may carry it on its images.
-            for child in index
+            // The images' manifests, when needed: KServe's fetch handler picks the one of its
+            // node's architecture, so each one's layers count; an index without the
+            // annotation may carry it on its images.
+            let images: Vec<_> = index
                 .manifests()
                 .iter()
                 .filter(|c| !image::is_attestation(c))
-            {
+                .collect();
+            let needed = storage == Storage::Fetch || format.is_none();
+            if needed && images.len() > MAX_INDEX_IMAGES_READ {
+                bail!(Error::invalid(format!(
+                    "the index of {image_ref} lists {} images, more than the {MAX_INDEX_IMAGES_READ} modelcar reads",
+                    images.len()
+                ))
+                .with_hint("refer to one image of the index by its digest (REPO@sha256:...)"));
+            }
+            for child in images.into_iter().filter(|_| needed) {
                 let (child_bytes, _) =
                     fetch_manifest(client, image_ref, child.digest().as_ref(), Some(child))?;
                 let manifest = image::parse_manifest(&child_bytes)?;
@@ -126,7 +138,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         anyhow::Error::new(e)
             .context("kserve needs a registry reference (the storageUri KServe pulls from)")
     })?;
-    let found = find(ctx, &image_ref)?;
+    let found = find(ctx, &image_ref, storage)?;
     storage
         .check_layers(found.layers.iter().map(String::as_str))
         .map_err(|e| anyhow::Error::new(e).context(format!("{image_ref}")))?;
