@@ -3,11 +3,19 @@
 # e2e/run.sh as root inside `unshare --mount` (a private mount namespace per container, as each
 # container of a pod has), in the host's PID namespace (the pod's shareProcessNamespace: true).
 #
-#   pod.sh sidecar ROOTFS SHARED UID EXECDIR
+#   pod.sh sidecar ROOTFS SHARED UID EXECDIR [MODEL_PATH]
 #       KServe's `modelcar` sidecar: SHARED (the pod's emptyDir) is mounted at ROOTFS/mnt, then,
 #       chrooted into ROOTFS as UID with group 0 and the image's environment (EXECDIR/env), it
 #       runs the image's entrypoint (EXECDIR/entrypoint, empty for a good modelcar) followed by
 #       KServe's args: sh -c "ln -sf /proc/$$/root/models /mnt/models && sleep infinity".
+#       With MODEL_PATH (an LLMInferenceService's custom model path, e.g. /mnt/models/NAME),
+#       SHARED is mounted at its parent and the args are KServe's for that case:
+#       sh -c "mkdir -p PARENT && ln -sf /proc/$$/root/models MODEL_PATH && sleep infinity".
+#
+#   pod.sh run SHARED MOUNT UID WORKDIR HIDE [EXPOSE...] -- COMMAND...
+#       A serving container that is not MLServer: SHARED is mounted at MOUNT (under /mnt: where
+#       the pod's emptyDir is), HIDE covered and EXPOSE paths kept reachable as for `serve`, then COMMAND
+#       runs as UID with group 0, without capabilities, in WORKDIR (also its HOME).
 #
 #   pod.sh serve sidecar SHARED UID VENV WORKDIR HIDE [EXPOSE...]
 #   pod.sh serve native  MODELS UID VENV WORKDIR HIDE [EXPOSE...]
@@ -24,18 +32,42 @@ set -euo pipefail
 KSERVE_SIDECAR_ARGS='ln -sf /proc/$$/root/models /mnt/models && sleep infinity'
 
 sidecar() {
-  local rootfs=$1 shared=$2 uid=$3 execdir=$4
+  local rootfs=$1 shared=$2 uid=$3 execdir=$4 model_path=${5:-}
   local -a entrypoint=() env=()
+  local mnt=/mnt args=$KSERVE_SIDECAR_ARGS
+  if [ -n "$model_path" ]; then
+    mnt=$(dirname "$model_path")
+    args="mkdir -p $mnt && ln -sf /proc/\$\$/root/models $model_path && sleep infinity"
+  fi
   readarray -d '' entrypoint < "$execdir/entrypoint"
   readarray -d '' env < "$execdir/env"
   # The runtime creates mount points for volumes.
-  [ -d "$rootfs/mnt" ] || mkdir -p "$rootfs/mnt"
-  mount --bind "$shared" "$rootfs/mnt"
+  [ -d "$rootfs$mnt" ] || mkdir -p "$rootfs$mnt"
+  mount --bind "$shared" "$rootfs$mnt"
   # chroot finds the command with the image's PATH, inside the image.
   local chroot
   chroot=$(command -v chroot)
   exec env -i "${env[@]}" "$chroot" --userspec="$uid:0" "$rootfs" \
-    "${entrypoint[@]}" sh -c "$KSERVE_SIDECAR_ARGS"
+    "${entrypoint[@]}" sh -c "$args"
+}
+
+run() {
+  local shared=$1 mount=$2 uid=$3 workdir=$4 hide=$5
+  shift 5
+  local -a expose_paths=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do expose_paths+=("$1"); shift; done
+  shift
+  # MOUNT is under /mnt: a tmpfs there holds its mount point, leaving the host's /mnt as it is.
+  [ -d /mnt ] || mkdir -p /mnt
+  mount -t tmpfs -o mode=0755 tmpfs /mnt
+  mkdir -p "$mount"
+  mount --bind "$shared" "$mount"
+  mount -t tmpfs -o mode=0755 tmpfs "$hide"
+  expose "${expose_paths[@]}"
+  cd "$workdir"
+  exec env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$workdir" LANG=C.UTF-8 HF_HUB_OFFLINE=1 \
+    setpriv --reuid="$uid" --regid=0 --clear-groups --inh-caps=-all --bounding-set=-all \
+    --no-new-privs "$@"
 }
 
 serve() {
@@ -84,10 +116,11 @@ expose() {
   rmdir "$hold"
 }
 
-cmd=${1:?usage: pod.sh sidecar|serve ...}
+cmd=${1:?usage: pod.sh sidecar|serve|run ...}
 shift
 case $cmd in
   sidecar) sidecar "$@" ;;
   serve) serve "$@" ;;
+  run) run "$@" ;;
   *) echo "pod.sh: unknown command $cmd" >&2; exit 2 ;;
 esac

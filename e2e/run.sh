@@ -175,37 +175,45 @@ LOGS=$W/logs
 mkdir -p "$LOGS" "$W/pods"
 note "work directory $W, serving UID $SERVE_UID (group 0)"
 
-# The MLServer environment, in the background while the images are built: a venv under the
-# cache, keyed on requirements.txt and the interpreter, reused when complete.
-setup_venv() {
+# The Python environments, in the background while the images are built: venvs under the cache,
+# each keyed on its requirements file and the interpreter, reused when complete. MLServer's
+# (requirements.txt: venv-<hash>) and KServe's storage initializer with the LLM and ONNX
+# libraries (requirements-kserve.txt: kserve-venv-<hash>), apart so that changing one does not
+# make the other again.
+setup_venv() { # REQUIREMENTS PREFIX OUTFILE IMPORTS
   set -e
+  local reqs=$1 prefix=$2 out=$3 imports=$4 key venv
   mkdir -p "$CACHE"
-  exec 9>"$CACHE/lock"
+  exec 9>"$CACHE/${prefix}lock"
   flock 9
-  local key venv
-  key=$({ cat "$E2E/requirements.txt"; "$PYTHON" -c 'import sys, platform; print(sys.version, platform.machine(), sys.executable)'; } | sha256sum | cut -c1-16)
-  venv=$CACHE/venv-$key
+  key=$({ cat "$reqs"; "$PYTHON" -c 'import sys, platform; print(sys.version, platform.machine(), sys.executable)'; } | sha256sum | cut -c1-16)
+  venv=$CACHE/${prefix}venv-$key
   if [ -f "$venv/.complete" ]; then
     echo "reusing $venv"
   else
-    find "$CACHE" -mindepth 1 -maxdepth 1 \( -name 'venv-*' -o -name 'wheels-*' \) ! -name "*-$key" -exec rm -rf {} +
+    find "$CACHE" -mindepth 1 -maxdepth 1 \( -name "${prefix}venv-*" -o -name "${prefix}wheels-*" \) ! -name "*-$key" -exec rm -rf {} +
     rm -rf "$venv"
     echo "creating $venv"
     "$PYTHON" -m venv "$venv"
     # The wheels are kept too (pip's own cache stays empty behind some registry proxies): a venv
     # made again for the same requirements downloads nothing.
     "$venv/bin/python" -m pip download --disable-pip-version-check --progress-bar off --no-deps \
-      -d "$CACHE/wheels-$key" -r "$E2E/requirements.txt"
+      -d "$CACHE/${prefix}wheels-$key" -r "$reqs"
     "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off --no-deps \
-      --no-index --find-links "$CACHE/wheels-$key" -r "$E2E/requirements.txt"
-    "$venv/bin/python" -c 'import mlserver, mlserver_sklearn, mlserver_xgboost, mlserver_lightgbm, sklearn, xgboost, lightgbm; print("xgboost", xgboost.__version__)'
+      --no-index --find-links "$CACHE/${prefix}wheels-$key" -r "$reqs"
+    "$venv/bin/python" -c "$imports"
     touch "$venv/.complete"
   fi
-  echo "$venv" >"$W/venv.path"
+  echo "$venv" >"$out"
 }
-start_group "$LOGS/venv.log" env CACHE="$CACHE" E2E="$E2E" PYTHON="$PYTHON" W="$W" \
-  bash -c "$(declare -f setup_venv); setup_venv"
+start_group "$LOGS/venv.log" env CACHE="$CACHE" PYTHON="$PYTHON" \
+  bash -c "$(declare -f setup_venv); setup_venv '$E2E/requirements.txt' '' '$W/venv.path' \
+    'import mlserver, mlserver_sklearn, mlserver_xgboost, mlserver_lightgbm, sklearn, xgboost, lightgbm; print(\"xgboost\", xgboost.__version__)'"
 VENV_JOB=$STARTED
+start_group "$LOGS/kserve-venv.log" env CACHE="$CACHE" PYTHON="$PYTHON" \
+  bash -c "$(declare -f setup_venv); setup_venv '$E2E/requirements-kserve.txt' kserve- '$W/kserve-venv.path' \
+    'import kserve_storage, oras.client, transformers, tokenizers, safetensors.numpy, onnx, onnxruntime, yaml, jsonschema'"
+KVENV_JOB=$STARTED
 
 if [ -n "${MODELCAR:-}" ]; then
   MC=$(realpath "$MODELCAR")
@@ -490,6 +498,12 @@ note "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(", ".join(p
 # serve CASE MODE SRC MODEL IMPLEMENTATION: start MLServer, wait for the model; READY=0 when it
 # loaded. Leaves the server running as SERVER (stop with stop_group), on HTTP_PORT.
 serve() {
+  serve_start "$@"
+  serve_wait "$1" "$4"
+}
+
+# serve_start CASE MODE SRC MODEL IMPLEMENTATION: start MLServer only (SERVER, HTTP_PORT).
+serve_start() {
   local case=$1 mode=$2 src=$3 model=$4 impl=$5 ports home
   ports=$("${TOOLS[@]}" free-ports 3 | tr '\n' ' ')
   read -r HTTP_PORT GRPC_PORT METRICS_PORT <<<"$ports"
@@ -504,7 +518,12 @@ serve() {
     MLSERVER_HOST=127.0.0.1 \
     unshare --mount -- "$E2E/pod.sh" serve "$mode" "$src" "$SERVE_UID" "$VENV" "$home" "$W/bundles" "$VENV" "$PYBASE"
   SERVER=$STARTED
-  "${CLIENT[@]}" wait --port "$HTTP_PORT" --model "$model" --pid "$SERVER" --timeout 120 >"$LOGS/client-$case.log" 2>&1
+}
+
+# serve_wait CASE MODEL: wait until the model of the server started last (SERVER, HTTP_PORT) is
+# ready; READY=0 when it loaded.
+serve_wait() {
+  "${CLIENT[@]}" wait --port "$HTTP_PORT" --model "$2" --pid "$SERVER" --timeout 120 >"$LOGS/client-$1.log" 2>&1
   READY=$?
 }
 
@@ -521,6 +540,49 @@ infer_check() { # CASE MODEL EXPECT TEXT
 
 declare -A IMPL=([sklearn]=mlserver_sklearn.SKLearnModel [xgboost]=mlserver_xgboost.XGBoostModel [lightgbm]=mlserver_lightgbm.LightGBMModel)
 declare -A EXPECT=([sklearn]=classes [xgboost]=classes [lightgbm]=proba)
+
+# KServe's storage initializer (oci+fetch://), kserve-storage 0.21.0: see step 6.
+wait "$KVENV_JOB"
+rc=$?
+KVENV=$(cat "$W/kserve-venv.path" 2>/dev/null)
+if [ "$rc" != 0 ] || [ -z "$KVENV" ]; then
+  die "KServe venv (pip install -r e2e/requirements-kserve.txt) under $CACHE" "$LOGS/kserve-venv.log"
+fi
+pass "KServe environment: $KVENV ($(grep -m1 '^reusing\|^creating' "$LOGS/kserve-venv.log" | cut -d' ' -f1))"
+note "$("$KVENV/bin/python" -c 'import importlib.metadata as m; print(", ".join(p + " " + m.version(p) for p in ("kserve-storage", "oras", "transformers", "tokenizers", "safetensors", "onnx", "onnxruntime")))')"
+# The helper is copied where the serving UID can read it.
+cp "$E2E/kserve_e2e.py" "$W/kserve_e2e.py"
+chmod 0644 "$W/kserve_e2e.py"
+KPY=("$KVENV/bin/python" "$W/kserve_e2e.py")
+# fetch LOG URI OUT: KServe's handler as the storage initializer runs it. The webhook gives it
+# the URI with the oci+fetch:// scheme turned into oci://, and sets KSERVE_OCI_INSECURE_REGISTRY
+# from ociInsecureRegistry (the loopback registry is plain HTTP).
+fetch() {
+  env -u HOME KSERVE_OCI_INSECURE_REGISTRY=true HOME="$W/pods" "${KPY[@]}" fetch "$2" "$3" >"$1" 2>&1
+}
+
+declare -A FETCH_OK
+for n in "${NAMES[@]}"; do
+  FETCH_OK[$n]=0
+  out=$W/fetch/$n
+  uri=oci://$REG/mlserver-$n@${DIGEST[$n]}
+  if fetch "$LOGS/fetch-$n.log" "$uri" "$out" && diff -r "$out" "$W/bundles/$n/rootfs/models" >>"$LOGS/fetch-$n.log" 2>&1; then
+    FETCH_OK[$n]=1
+    pass "Storage.download($uri) extracts exactly the image's /models: $(cd "$out" && ls -A | tr '\n' ' ')"
+  else
+    fail "Storage.download($uri) extracts the image's /models" "$LOGS/fetch-$n.log"
+  fi
+done
+# MLServer serves each downloaded directory (the emptyDir the initializer filled, at
+# /mnt/models), the three at once, starting now while the servers below run (they use one core
+# at a time); step 6 checks them.
+declare -A FETCH_SERVER FETCH_PORT
+for n in "${NAMES[@]}"; do
+  [ "${FETCH_OK[$n]}" = 1 ] || continue
+  serve_start "fetch-$n" native "$W/fetch/$n" "$n-iris" "${IMPL[$n]}"
+  FETCH_SERVER[$n]=$SERVER
+  FETCH_PORT[$n]=$HTTP_PORT
+done
 
 for n in sklearn lightgbm; do
   SERVE_OK[$n]=0
@@ -576,7 +638,161 @@ for n in "${!SIDECAR_PID[@]}"; do stop_group "${SIDECAR_PID[$n]}"; done
 "$E2E/provenance.sh" "$MC" "$BASE" "$REG" "$W/provenance" "$SERVE_UID" || fail "e2e/provenance.sh" "$W/provenance/log"
 
 # ---------------------------------------------------------------------------------------------
-section "6. modelcar verify agrees with the pod"
+section "6. KServe's storage initializer (oci+fetch://): kserve-storage 0.21.0"
+
+for n in "${!FETCH_SERVER[@]}"; do
+  SERVER=${FETCH_SERVER[$n]} HTTP_PORT=${FETCH_PORT[$n]}
+  serve_wait "fetch-$n" "$n-iris"
+  if [ "$READY" = 0 ]; then
+    infer_check "fetch-$n" "$n-iris" "${EXPECT[$n]}" "MLServer serves $n from the directory the oci+fetch handler wrote, iris rows 0, 50, 100 -> classes 0, 1, 2"
+  else
+    fail "MLServer loads $n from the directory the oci+fetch handler wrote" "$LOGS/mlserver-fetch-$n.log"
+  fi
+  stop_group "$SERVER"
+done
+
+# A zstd-compressed image: the handler refuses it (Python 3.11's tarfile has no zstd).
+ZSTD_REF=$REG/mlserver-sklearn-zstd:v1
+if (cd "$W" && "$MC" --store "$W/store" build --models "$REPO/models/mlserver/sklearn" --tag "$ZSTD_REF" --format sklearn \
+  --compression zstd --base "$BASE") >"$LOGS/zstd-build.log" 2>&1 &&
+  "$MC" --store "$W/store" push "$ZSTD_REF" >"$LOGS/zstd-push.log" 2>&1; then
+  zstd_digest=$(sed -n "s|^$ZSTD_REF@\(sha256:[0-9a-f]\{64\}\)$|\1|p" "$LOGS/zstd-push.log")
+  fetch "$LOGS/fetch-zstd.log" "oci://$REG/mlserver-sklearn-zstd@$zstd_digest" "$W/fetch/zstd"
+  rc=$?
+  check "Storage.download refuses the zstd-compressed image (exit $rc): $(grep -m1 -o 'OCI layer mediaType [^,]*zstd-compressed' "$LOGS/fetch-zstd.log")" "$LOGS/fetch-zstd.log" \
+    bash -c "[ $rc != 0 ] && grep -q 'zstd-compressed, which this storage handler cannot decompress' '$LOGS/fetch-zstd.log'"
+  "$MC" --store "$W/kserve-store" kserve "$ZSTD_REF" --storage fetch >"$LOGS/kserve-zstd.log" 2>&1
+  rc=$?
+  check "modelcar kserve $ZSTD_REF --storage fetch refuses it too, for the same reason (exit $rc)" "$LOGS/kserve-zstd.log" \
+    bash -c "[ $rc = 1 ] && grep -q 'oci+fetch:// handler cannot read this image: .*tar+zstd' '$LOGS/kserve-zstd.log'"
+else
+  fail "modelcar build --compression zstd and push $ZSTD_REF" "$LOGS/zstd-build.log"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "7. An LLM directory and an ONNX model through the sidecar, as UID $SERVE_UID:0"
+
+mkdir -p "$W/llm" "$W/kserve-manifests"
+"${KPY[@]}" make-llm "$W/llm/model" "$W/llm/orig.npz" >"$LOGS/make-llm.log" 2>&1 ||
+  fail "make a tiny Llama-style model (transformers config, tokenizers BPE, safetensors shards)" "$LOGS/make-llm.log"
+note "$(grep '^tiny Llama' "$LOGS/make-llm.log")"
+"${KPY[@]}" make-onnx "$W/onnx/model" >"$LOGS/make-onnx.log" 2>&1 ||
+  fail "make an ONNX model with onnx.helper" "$LOGS/make-onnx.log"
+chmod -R a+rX "$W/llm"
+# The home of the serving UID for these containers.
+KHOME=$W/pods/kserve-home
+mkdir -p "$KHOME"
+chown "$SERVE_UID:0" "$KHOME"
+
+declare -A EXTRA_DIR=([tiny-llama]=$W/llm/model [onnx-affine]=$W/onnx/model)
+declare -A EXTRA_FORMAT=([tiny-llama]=huggingface [onnx-affine]=onnx)
+for n in tiny-llama onnx-affine; do
+  ref=$REG/$n:v1
+  REF[$n]=$ref
+  log=$LOGS/build-$n.log
+  if (cd "$W" && "$MC" --store "$W/store" build --models "${EXTRA_DIR[$n]}" --tag "$ref" --format "${EXTRA_FORMAT[$n]}" --base "$BASE") >"$log" 2>&1 &&
+    "$MC" --store "$W/store" push "$ref" >>"$log" 2>&1; then
+    DIGEST[$n]=$(sed -n "s|^$ref@\(sha256:[0-9a-f]\{64\}\)$|\1|p" "$log" | tail -n 1)
+    pass "modelcar build --format ${EXTRA_FORMAT[$n]} and push $ref (${DIGEST[$n]:0:19}...)"
+  else
+    fail "modelcar build --format ${EXTRA_FORMAT[$n]} and push $ref" "$log"
+    continue
+  fi
+  # containerd pulls it with the pushed digest.
+  ctr_ images pull --plain-http --snapshotter "$SNAP" "$ref" >"$LOGS/ctr-$n.log" 2>&1
+  got=$(ctr_ images ls | awk -v r="$ref" '$1 == r {print $3}')
+  check "containerd pulls $ref with the digest modelcar pushed" "$LOGS/ctr-$n.log" test "$got" = "${DIGEST[$n]}"
+  pod=$W/pods/$n
+  mkdir -p "$pod/shared"
+  chmod 0777 "$pod/shared"
+  if ! { skopeo copy --quiet --src-tls-verify=false "docker://$ref" "oci:$W/oci:$n" &&
+    umoci unpack --image "$W/oci:$n" "$W/bundles/$n" &&
+    skopeo inspect --config "oci:$W/oci:$n" >"$pod/config.json" &&
+    "${TOOLS[@]}" image-exec "$pod/config.json" "$pod"; } >"$LOGS/unpack-$n.log" 2>&1; then
+    fail "unpack $ref (skopeo copy, umoci unpack)" "$LOGS/unpack-$n.log"
+    continue
+  fi
+done
+
+# LLMInferenceService: the sidecar links /proc/<pid>/root/models at a custom model path under
+# the emptyDir (mounted at the path's parent), after KServe's `mkdir -p`.
+LLM_PATH=/mnt/models/tiny-llama
+if [ -n "${DIGEST[tiny-llama]:-}" ]; then
+  pod=$W/pods/tiny-llama
+  start_group "$LOGS/sidecar-tiny-llama.log" unshare --mount -- "$E2E/pod.sh" sidecar "$W/bundles/tiny-llama/rootfs" "$pod/shared" "$SERVE_UID" "$pod" "$LLM_PATH"
+  pid=$STARTED
+  for _ in $(seq 50); do [ -L "$pod/shared/tiny-llama" ] && break; alive "$pid" || break; sleep 0.1; done
+  link=$(readlink "$pod/shared/tiny-llama" 2>/dev/null)
+  check "LLM sidecar (mkdir -p /mnt/models && ln -sf /proc/\$\$/root/models $LLM_PATH): link -> $link" "$LOGS/sidecar-tiny-llama.log" \
+    test "$link" = "/proc/$pid/root/models"
+  unshare --mount -- "$E2E/pod.sh" run "$pod/shared" /mnt/models "$SERVE_UID" "$KHOME" "$W/bundles" "$KVENV" "$PYBASE" -- \
+    "${KPY[@]}" check-llm "$LLM_PATH" "$W/llm/orig.npz" >"$LOGS/check-llm.log" 2>&1
+  rc=$?
+  check "as UID $SERVE_UID through $LLM_PATH -> /proc/<pid>/root/models: $(grep -v '^\[transformers\]' "$LOGS/check-llm.log" | tail -n 1)" "$LOGS/check-llm.log" \
+    test "$rc" = 0
+  stop_group "$pid"
+fi
+
+# ONNX: the InferenceService sidecar (/mnt/models), onnxruntime as the random UID.
+if [ -n "${DIGEST[onnx-affine]:-}" ]; then
+  pod=$W/pods/onnx-affine
+  start_group "$LOGS/sidecar-onnx-affine.log" unshare --mount -- "$E2E/pod.sh" sidecar "$W/bundles/onnx-affine/rootfs" "$pod/shared" "$SERVE_UID" "$pod"
+  pid=$STARTED
+  for _ in $(seq 50); do [ -L "$pod/shared/models" ] && break; alive "$pid" || break; sleep 0.1; done
+  check "ONNX sidecar: /mnt/models -> $(readlink "$pod/shared/models")" "$LOGS/sidecar-onnx-affine.log" \
+    test "$(readlink "$pod/shared/models")" = "/proc/$pid/root/models"
+  unshare --mount -- "$E2E/pod.sh" run "$pod/shared" /mnt "$SERVE_UID" "$KHOME" "$W/bundles" "$KVENV" "$PYBASE" -- \
+    "${KPY[@]}" check-onnx /mnt/models >"$LOGS/check-onnx.log" 2>&1
+  rc=$?
+  check "as UID $SERVE_UID through /mnt/models -> /proc/<pid>/root/models: $(tail -n 1 "$LOGS/check-onnx.log")" "$LOGS/check-onnx.log" \
+    test "$rc" = 0
+  stop_group "$pid"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "8. modelcar kserve: manifests for every case, from the registry, against KServe's CRDs"
+
+# A store that holds none of the images: kserve reads the format and digest from the registry.
+kserve_reg() { # NAME ARGS...
+  local n=$1
+  shift
+  "$MC" --store "$W/kserve-store" kserve "$@" >"$W/kserve-manifests/$n.yaml" 2>"$LOGS/kserve-$n.err"
+}
+manifest_ok=1
+for n in "${NAMES[@]}"; do
+  for st in oci native fetch; do
+    kserve_reg "$n-$st" "${REF[$n]}" --name "$n-iris" --storage "$st" || manifest_ok=0
+  done
+done
+check "modelcar kserve (empty store) prints the three examples in every storage mode, pinned to the pushed digests" "$LOGS/kserve-sklearn-fetch.err" \
+  bash -c "[ $manifest_ok = 1 ] && grep -qx '      storageUri: oci+fetch://$REG/mlserver-sklearn@${DIGEST[sklearn]}' '$W/kserve-manifests/sklearn-fetch.yaml'"
+if [ -n "${DIGEST[tiny-llama]:-}" ]; then
+  kserve_reg llm-llm "${REF[tiny-llama]}" --kind llm
+  check "modelcar kserve ${REF[tiny-llama]} --kind llm: LLMInferenceService, uri oci://...@<pushed digest> (format huggingface from the image)" "$LOGS/kserve-llm-llm.err" \
+    bash -c "grep -qx 'kind: LLMInferenceService' '$W/kserve-manifests/llm-llm.yaml' && grep -qx '    uri: oci://$REG/tiny-llama@${DIGEST[tiny-llama]}' '$W/kserve-manifests/llm-llm.yaml'"
+  kserve_reg llm-native "${REF[tiny-llama]}" --kind llm --storage native
+  kserve_reg llm-isvc "${REF[tiny-llama]}"
+  check "modelcar kserve ${REF[tiny-llama]}: InferenceService on kserve-huggingfaceserver" "$LOGS/kserve-llm-isvc.err" \
+    grep -qx '      runtime: kserve-huggingfaceserver' "$W/kserve-manifests/llm-isvc.yaml"
+fi
+if [ -n "${DIGEST[onnx-affine]:-}" ]; then
+  kserve_reg onnx "${REF[onnx-affine]}"
+  check "modelcar kserve ${REF[onnx-affine]}: format onnx from the image, KServe's runtime for it" "$LOGS/kserve-onnx.err" \
+    bash -c "grep -qx '        name: onnx' '$W/kserve-manifests/onnx.yaml' && grep -qx '      runtime: kserve-openvino' '$W/kserve-manifests/onnx.yaml'"
+  kserve_reg onnx-triton "${REF[onnx-affine]}" --runtime kserve-tritonserver --storage native
+fi
+docs=$(ls "$W/kserve-manifests"/*.yaml | wc -l)
+for f in "$W/kserve-manifests"/*.yaml; do cat "$f"; echo ---; done | sed '$d' >"$W/kserve-manifests.all"
+"$KVENV/bin/python" "$REPO/tests/validate_isvc.py" <"$W/kserve-manifests.all" >"$LOGS/validate.log" 2>&1
+rc=$?
+check "all $docs manifests validate strictly against KServe's InferenceService and LLMInferenceService CRDs (tests/validate_isvc.py)" "$LOGS/validate.log" \
+  bash -c "[ $rc = 0 ] && [ \$(grep -c '^ok: ' '$LOGS/validate.log') = $docs ]"
+if [ -d "$W/kserve-store/blobs/sha256" ]; then
+  check "modelcar kserve pulled no blob into its store" "" test -z "$(ls -A "$W/kserve-store/blobs/sha256")"
+fi
+
+# ---------------------------------------------------------------------------------------------
+section "9. modelcar verify agrees with the pod"
 
 yn() { [ "${1:-0}" = 1 ] && echo yes || echo no; }
 printf '      %-18s %-8s %-6s %-8s %s\n' image verify init sidecar served

@@ -11,9 +11,10 @@
 //! - [`rootfs`] merges an image's layers to see what a runtime would see (for the base check);
 //! - [`build`] is the pipeline from base image and model directory to a tagged image;
 //! - [`registry`] pulls from and pushes to registries, with their authentication;
-//! - [`provenance`] signs images for cosign and records each build's CycloneDX ML-BOM;
-//! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService manifests;
-//! - [`provenance`] signs the model files inside the image and checks those signatures;
+//! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService and
+//!   LLMInferenceService manifests, with the runtimes KServe ships ([`kserve::runtimes`]);
+//! - [`provenance`] signs the model files inside the image, signs images for cosign and records
+//!   each build's CycloneDX ML-BOM;
 //! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing;
 //! - [`scratch`] makes temporary files that the next run reclaims if their writer is killed.
 //!

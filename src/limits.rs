@@ -119,3 +119,8 @@ pub const SAFETENSORS_FILES: usize = 1024;
 /// Top-level protobuf fields walked in an ONNX ModelProto before giving up on finding its opset:
 /// a ModelProto has about a dozen, each skipped by its length without reading it.
 pub const ONNX_FIELDS: usize = 64;
+
+/// Most images of an index whose manifests `modelcar kserve` fetches from a registry to read
+/// their annotations and layer types. Model images carry one to four platforms; a larger index
+/// would cost a request per entry for a manifest that only names the image.
+pub const MAX_INDEX_IMAGES_READ: usize = 64;

@@ -175,6 +175,113 @@ fn an_image_pushed_by_skopeo_is_pulled_into_a_fresh_store_that_skopeo_can_read()
 }
 
 #[test]
+fn kserve_reads_a_pushed_image_from_its_registry_pins_its_digest_and_pulls_no_layer() {
+    let reg = Registry::plain();
+    let builder = Env::new();
+    let busybox = bases().busybox();
+    // An sklearn image and an LLM directory (its format recorded as huggingface), pushed.
+    let llm = builder.path("llm");
+    std::fs::create_dir_all(&llm).unwrap();
+    std::fs::write(
+        llm.join("config.json"),
+        r#"{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}"#,
+    )
+    .unwrap();
+    std::fs::write(llm.join("model.safetensors"), b"\x02\0\0\0\0\0\0\0{}").unwrap();
+    let mut pushed = Vec::new();
+    for (models, repo, format) in [
+        (example_model("sklearn"), "models/sklearn", "sklearn"),
+        (llm, "models/llama", "huggingface"),
+    ] {
+        let dest = format!("{}/{repo}:v1", reg.host());
+        builder.build(&models, &dest, &busybox, &["--format", format]);
+        let r = push_json(&builder, &dest, None, &[]);
+        let digest = r["digest"].as_str().unwrap().to_string();
+        assert_eq!(builder.skopeo_digest(&dest), digest);
+        pushed.push((dest, repo, digest));
+    }
+
+    // A user with an empty store: the format comes from the image's annotation, the digest
+    // from the registry.
+    let user = Env::new();
+    let mut manifests = Vec::new();
+    let (dest, repo, digest) = &pushed[0];
+    let out = user.modelcar(&["kserve", dest]).success();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&out.stdout).unwrap();
+    let model = &doc["spec"]["predictor"]["model"];
+    assert_eq!(model["modelFormat"]["name"].as_str(), Some("sklearn"));
+    assert_eq!(model["runtime"].as_str(), Some("kserve-mlserver"));
+    assert_eq!(
+        model["storageUri"].as_str().unwrap(),
+        format!("oci://{}/{repo}@{digest}", reg.host())
+    );
+    manifests.push(out.stdout);
+    // By digest too, in the fetch mode.
+    let by_digest = format!("{}/{repo}@{digest}", reg.host());
+    let out = user
+        .modelcar(&["kserve", &by_digest, "--storage", "fetch"])
+        .success();
+    assert!(
+        out.stdout
+            .contains(&format!("storageUri: oci+fetch://{by_digest}\n")),
+        "{}",
+        out.stdout
+    );
+    manifests.push(out.stdout);
+
+    let (dest, repo, digest) = &pushed[1];
+    let out = user
+        .modelcar(&["kserve", dest, "--kind", "llm", "--storage", "native"])
+        .success();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["kind"].as_str(), Some("LLMInferenceService"));
+    assert_eq!(
+        doc["spec"]["model"]["uri"].as_str().unwrap(),
+        format!("oci+native://{}/{repo}@{digest}", reg.host())
+    );
+    assert_eq!(doc["spec"]["model"]["name"].as_str(), Some("llama"));
+    manifests.push(out.stdout);
+    let out = user.modelcar(&["kserve", dest]).success();
+    assert_eq!(
+        serde_yaml::from_str::<serde_yaml::Value>(&out.stdout).unwrap()["spec"]["predictor"]
+            ["model"]["runtime"]
+            .as_str(),
+        Some("kserve-huggingfaceserver")
+    );
+    manifests.push(out.stdout);
+    support::kserve::assert_valid(&manifests.join("---\n"));
+
+    // Nothing was pulled: the store holds no image and no blob.
+    assert!(images(&user).is_empty(), "{:?}", images(&user));
+    assert!(
+        !user.store.join("blobs/sha256").exists() || blob_names(&user.store).is_empty(),
+        "{:?}",
+        blob_names(&user.store)
+    );
+
+    // An image with zstd layers, only in the registry: refused for KServe's fetch handler,
+    // whose layer types are read from the registry too.
+    let zstd = format!("{}/models/sklearn-zstd:v1", reg.host());
+    builder.build(
+        &example_model("sklearn"),
+        &zstd,
+        &busybox,
+        &["--format", "sklearn", "--compression", "zstd"],
+    );
+    push_json(&builder, &zstd, None, &[]);
+    user.modelcar(&["kserve", &zstd, "--storage", "fetch"])
+        .failure()
+        .stderr_has(&["models/sklearn-zstd", "tar+zstd", "--compression gzip"]);
+    user.modelcar(&["kserve", &zstd, "--storage", "native"])
+        .success();
+
+    // A reference the registry does not have: the error names it.
+    user.modelcar(&["kserve", &format!("{}/models/nothing:v1", reg.host())])
+        .failure()
+        .stderr_has(&["models/nothing", "not in the local store"]);
+}
+
+#[test]
 fn a_registry_base_is_pulled_by_the_first_build_only_and_the_pull_policy_decides_when() {
     let env = Env::new();
     // The proxy only counts here: every request modelcar makes goes through it.

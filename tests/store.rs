@@ -6,7 +6,6 @@ mod support;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,6 +14,7 @@ use support::cmd::*;
 use support::files::*;
 use support::fixtures::*;
 use support::images::*;
+use support::kserve::*;
 
 const MIB: u64 = 1 << 20;
 
@@ -574,22 +574,6 @@ fn a_build_killed_midway_leaves_the_store_consistent_and_a_rerun_succeeds() {
 // ---------------------------------------------------------------------------------------------
 // kserve
 
-/// Run tests/validate_isvc.py on a manifest.
-fn validate_isvc(yaml: &str) -> Outcome {
-    let script = repo_root().join("tests/validate_isvc.py");
-    let crd = shared_dir().join("kserve/serving.kserve.io_inferenceservices.yaml");
-    assert!(crd.is_file(), "{} missing", crd.display());
-    let mut cmd = Command::new("python3");
-    cmd.arg(&script).arg(&crd);
-    let outcome = run(cmd, Some(yaml.as_bytes()));
-    assert!(
-        !outcome.stderr.contains("ModuleNotFoundError"),
-        "install PyYAML and jsonschema (pip install pyyaml jsonschema): {}",
-        outcome.stderr
-    );
-    outcome
-}
-
 fn isvc_model(yaml: &str) -> serde_yaml::Value {
     let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("kserve prints YAML");
     doc["spec"]["predictor"]["model"].clone()
@@ -609,7 +593,7 @@ fn kserve_prints_an_inference_service_pinned_to_the_built_digest() {
     assert_eq!(model["runtime"].as_str(), Some("kserve-mlserver"));
     assert_eq!(model["protocolVersion"].as_str(), Some("v2"));
     assert_eq!(model["modelFormat"]["name"].as_str(), Some("sklearn"));
-    let v = validate_isvc(&out.stdout);
+    let v = validate_kserve(&out.stdout);
     assert!(v.status.success(), "{}\n{}", out.stdout, v.stderr);
 
     // Every example validates, with its own format.
@@ -625,7 +609,7 @@ fn kserve_prints_an_inference_service_pinned_to_the_built_digest() {
             uri.starts_with(&format!("oci://quay.io/jooholee/{repo}@sha256:")),
             "{uri}"
         );
-        let v = validate_isvc(&out.stdout);
+        let v = validate_kserve(&out.stdout);
         assert!(v.status.success(), "{}\n{}", out.stdout, v.stderr);
     }
 
@@ -638,7 +622,7 @@ fn kserve_prints_an_inference_service_pinned_to_the_built_digest() {
         isvc_model(&out.stdout)["storageUri"].as_str(),
         Some(format!("oci+native://quay.io/jooholee/mlserver-sklearn@{digest}").as_str())
     );
-    assert!(validate_isvc(&out.stdout).status.success());
+    assert!(validate_kserve(&out.stdout).status.success());
 }
 
 #[test]
@@ -652,7 +636,7 @@ fn kserve_warns_that_xgboost_fails_behind_the_sidecar_but_not_as_an_image_volume
         out.stderr
     );
     assert!(out.stderr.contains("--storage native"), "{}", out.stderr);
-    assert!(validate_isvc(&out.stdout).status.success());
+    assert!(validate_kserve(&out.stdout).status.success());
     let out = modelcar(&store)
         .args(["kserve", "xgboost", "--storage", "native"])
         .run()
@@ -664,6 +648,190 @@ fn kserve_warns_that_xgboost_fails_behind_the_sidecar_but_not_as_an_image_volume
         .starts_with("oci+native://"));
 }
 
+/// `modelcar kserve sklearn` with the options given, from a store holding the sklearn example:
+/// the image only provides the digest; `--format` says what the manifest is for.
+fn kserve_with(store: &Path, args: &[&str]) -> Outcome {
+    modelcar(store)
+        .arg("kserve")
+        .arg("sklearn")
+        .args(args)
+        .run()
+}
+
+#[test]
+fn every_manifest_kserve_prints_validates_strictly_against_kserves_crds() {
+    use modelcar::kserve::{combination_supported, runtimes, Kind, Storage};
+    let dir = temp();
+    let (store, _) = store_with_examples(dir.path());
+    let mut printed = Vec::new();
+    let mut refused = 0;
+    let kinds = [(Kind::InferenceService, "isvc"), (Kind::Llm, "llm")];
+    let storages = [
+        (Storage::Sidecar, "oci"),
+        (Storage::Native, "native"),
+        (Storage::Fetch, "fetch"),
+    ];
+    // Every format KServe's runtimes serve, in every storage mode and kind: KServe's choice of
+    // runtime.
+    for format in runtimes::known_formats() {
+        for (kind, k) in kinds {
+            for (storage, st) in storages {
+                let out = kserve_with(
+                    &store,
+                    &[
+                        "--format",
+                        format,
+                        "--storage",
+                        st,
+                        "--kind",
+                        k,
+                        "--name",
+                        "m",
+                    ],
+                );
+                if combination_supported(format, kind, storage) {
+                    let out = out.success();
+                    let doc: serde_yaml::Value = serde_yaml::from_str(&out.stdout).unwrap();
+                    let uri = match kind {
+                        Kind::InferenceService => &doc["spec"]["predictor"]["model"]["storageUri"],
+                        Kind::Llm => &doc["spec"]["model"]["uri"],
+                    };
+                    assert!(
+                        uri.as_str().unwrap().starts_with(&format!(
+                            "{}://quay.io/jooholee/mlserver-sklearn@sha256:",
+                            storage.scheme()
+                        )),
+                        "{}",
+                        out.stdout
+                    );
+                    printed.push(out.stdout);
+                } else {
+                    out.failure().stderr_has(&["LLMInferenceService"]);
+                    refused += 1;
+                }
+            }
+        }
+    }
+    // Every runtime KServe ships, named, for every format it serves; and a custom runtime.
+    for rt in runtimes::RUNTIMES {
+        for f in rt.formats {
+            let out = kserve_with(&store, &["--format", f.name, "--runtime", rt.name]).success();
+            assert_eq!(
+                isvc_model(&out.stdout)["runtime"].as_str(),
+                Some(rt.name),
+                "{}",
+                out.stdout
+            );
+            printed.push(out.stdout);
+        }
+    }
+    let out = kserve_with(
+        &store,
+        &["--format", "my-format", "--runtime", "my-runtime"],
+    )
+    .success();
+    printed.push(out.stdout);
+    // LLM formats and three storages, plus every other format refused as an LLM service.
+    assert!(refused > runtimes::known_formats().len());
+    assert_valid(&printed.join("---\n"));
+}
+
+#[test]
+fn kserve_refuses_unknown_formats_and_runtimes_that_do_not_serve_the_format() {
+    let dir = temp();
+    let store = dir.path().join("store");
+    build_one(
+        &store,
+        &example_model("sklearn"),
+        "quay.io/t/sklearn:v1",
+        &bases().busybox(),
+        &["-q", "--format", "sklearn"],
+    );
+    let k = |args: &[&str]| {
+        modelcar(&store)
+            .arg("kserve")
+            .arg("quay.io/t/sklearn:v1")
+            .args(args)
+            .run()
+    };
+    // KServe's choice for the three original formats stays kserve-mlserver, protocol v2.
+    let out = k(&[]).success();
+    assert_eq!(
+        isvc_model(&out.stdout)["runtime"].as_str(),
+        Some("kserve-mlserver")
+    );
+    assert_eq!(
+        isvc_model(&out.stdout)["protocolVersion"].as_str(),
+        Some("v2")
+    );
+    // KServe's own sklearn server, named, keeps v2 (it speaks v1 and v2).
+    let out = k(&["--runtime", "kserve-sklearnserver"]).success();
+    assert_eq!(
+        isvc_model(&out.stdout)["protocolVersion"].as_str(),
+        Some("v2")
+    );
+    k(&["--runtime", "kserve-sklearnserver", "--protocol", "v1"]).success();
+    k(&["--runtime", "kserve-mlserver", "--protocol", "v1"])
+        .failure()
+        .stderr_has(&["kserve-mlserver", "v1", "v2"]);
+    // A runtime that does not serve the format: the ones that do are listed.
+    k(&["--runtime", "kserve-torchserve"])
+        .failure()
+        .stderr_has(&[
+            "kserve-torchserve",
+            "sklearn",
+            "kserve-mlserver",
+            "kserve-sklearnserver",
+            "kserve-predictiveserver",
+        ]);
+    // An unknown format: the known ones are listed; a custom runtime takes it.
+    k(&["--format", "bogus"])
+        .failure()
+        .stderr_has(&["bogus", "huggingface", "onnx", "--runtime"]);
+    k(&["--format", "bogus", "--runtime", "my-runtime"]).success();
+    k(&["--kind", "llm"])
+        .failure()
+        .stderr_has(&["sklearn", "huggingface"]);
+    k(&["--storage", "s3"])
+        .failure()
+        .stderr_has(&["s3", "fetch"]);
+    k(&["--kind", "pod"]).failure().stderr_has(&["pod", "llm"]);
+}
+
+#[test]
+fn kserve_refuses_the_fetch_mode_for_an_image_with_zstd_layers() {
+    let dir = temp();
+    let store = dir.path().join("store");
+    for (tag, compression) in [("zstd", "zstd"), ("gzip", "gzip")] {
+        build_one(
+            &store,
+            &example_model("sklearn"),
+            &format!("quay.io/t/sklearn:{tag}"),
+            &bases().busybox(),
+            &["-q", "--format", "sklearn", "--compression", compression],
+        );
+    }
+    let k = |tag: &str, storage: &str| {
+        modelcar(&store)
+            .args([
+                "kserve",
+                &format!("quay.io/t/sklearn:{tag}"),
+                "--storage",
+                storage,
+            ])
+            .run()
+    };
+    k("zstd", "fetch").failure().stderr_has(&[
+        "quay.io/t/sklearn:zstd",
+        "oci+fetch",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "--compression gzip",
+    ]);
+    k("zstd", "oci").success();
+    k("zstd", "native").success();
+    k("gzip", "fetch").success();
+}
+
 #[test]
 fn the_inference_service_validator_rejects_what_a_cluster_would() {
     let good = "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n\
@@ -671,7 +839,7 @@ fn the_inference_service_validator_rejects_what_a_cluster_would() {
                 \x20     runtime: kserve-mlserver\n      protocolVersion: v2\n\
                 \x20     modelFormat:\n        name: sklearn\n\
                 \x20     storageUri: oci://quay.io/org/m@sha256:0000000000000000000000000000000000000000000000000000000000000000\n";
-    let ok = validate_isvc(good);
+    let ok = validate_kserve(good);
     assert!(ok.status.success(), "{}", ok.stderr);
     for (change, says) in [
         (
@@ -693,10 +861,58 @@ fn the_inference_service_validator_rejects_what_a_cluster_would() {
             "metadata.name",
         ),
         (("kind: InferenceService", "kind: Pod"), "kind"),
+        // Without a runtime, one KServe ships must auto-select the format and protocol.
+        (("      runtime: kserve-mlserver\n", ""), "ok: "),
+        (
+            (
+                "      runtime: kserve-mlserver\n      protocolVersion: v2\n",
+                "",
+            ),
+            "ok: ",
+        ),
+        (
+            (
+                "      runtime: kserve-mlserver\n      protocolVersion: v2\n",
+                "      protocolVersion: grpc-v1\n",
+            ),
+            "auto-selects",
+        ),
     ] {
         let bad = good.replacen(change.0, change.1, 1);
         assert_ne!(bad, good);
-        let out = validate_isvc(&bad);
+        let out = validate_kserve(&bad);
+        if says == "ok: " {
+            assert!(out.status.success(), "{bad}\n{}", out.stderr);
+            continue;
+        }
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "accepted:\n{bad}\n{}",
+            out.stdout
+        );
+        assert!(out.stderr.contains(says), "{says}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn the_llm_service_validator_rejects_what_a_cluster_would() {
+    let good = "apiVersion: serving.kserve.io/v1alpha2\nkind: LLMInferenceService\n\
+                metadata:\n  name: llama\nspec:\n  model:\n\
+                \x20   uri: oci://quay.io/org/llama@sha256:0000000000000000000000000000000000000000000000000000000000000000\n\
+                \x20   name: llama\n";
+    let ok = validate_kserve(good);
+    assert!(ok.status.success(), "{}", ok.stderr);
+    for (change, says) in [
+        (("    name: llama\n", "    nam: llama\n"), "nam"),
+        (("    uri: oci://", "    url: oci://"), "uri"),
+        (("uri: oci://", "uri: ftp://"), "scheme"),
+        (("v1alpha2", "v1beta1"), "apiVersion"),
+        (("  model:\n", "  models:\n"), "models"),
+    ] {
+        let bad = good.replacen(change.0, change.1, 1);
+        assert_ne!(bad, good);
+        let out = validate_kserve(&bad);
         assert_eq!(
             out.status.code(),
             Some(1),

@@ -23,11 +23,6 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared` next to the repository (KServe data files).
-pub fn shared_dir() -> PathBuf {
-    repo_root().join("../shared")
-}
-
 /// An example model directory, e.g. `example_model("sklearn")`.
 pub fn example_model(name: &str) -> PathBuf {
     repo_root().join("models/mlserver").join(name)

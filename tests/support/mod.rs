@@ -8,6 +8,7 @@
 //!   `tests/fixtures/make-bases.sh`, a large image, and model directories made for a test;
 //! - [`files`]: temporary directories, pseudo-random data, digests, modes and a directory walk;
 //! - [`images`]: reading images with skopeo, umoci and GNU tar, and the files of an OCI layout;
+//! - [`kserve`]: validating KServe manifests against KServe's CRDs, strictly;
 //! - [`snapshot`]: store snapshots that prove a failed command changed nothing;
 //! - [`registries`], [`token`], [`proxy`] and [`http`]: real registries, a token service and a
 //!   fault-injecting proxy.
@@ -25,6 +26,7 @@ pub mod files;
 pub mod fixtures;
 pub mod http;
 pub mod images;
+pub mod kserve;
 pub mod proxy;
 pub mod registries;
 pub mod snapshot;
