@@ -11,4 +11,4 @@ mod client;
 pub mod pull;
 pub mod push;
 
-pub use client::{Client, Options, Scope};
+pub use client::{network_error, Client, Options, Scope, Timeouts, Transfer};
