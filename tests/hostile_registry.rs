@@ -42,6 +42,8 @@ enum Misbehaviour {
     ExtraBytes,
     /// Answer blob requests with a redirect to `other`.
     RedirectBlobs,
+    /// Start uploads on this host, then refuse their bytes with 403 DENIED.
+    DenyUploads,
     /// Nothing: serve the image (used with Basic auth, and with uploads sent to `other`).
     None,
 }
@@ -66,7 +68,7 @@ impl TinyImage {
         let layer: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
         let config = serde_json::json!({
             "architecture": "amd64", "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256(&layer))]},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
             "config": {}
         })
         .to_string()
@@ -75,9 +77,9 @@ impl TinyImage {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": format!("sha256:{}", sha256(&config)), "size": config.len()},
+                       "digest": sha256(&config), "size": config.len()},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": format!("sha256:{}", sha256(&layer)), "size": layer.len()}]
+                        "digest": sha256(&layer), "size": layer.len()}]
         })
         .to_string()
         .into_bytes();
@@ -90,7 +92,7 @@ impl TinyImage {
     fn blob(&self, digest: &str) -> Option<&[u8]> {
         [&self.config, &self.layer]
             .into_iter()
-            .find(|b| digest == format!("sha256:{}", sha256(b)))
+            .find(|b| digest == sha256(b))
             .map(Vec::as_slice)
     }
 }
@@ -199,7 +201,7 @@ fn serve(
                     // The config goes out at once; the layer a byte at a time.
                     if blob.len() > 1000 {
                         for (i, b) in blob.iter().enumerate() {
-                            if i < 20 {
+                            if i < 12 {
                                 std::thread::sleep(gap);
                             }
                             if w.write_all(&[*b]).and_then(|_| w.flush()).is_err() {
@@ -235,8 +237,18 @@ fn serve(
             }
         } else if head.method() == "HEAD" && target.contains("/blobs/") {
             respond(&mut w, 404, &[dist], b"")
+        } else if matches!(how, Misbehaviour::DenyUploads) && target.contains("/upload/") {
+            respond(
+                &mut w,
+                403,
+                &[dist],
+                &error_body("DENIED", "requested access to the resource is denied"),
+            )
         } else if head.method() == "POST" && target.contains("/blobs/uploads/") {
-            let to = format!("http://{}/upload/session-1", other.unwrap());
+            let to = match other {
+                Some(o) => format!("http://{o}/upload/session-1"),
+                None => "/upload/session-1".to_string(),
+            };
             respond(&mut w, 202, &[dist, ("Location", to)], b"")
         } else if head.method() == "PUT" && target.contains("/manifests/") {
             respond(&mut w, 201, &[dist], b"")
@@ -317,10 +329,11 @@ fn a_registry_that_never_answers_fails_the_pull_within_the_read_timeout_naming_i
 #[test]
 fn a_trickling_registry_is_waited_for_while_bytes_come_and_dropped_when_they_stop() {
     let env = Env::new();
-    // Gaps of 0.2 s under a 1 s read timeout: slow, but the pull completes.
+    // Gaps of 0.15 s under a 0.5 s read timeout: the download takes several times the timeout
+    // (it is no limit on a whole transfer), and completes.
     let slow = FakeRegistry::start(
         Misbehaviour::Trickle {
-            gap: Duration::from_millis(200),
+            gap: Duration::from_millis(150),
         },
         false,
         None,
@@ -328,16 +341,19 @@ fn a_trickling_registry_is_waited_for_while_bytes_come_and_dropped_when_they_sto
     let (out, took) = pull(
         &env,
         &slow.host(),
-        &["--read-timeout", "1", "--retries", "0"],
+        &["--read-timeout", "0.5", "--retries", "0"],
     );
     out.success();
-    assert!(took >= Duration::from_secs(3), "the trickle took {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "the trickle took {took:?}"
+    );
 
-    // Gaps of 1.5 s under the same timeout: the layer's download fails, naming the blob.
+    // Gaps of 1 s under the same timeout: the layer's download fails, naming the blob.
     let env = Env::new();
     let stalled = FakeRegistry::start(
         Misbehaviour::Trickle {
-            gap: Duration::from_millis(1500),
+            gap: Duration::from_millis(1000),
         },
         false,
         None,
@@ -345,14 +361,14 @@ fn a_trickling_registry_is_waited_for_while_bytes_come_and_dropped_when_they_sto
     let (out, took) = pull(
         &env,
         &stalled.host(),
-        &["--read-timeout", "1", "--retries", "0"],
+        &["--read-timeout", "0.5", "--retries", "0"],
     );
     out.failure().stderr_has(&[
         &stalled.host(),
-        "sent no bytes for 1 s",
+        "sent no bytes for 0.5 s",
         "reading blob sha256:",
     ]);
-    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 #[test]
@@ -471,4 +487,42 @@ fn a_plain_http_token_realm_is_refused_for_a_tls_registry_and_gets_no_credential
         .failure()
         .stderr_has(&["over plain HTTP", &reg.host()]);
     assert!(tokens.issued().is_empty(), "no token was asked for");
+}
+
+#[test]
+fn a_denied_upload_during_build_push_reads_as_denied_with_the_registrys_reason_and_is_not_retried()
+{
+    let env = Env::new();
+    let reg = FakeRegistry::start(Misbehaviour::DenyUploads, false, None);
+    let dest = format!("{}/hostile/pushed:v1", reg.host());
+    let out = env
+        .cmd()
+        .build(&example_model("sklearn"), &dest, &bases().busybox())
+        .arg("--push")
+        .run()
+        .failure()
+        .stderr_has(&[
+            "403",
+            "DENIED",
+            "requested access to the resource is denied",
+            "hint:",
+            "modelcar login",
+        ]);
+    assert!(
+        !out.stderr.contains("cannot write a layer"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("corrupt"), "{}", out.stderr);
+    let seen = reg.seen();
+    let uploads = seen
+        .iter()
+        .filter(|s| s.target.contains("/upload/"))
+        .count();
+    let started = seen.iter().filter(|s| s.method == "POST").count();
+    assert!(uploads >= 1, "{seen:?}");
+    assert_eq!(
+        uploads, started,
+        "each refused upload was sent once: {seen:?}"
+    );
 }

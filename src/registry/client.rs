@@ -175,16 +175,17 @@ fn http_client(
     opts: &Options,
     certs: &[reqwest::Certificate],
 ) -> Result<Http> {
-    // The blocking builder offers only a total timeout; the idle read timeout lives on the
-    // async builder it wraps.
-    let mut b = reqwest::Client::builder()
+    let mut b = reqwest::blocking::Client::builder()
         .user_agent(concat!("modelcar/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(opts.connect_timeout)
         .tcp_keepalive(Duration::from_secs(30))
         .pool_idle_timeout(Duration::from_secs(60));
     match transfer {
-        Transfer::Small => b = b.read_timeout(opts.read_timeout),
+        // The blocking client's timeout bounds the wait for an answer's head and then each
+        // read of its body on its own: an idle timeout, not a limit on a whole download.
+        Transfer::Small => b = b.timeout(opts.read_timeout),
         Transfer::Upload => {
+            b = b.timeout(None::<Duration>);
             #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
             {
                 b = b.tcp_user_timeout(opts.read_timeout);
@@ -197,9 +198,7 @@ fn http_client(
     for c in certs {
         b = b.add_root_certificate(c.clone());
     }
-    reqwest::blocking::ClientBuilder::from(b)
-        .timeout(None::<Duration>)
-        .build()
+    b.build()
         .map_err(|e| Error::invalid(format!("cannot set up HTTPS: {e}")))
 }
 
@@ -244,7 +243,14 @@ fn any_cause(
         if test(c) {
             return true;
         }
-        cur = c.source();
+        // An `io::Error`'s `source` skips the error it wraps: look at that one too.
+        cur = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
     }
     false
 }
