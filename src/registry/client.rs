@@ -1018,6 +1018,146 @@ pub fn unexpected(what: &str, resp: Response) -> Error {
 mod tests {
     use super::*;
 
+    fn client(retries: u32, max_wait: Duration) -> Client {
+        Client::new(Options {
+            retries,
+            backoff: Duration::from_millis(1),
+            max_retry_wait: max_wait,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn failure(kind: Kind, after: Option<Duration>) -> Error {
+        RegistryError::new("r.example", kind, "it failed".into())
+            .with_retry_after(after)
+            .into()
+    }
+
+    #[test]
+    fn only_temporary_failures_are_retried_and_up_to_the_retries() {
+        let c = client(3, Duration::from_secs(1));
+        for (kind, calls) in [
+            (Kind::Dropped, 4),
+            (Kind::TimedOut, 4),
+            (Kind::TooManyRequests, 4),
+            (Kind::Unavailable, 4),
+            (Kind::Denied, 1),
+            (Kind::NotFound, 1),
+            (Kind::Refused, 1),
+            (Kind::Protocol, 1),
+            (Kind::Unreachable, 1),
+        ] {
+            let mut n = 0;
+            let r: Result<()> = c.retrying(|| {
+                n += 1;
+                Err(failure(kind, None))
+            });
+            assert_eq!(n, calls, "{kind:?}");
+            assert_eq!(r.unwrap_err().registry().unwrap().kind, kind);
+        }
+        let mut n = 0;
+        let r: Result<()> = c.retrying(|| {
+            n += 1;
+            Err(Error::corrupt("digest mismatch"))
+        });
+        assert!(r.is_err());
+        assert_eq!(n, 1, "integrity failures are never retried");
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_maximum_wait_ends_the_retries_at_once() {
+        let c = client(5, Duration::from_millis(50));
+        let mut n = 0;
+        let r: Result<()> = c.retrying(|| {
+            n += 1;
+            Err(failure(
+                Kind::TooManyRequests,
+                Some(Duration::from_secs(3600)),
+            ))
+        });
+        assert_eq!(n, 1);
+        let e = r.unwrap_err();
+        assert_eq!(e.registry().unwrap().kind, Kind::WaitTooLong);
+        assert!(e.to_string().contains("3600 s"), "{e}");
+        assert!(!e.is_temporary());
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registrys_own_origin() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        assert!(same_origin(
+            &url("https://r.example/v2/x/blobs/uploads/1"),
+            "https://r.example"
+        ));
+        assert!(same_origin(
+            &url("https://r.example:443/v2/"),
+            "https://r.example"
+        ));
+        assert!(!same_origin(
+            &url("https://storage.example/upload"),
+            "https://r.example"
+        ));
+        assert!(!same_origin(
+            &url("http://r.example/v2/"),
+            "https://r.example"
+        ));
+        assert!(!same_origin(
+            &url("https://r.example:5000/v2/"),
+            "https://r.example"
+        ));
+        assert!(!same_origin(
+            &url("https://r.example.evil/v2/"),
+            "https://r.example"
+        ));
+    }
+
+    #[test]
+    fn statuses_and_codes_decide_the_kind_of_failure() {
+        let code = |c: &str| {
+            vec![RegistryCode {
+                code: c.into(),
+                message: String::new(),
+            }]
+        };
+        assert_eq!(
+            kind_of(StatusCode::FORBIDDEN, &code("DENIED")),
+            Kind::Denied
+        );
+        assert_eq!(
+            kind_of(StatusCode::BAD_REQUEST, &code("DENIED")),
+            Kind::Denied
+        );
+        assert_eq!(
+            kind_of(StatusCode::NOT_FOUND, &code("BLOB_UNKNOWN")),
+            Kind::NotFound
+        );
+        assert_eq!(
+            kind_of(StatusCode::BAD_REQUEST, &code("MANIFEST_INVALID")),
+            Kind::Refused
+        );
+        assert_eq!(
+            kind_of(StatusCode::TOO_MANY_REQUESTS, &[]),
+            Kind::TooManyRequests
+        );
+        assert_eq!(
+            kind_of(StatusCode::FORBIDDEN, &code("TOOMANYREQUESTS")),
+            Kind::TooManyRequests
+        );
+        assert_eq!(kind_of(StatusCode::BAD_GATEWAY, &[]), Kind::Unavailable);
+        let body = br#"{"errors":[{"code":"DENIED","message":"no"},{"code":"X"}]}"#;
+        assert_eq!(error_codes(body).len(), 2);
+        assert_eq!(error_codes(b"not json"), vec![]);
+    }
+
+    #[test]
+    fn the_scopes_a_challenge_names_are_asked_for_too() {
+        let s = Scope::pull("a/b");
+        assert_eq!(s.merged(None), s);
+        let m = s.merged(Some("repository:a/b:pull repository:c/d:pull"));
+        assert_eq!(m.scopes, vec!["repository:a/b:pull", "repository:c/d:pull"]);
+    }
+
     #[test]
     fn loopback_hosts() {
         assert!(is_loopback("localhost:5000"));
