@@ -102,13 +102,17 @@ impl Error {
 
     /// The error an [`Error::into_io`] wrapped, or the `io::Error` itself when it wraps none.
     pub fn from_io(e: io::Error) -> Result<Error, io::Error> {
-        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-            match e.into_inner().map(|inner| inner.downcast::<Error>()) {
-                Some(Ok(inner)) => return Ok(*inner),
-                _ => unreachable!("checked to hold an Error"),
-            }
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Err(e);
         }
-        Err(e)
+        let kind = e.kind();
+        match e.into_inner() {
+            Some(inner) => inner
+                .downcast::<Error>()
+                .map(|inner| *inner)
+                .map_err(|other| io::Error::new(kind, other)),
+            None => Err(io::Error::from(kind)),
+        }
     }
 }
 
@@ -140,6 +144,25 @@ pub enum RegistryErrorKind {
     Refusing,
     /// The registry asked to wait longer before trying again than modelcar waits.
     WaitTooLong,
+}
+
+impl RegistryErrorKind {
+    /// A stable name for machine-readable output (`unreachable`, `timed-out`, `denied`...).
+    pub fn name(self) -> &'static str {
+        match self {
+            RegistryErrorKind::Unreachable => "unreachable",
+            RegistryErrorKind::Dropped => "dropped",
+            RegistryErrorKind::TimedOut => "timed-out",
+            RegistryErrorKind::TooManyRequests => "too-many-requests",
+            RegistryErrorKind::Unavailable => "unavailable",
+            RegistryErrorKind::Denied => "denied",
+            RegistryErrorKind::NotFound => "not-found",
+            RegistryErrorKind::Refused => "refused",
+            RegistryErrorKind::Protocol => "protocol",
+            RegistryErrorKind::Refusing => "refusing",
+            RegistryErrorKind::WaitTooLong => "wait-too-long",
+        }
+    }
 }
 
 /// One entry of a registry's JSON error answer (`{"errors":[{"code":..,"message":..}]}`).
@@ -253,4 +276,23 @@ impl From<RegistryError> for Error {
 pub fn io_err(op: &'static str, path: impl AsRef<Path>) -> impl FnOnce(io::Error) -> Error {
     let path = path.as_ref().to_path_buf();
     move |source| Error::Io { op, path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_carried_through_io_comes_back_whole() {
+        let e = Error::from(
+            RegistryError::new("r.example", RegistryErrorKind::Denied, "denied".into())
+                .with_hint("log in"),
+        );
+        let back = Error::from_io(e.into_io()).expect("an Error inside");
+        assert_eq!(back.registry().unwrap().kind, RegistryErrorKind::Denied);
+        assert_eq!(back.hint(), Some("log in"));
+        let plain = io::Error::new(io::ErrorKind::StorageFull, "disk full");
+        let kept = Error::from_io(plain).unwrap_err();
+        assert_eq!(kept.kind(), io::ErrorKind::StorageFull);
+    }
 }
