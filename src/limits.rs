@@ -27,6 +27,7 @@ pub const CONNECT_TIMEOUT_SECS: u64 = 30;
 /// Longest silence tolerated on an open connection: no byte of an answer for this long (while
 /// waiting for the status line or between two reads of a body) ends the request. It is not a
 /// limit on a whole transfer: a 100 GB blob may take hours as long as bytes keep coming.
+/// Requests that carry a blob up wait for their answer without it (sending may take hours).
 /// `--read-timeout` / `MODELCAR_READ_TIMEOUT` change it.
 pub const READ_TIMEOUT_SECS: u64 = 60;
 

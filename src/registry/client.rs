@@ -68,8 +68,9 @@ pub enum Transfer {
     /// timeout.
     Small,
     /// A request that carries a blob: sending it may take hours, so the wait for the answer
-    /// is not bounded as a whole; a registry that stops taking bytes is dropped by the kernel
-    /// (`TCP_USER_TIMEOUT`) after the read timeout.
+    /// is not bounded as a whole. `TCP_USER_TIMEOUT` (the read timeout) has the kernel drop a
+    /// connection whose sent bytes stay unacknowledged that long (a vanished peer); a registry
+    /// that keeps the connection open and stops reading is not detected here.
     Upload,
 }
 

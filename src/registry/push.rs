@@ -610,8 +610,8 @@ impl UploadWriter {
         }
     }
 
-    /// Hand the buffer to the request thread, waiting at most the read timeout for room: a
-    /// registry that takes no bytes for that long ends the upload.
+    /// Hand the buffer to the request thread, waiting at most the read timeout for room in the
+    /// queue: a request that takes no bytes for that long ends the upload.
     fn send_buffer(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
