@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use support::env::Env;
-use support::files::sha256;
+use support::files::{sha256, write_random};
 use support::fixtures::{bases, example_model};
 use support::http::{error_body, read_body, respond, Head, Server};
 use support::registries::{Auth, Registry, RegistryOptions, Tls};
@@ -44,6 +44,8 @@ enum Misbehaviour {
     RedirectBlobs,
     /// Start uploads on this host, then refuse their bytes with 403 DENIED.
     DenyUploads,
+    /// Start uploads on this host, then never read their bytes nor answer.
+    StallUploads,
     /// Nothing: serve the image (used with Basic auth, and with uploads sent to `other`).
     None,
 }
@@ -165,6 +167,10 @@ fn serve(
             let body = error_body("DENIED", "requested access to the resource is denied");
             let _ = respond(&mut w, 403, &[("Connection", "close".to_string())], &body);
             let _ = read_body(&mut r, &head);
+            return;
+        }
+        if matches!(how, Misbehaviour::StallUploads) && target.contains("/upload/") {
+            std::thread::sleep(Duration::from_secs(3600));
             return;
         }
         let Ok(_body) = read_body(&mut r, &head) else {
@@ -524,4 +530,33 @@ fn a_denied_upload_during_build_push_reads_as_denied_with_the_registrys_reason_a
         .filter(|s| s.target.contains("/upload/"))
         .count();
     assert_eq!((started, uploads), (1, 1), "{seen:?}");
+}
+
+#[test]
+fn a_build_push_whose_registry_stops_reading_fails_within_the_read_timeout() {
+    let env = Env::new();
+    let reg = FakeRegistry::start(Misbehaviour::StallUploads, false, None);
+    let models = env.path("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(
+        example_model("sklearn").join("model.joblib"),
+        models.join("model.joblib"),
+    )
+    .unwrap();
+    // Larger than what socket buffers and the upload's queue hold.
+    write_random(&models.join("weights.bin"), 40 << 20, 3);
+    let dest = format!("{}/hostile/stalled:v1", reg.host());
+    let started = Instant::now();
+    env.cmd()
+        .args(["--read-timeout", "1", "--retries", "0"])
+        .build(&models, &dest, &bases().busybox())
+        .args(["--push", "--layers", "single", "--compression", "none"])
+        .run()
+        .failure()
+        .stderr_has(&[&reg.host(), "took no bytes for 1 s", "uploading a layer"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }

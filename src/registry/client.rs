@@ -450,14 +450,16 @@ impl Client {
                 Err(e) => {
                     let err =
                         network_error(registry, "connecting to its API (/v2/)", self.timeouts(), e);
-                    // A server that accepted the connection and then said nothing would say
-                    // nothing over plain HTTP either: report the wait, not a second one.
-                    if err.registry().is_some_and(|r| r.kind == Kind::TimedOut) {
-                        return Err(err);
-                    }
+                    // Even a timeout falls back: a plain-HTTP server may wait for a line that a
+                    // TLS handshake never sends.
                     if scheme == "https" {
                         https_error = Some(err);
                         continue;
+                    }
+                    // A plain-HTTP server that accepted and then said nothing: that wait is
+                    // what the user must hear about, not the failed TLS handshake before it.
+                    if err.registry().is_some_and(|r| r.kind == Kind::TimedOut) {
+                        return Err(err);
                     }
                     return Err(https_error.unwrap_or(err));
                 }
