@@ -286,15 +286,23 @@ pub fn build(
     );
     progress.start_bytes(tree.total_size(), &format!("writing {}", spec.reference));
     let mut layers = match push {
-        None => write_layers_parallel(store, store, &tree, &plans, &settings, spec, 1, progress)?,
+        None => {
+            write_layers_parallel(store, store, &tree, &plans, &settings, spec, None, progress)?
+        }
         Some(client) => {
             let dest = crate::registry::push::RegistryUpload {
                 client,
                 target: &spec.reference,
             };
-            let attempts = client.options().retries + 1;
             write_layers_parallel(
-                store, &dest, &tree, &plans, &settings, spec, attempts, progress,
+                store,
+                &dest,
+                &tree,
+                &plans,
+                &settings,
+                spec,
+                Some(client),
+                progress,
             )?
         }
     };
@@ -481,7 +489,8 @@ fn base_display_name(location: &Location, base: &transport::Resolved) -> Option<
 }
 
 /// Write every layer with up to `spec.threads` workers; results keep the plan's order.
-/// A failed layer is written again from the files up to `attempts` times in all.
+/// With `retry`, a layer streamed to a registry whose upload failed temporarily is written
+/// again from the files, as that client retries.
 #[allow(clippy::too_many_arguments)]
 fn write_layers_parallel<D: layer::LayerDestination>(
     store: &Store,
@@ -490,7 +499,7 @@ fn write_layers_parallel<D: layer::LayerDestination>(
     plans: &[layer::LayerPlan],
     settings: &EntrySettings,
     spec: &BuildSpec,
-    attempts: u32,
+    retry: Option<&Client>,
     progress: &Progress,
 ) -> Result<Vec<BuiltLayer>> {
     let next = AtomicUsize::new(0);
@@ -505,9 +514,8 @@ fn write_layers_parallel<D: layer::LayerDestination>(
                 if i >= plans.len() {
                     break;
                 }
-                let mut attempt = 1;
-                let r = loop {
-                    let r = layer::write_layer(
+                let write = || {
+                    layer::write_layer(
                         store,
                         dest,
                         tree,
@@ -519,18 +527,11 @@ fn write_layers_parallel<D: layer::LayerDestination>(
                             file_digests: spec.sign_model.is_some(),
                         },
                         &tick,
-                    );
-                    match r {
-                        Err(e) if attempt < attempts => {
-                            tracing::warn!(
-                                "layer {}: {e}; writing it again (attempt {})",
-                                i + 1,
-                                attempt + 1
-                            );
-                            attempt += 1;
-                        }
-                        r => break r,
-                    }
+                    )
+                };
+                let r = match retry {
+                    Some(client) => client.retrying(write),
+                    None => write(),
                 };
                 let failed = r.is_err();
                 results.lock().expect("no worker panics")[i] = Some(r);

@@ -354,10 +354,14 @@ pub fn write_layer<D: LayerDestination>(
             }
         }
     };
-    let store_err = |e: io::Error| Error::Io {
-        op: "write a layer into the store at",
-        path: store.root().to_path_buf(),
-        source: e,
+    // A destination's own error (a registry's answer) travels through the writers as an
+    // `io::Error`; it comes out whole, not as a store failure.
+    let store_err = |e: io::Error| {
+        Error::from_io(e).unwrap_or_else(|e| Error::Io {
+            op: "write a layer into the store at",
+            path: store.root().to_path_buf(),
+            source: e,
+        })
     };
     let mut sink = Sink::new(dest.begin()?, compression, codec.threads)?;
     let written = write_tar(

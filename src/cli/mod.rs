@@ -30,7 +30,10 @@ mod verify;
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use modelcar::limits;
 use modelcar::project::{self, Project};
 use modelcar::store::Store;
 pub use output::{exit_code, init_logging, is_broken_pipe, report};
@@ -66,6 +69,23 @@ pub struct Cli {
     /// Blobs transferred at once with registries.
     #[arg(long, global = true, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
+    /// Seconds to wait for a registry to accept a connection.
+    #[arg(long, global = true, value_name = "SECONDS", env = "MODELCAR_CONNECT_TIMEOUT",
+          default_value_t = limits::CONNECT_TIMEOUT_SECS as f64, value_parser = parse_seconds)]
+    pub connect_timeout: f64,
+    /// Seconds a registry may send no bytes before the request fails (not a limit on a whole transfer).
+    #[arg(long, global = true, value_name = "SECONDS", env = "MODELCAR_READ_TIMEOUT",
+          default_value_t = limits::READ_TIMEOUT_SECS as f64, value_parser = parse_seconds)]
+    pub read_timeout: f64,
+    /// Longest Retry-After honoured, in seconds; a registry asking for more fails the command.
+    #[arg(long, global = true, value_name = "SECONDS", env = "MODELCAR_MAX_RETRY_WAIT",
+          default_value_t = limits::MAX_RETRY_WAIT_SECS as f64, value_parser = parse_seconds)]
+    pub max_retry_wait: f64,
+    /// Attempts after the first for a registry request that failed temporarily (timeouts,
+    /// dropped connections, 429, 5xx); content that does not match its digest is never retried.
+    #[arg(long, global = true, value_name = "N", env = "MODELCAR_RETRIES",
+          default_value_t = limits::RETRIES)]
+    pub retries: u32,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -100,6 +120,16 @@ pub enum Command {
     Sign(provenance::SignArgs),
     /// Print an image's CycloneDX bill of materials (ML-BOM).
     Sbom(provenance::SbomArgs),
+}
+
+/// A wait in seconds (decimals allowed): positive and at most a day.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds between 0 and 86400 (for example 30 or 0.5)"
+        )),
+    }
 }
 
 /// Shared context of a command run.
@@ -168,6 +198,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             tls_verify: cli.tls_verify,
             cert_dir: cli.cert_dir.clone(),
             jobs: cli.jobs.max(1),
+            connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
+            read_timeout: Duration::from_secs_f64(cli.read_timeout),
+            max_retry_wait: Duration::from_secs_f64(cli.max_retry_wait),
+            retries: cli.retries,
             ..Default::default()
         },
         client: std::sync::OnceLock::new(),

@@ -11,7 +11,7 @@ use oci_spec::image::{Descriptor, Digest};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 
-use super::client::unexpected;
+use super::client::{unexpected, Transfer};
 use super::pull::fetch_manifest;
 use super::{Client, Scope};
 use crate::digest;
@@ -35,9 +35,14 @@ pub fn get_manifest(
 /// A small blob, checked against its digest.
 pub fn get_blob(client: &Client, r: &ImageRef, digest: &str) -> Result<Vec<u8>> {
     let repo = r.repository.clone();
-    let resp = client.send(&r.registry, &repo, &Scope::pull(&repo), &|http, base| {
-        Ok(http.get(format!("{base}/v2/{repo}/blobs/{digest}")))
-    })?;
+    let resp = client.send(
+        &r.registry,
+        &repo,
+        &Scope::pull(&repo),
+        &format!("fetching blob {digest} of {}", r.name()),
+        Transfer::Small,
+        &|http, base| Ok(http.get(format!("{base}/v2/{repo}/blobs/{digest}"))),
+    )?;
     let what = format!("blob {digest} of {}", r.name());
     if !resp.status().is_success() {
         return Err(unexpected(&format!("fetching {what}"), resp));
@@ -66,18 +71,30 @@ pub fn put_blob(client: &Client, r: &ImageRef, bytes: &[u8]) -> Result<Digest> {
     let scope = Scope::push(&repo);
     let digest = digest::sha256_of(bytes);
     let d = digest.to_string();
-    let head = client.send(&r.registry, &repo, &scope, &|http, base| {
-        Ok(http.head(format!("{base}/v2/{repo}/blobs/{d}")))
-    })?;
+    let head = client.send(
+        &r.registry,
+        &repo,
+        &scope,
+        &format!("checking for blob {d} in {}", r.name()),
+        Transfer::Small,
+        &|http, base| Ok(http.head(format!("{base}/v2/{repo}/blobs/{d}"))),
+    )?;
     if head.status().is_success() {
         return Ok(digest);
     }
     let what = format!("uploading blob {d} to {}", r.name());
-    let start = client.send(&r.registry, &repo, &scope, &|http, base| {
-        Ok(http
-            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-            .header(CONTENT_LENGTH, 0))
-    })?;
+    let start = client.send(
+        &r.registry,
+        &repo,
+        &scope,
+        &what,
+        Transfer::Small,
+        &|http, base| {
+            Ok(http
+                .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+                .header(CONTENT_LENGTH, 0))
+        },
+    )?;
     if start.status() != StatusCode::ACCEPTED {
         return Err(unexpected(&what, start));
     }
@@ -87,18 +104,25 @@ pub fn put_blob(client: &Client, r: &ImageRef, bytes: &[u8]) -> Result<Digest> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .ok_or_else(|| Error::corrupt(format!("{what}: the registry gave no upload location")))?;
-    let resp = client.send(&r.registry, &repo, &scope, &|http, base| {
-        let url = if location.starts_with("http://") || location.starts_with("https://") {
-            location.clone()
-        } else {
-            format!("{base}{location}")
-        };
-        let sep = if url.contains('?') { '&' } else { '?' };
-        Ok(http
-            .put(format!("{url}{sep}digest={d}"))
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(bytes.to_vec()))
-    })?;
+    let resp = client.send(
+        &r.registry,
+        &repo,
+        &scope,
+        &what,
+        Transfer::Small,
+        &|http, base| {
+            let url = if location.starts_with("http://") || location.starts_with("https://") {
+                location.clone()
+            } else {
+                format!("{base}{location}")
+            };
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Ok(http
+                .put(format!("{url}{sep}digest={d}"))
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(bytes.to_vec()))
+        },
+    )?;
     if !resp.status().is_success() {
         return Err(unexpected(&what, resp));
     }
@@ -115,12 +139,19 @@ pub fn put_manifest(
     bytes: &[u8],
 ) -> Result<bool> {
     let repo = r.repository.clone();
-    let resp = client.send(&r.registry, &repo, &Scope::push(&repo), &|http, base| {
-        Ok(http
-            .put(format!("{base}/v2/{repo}/manifests/{reference}"))
-            .header(CONTENT_TYPE, media_type)
-            .body(bytes.to_vec()))
-    })?;
+    let resp = client.send(
+        &r.registry,
+        &repo,
+        &Scope::push(&repo),
+        &format!("putting manifest {reference} of {}", r.name()),
+        Transfer::Small,
+        &|http, base| {
+            Ok(http
+                .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+                .header(CONTENT_TYPE, media_type)
+                .body(bytes.to_vec()))
+        },
+    )?;
     if !resp.status().is_success() {
         return Err(unexpected(
             &format!(
@@ -138,11 +169,18 @@ pub fn put_manifest(
 /// when the registry does not offer the API.
 pub fn referrers(client: &Client, r: &ImageRef, digest: &str) -> Result<Option<Vec<u8>>> {
     let repo = r.repository.clone();
-    let resp = client.send(&r.registry, &repo, &Scope::pull(&repo), &|http, base| {
-        Ok(http
-            .get(format!("{base}/v2/{repo}/referrers/{digest}"))
-            .header(ACCEPT, "application/vnd.oci.image.index.v1+json"))
-    })?;
+    let resp = client.send(
+        &r.registry,
+        &repo,
+        &Scope::pull(&repo),
+        &format!("listing the referrers of {digest} in {}", r.name()),
+        Transfer::Small,
+        &|http, base| {
+            Ok(http
+                .get(format!("{base}/v2/{repo}/referrers/{digest}"))
+                .header(ACCEPT, "application/vnd.oci.image.index.v1+json"))
+        },
+    )?;
     match resp.status() {
         s if s.is_success() => {}
         StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {

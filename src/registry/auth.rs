@@ -18,6 +18,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::error::{io_err, Error, Result};
+use crate::limits;
 
 /// A credential for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -304,7 +305,14 @@ pub struct Challenge {
 }
 
 /// Parse `Bearer realm="...",service="...",scope="..."` (quoted or token values).
+///
+/// The header comes from the registry: one longer than [`limits::MAX_CHALLENGE`] is refused
+/// (`None`), and only the first [`limits::MAX_CHALLENGE_PARAMS`] parameters are kept, so what
+/// is kept is never larger than the header.
 pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    if header.len() > limits::MAX_CHALLENGE {
+        return None;
+    }
     let header = header.trim();
     let (scheme, rest) = header
         .split_once(char::is_whitespace)
@@ -348,7 +356,9 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
             }
             value = value.trim().to_string();
         }
-        params.insert(key, value);
+        if params.len() < limits::MAX_CHALLENGE_PARAMS || params.contains_key(&key) {
+            params.insert(key, value);
+        }
     }
     Some(Challenge {
         scheme: scheme.to_ascii_lowercase(),
@@ -371,6 +381,47 @@ mod tests {
             (c.scheme.as_str(), c.params["realm"].as_str()),
             ("basic", "Registry Realm")
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_challenge_header_parses_without_panic_into_no_more_than_it_holds(header in ".{0,600}") {
+            if let Some(c) = parse_challenge(&header) {
+                proptest::prop_assert!(c.params.len() <= limits::MAX_CHALLENGE_PARAMS);
+                let kept: usize = c.scheme.len() + c.params.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                proptest::prop_assert!(kept <= header.len(), "{kept} from {}", header.len());
+            }
+        }
+
+        #[test]
+        fn challenge_bytes_from_the_network_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let header = String::from_utf8_lossy(&bytes);
+            let _ = parse_challenge(&header);
+        }
+
+        #[test]
+        fn quoted_values_come_back_as_sent(realm in "[ -~]{0,60}", scope in "[ -~]{0,60}") {
+            let quote = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+            let header = format!(r#"Bearer realm="{}",scope="{}""#, quote(&realm), quote(&scope));
+            let c = parse_challenge(&header).expect("parses");
+            proptest::prop_assert_eq!(c.scheme.as_str(), "bearer");
+            proptest::prop_assert_eq!(&c.params["realm"], &realm);
+            proptest::prop_assert_eq!(&c.params["scope"], &scope);
+        }
+    }
+
+    #[test]
+    fn an_oversized_challenge_is_refused_and_parameters_are_capped() {
+        assert_eq!(
+            parse_challenge(&format!(
+                "Bearer realm=\"{}\"",
+                "a".repeat(limits::MAX_CHALLENGE)
+            )),
+            None
+        );
+        let many: Vec<String> = (0..1000).map(|i| format!("k{i}=v")).collect();
+        let c = parse_challenge(&format!("Bearer {}", many.join(","))).unwrap();
+        assert_eq!(c.params.len(), limits::MAX_CHALLENGE_PARAMS);
     }
 
     #[test]

@@ -1,6 +1,14 @@
-//! The HTTP side of the distribution API: endpoints, authentication, retries.
+//! The HTTP side of the distribution API: endpoints, authentication, timeouts and retries.
+//!
+//! Every request has a connect timeout and an idle read timeout ("no byte for N seconds", never
+//! a limit on a whole transfer). Failures become [`RegistryError`]s that keep their kind, the
+//! HTTP status and the registry's error codes; [`Client::retrying`] is the one place that
+//! retries, and only what [`Error::is_temporary`] calls temporary. Credentials go only to the
+//! scheme, host and port of the registry they belong to, and a Bearer token realm must be HTTPS
+//! unless the registry itself is reached over plain HTTP.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -8,10 +16,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 
 use super::auth::{self, Challenge, Credential};
-use crate::error::{io_err, Error, Result};
+use crate::error::{io_err, Error, RegistryCode, RegistryError, RegistryErrorKind as Kind, Result};
+use crate::limits;
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -22,12 +31,18 @@ pub struct Options {
     pub insecure_registries: Vec<String>,
     /// A directory of `*.crt` (PEM) files trusted in addition to the system's roots.
     pub cert_dir: Option<PathBuf>,
-    /// Attempts after the first for a failing request.
+    /// Attempts after the first for a request that failed temporarily.
     pub retries: u32,
     /// First backoff delay; doubled after each attempt.
     pub backoff: Duration,
     /// Blobs transferred at once.
     pub jobs: usize,
+    /// Time to open a connection.
+    pub connect_timeout: Duration,
+    /// Longest silence on an open connection.
+    pub read_timeout: Duration,
+    /// Longest `Retry-After` honoured; a registry asking for more makes the request fail.
+    pub max_retry_wait: Duration,
 }
 
 impl Default for Options {
@@ -36,11 +51,27 @@ impl Default for Options {
             tls_verify: None,
             insecure_registries: Vec::new(),
             cert_dir: None,
-            retries: 5,
-            backoff: Duration::from_millis(250),
+            retries: limits::RETRIES,
+            backoff: Duration::from_millis(limits::BACKOFF_MILLIS),
             jobs: 4,
+            connect_timeout: Duration::from_secs(limits::CONNECT_TIMEOUT_SECS),
+            read_timeout: Duration::from_secs(limits::READ_TIMEOUT_SECS),
+            max_retry_wait: Duration::from_secs(limits::MAX_RETRY_WAIT_SECS),
         }
     }
+}
+
+/// Which HTTP client a request goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// A request with no body or a small one: the wait for the answer is bounded by the read
+    /// timeout.
+    Small,
+    /// A request that carries a blob: sending it may take hours, so the wait for the answer
+    /// is not bounded as a whole. `TCP_USER_TIMEOUT` (the read timeout) has the kernel drop a
+    /// connection whose sent bytes stay unacknowledged that long (a vanished peer); a registry
+    /// that keeps the connection open and stops reading is not detected here.
+    Upload,
 }
 
 /// The access a request needs on a repository.
@@ -71,6 +102,17 @@ impl Scope {
     fn key(&self) -> String {
         self.scopes.join(" ")
     }
+    /// This scope with the scopes a challenge names added (space-separated, as the token
+    /// protocol writes them): a registry that asks for more than was expected gets asked for it.
+    pub fn merged(&self, challenge: Option<&str>) -> Scope {
+        let mut s = self.clone();
+        for extra in challenge.unwrap_or("").split(' ').filter(|x| !x.is_empty()) {
+            if !s.scopes.iter().any(|have| have == extra) {
+                s.scopes.push(extra.to_string());
+            }
+        }
+        s
+    }
 }
 
 struct Token {
@@ -78,43 +120,84 @@ struct Token {
     expires: Instant,
 }
 
+/// The two HTTP clients of one TLS mode.
+struct Clients {
+    small: Http,
+    upload: Http,
+}
+
+/// Where a registry answers: its base URL and whether its certificate is verified.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    base: String,
+    verify: bool,
+}
+
+/// The waits a failure message names; copied into threads that send requests on their own.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+}
+
 /// A client for any number of registries.
 pub struct Client {
-    secure: Http,
-    insecure: Http,
+    secure: Clients,
+    insecure: Clients,
     opts: Options,
-    /// Scheme and whether to verify TLS, per registry, once known.
-    endpoints: Mutex<HashMap<String, (&'static str, bool)>>,
+    endpoints: Mutex<HashMap<String, Endpoint>>,
     challenges: Mutex<HashMap<String, Challenge>>,
     tokens: Mutex<HashMap<(String, String), Token>>,
     credentials: Mutex<HashMap<String, Option<Credential>>>,
     ping: Mutex<()>,
 }
 
-fn http_client(verify: bool, opts: &Options) -> Result<Http> {
-    let mut b = Http::builder()
+fn read_certificates(opts: &Options) -> Result<Vec<reqwest::Certificate>> {
+    let mut certs = Vec::new();
+    let Some(dir) = &opts.cert_dir else {
+        return Ok(certs);
+    };
+    let entries = std::fs::read_dir(dir).map_err(io_err("read the certificate directory", dir))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "crt" || x == "pem") {
+            let pem = std::fs::read(&p).map_err(io_err("read certificate", &p))?;
+            certs.extend(reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::invalid(format!("{} is not a PEM certificate: {e}", p.display()))
+            })?);
+        }
+    }
+    Ok(certs)
+}
+
+fn http_client(
+    verify: bool,
+    transfer: Transfer,
+    opts: &Options,
+    certs: &[reqwest::Certificate],
+) -> Result<Http> {
+    let mut b = reqwest::blocking::Client::builder()
         .user_agent(concat!("modelcar/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(None::<Duration>)
+        .connect_timeout(opts.connect_timeout)
         .tcp_keepalive(Duration::from_secs(30))
         .pool_idle_timeout(Duration::from_secs(60));
+    match transfer {
+        // The blocking client's timeout bounds the wait for an answer's head and then each
+        // read of its body on its own: an idle timeout, not a limit on a whole download.
+        Transfer::Small => b = b.timeout(opts.read_timeout),
+        Transfer::Upload => {
+            b = b.timeout(None::<Duration>);
+            #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+            {
+                b = b.tcp_user_timeout(opts.read_timeout);
+            }
+        }
+    }
     if !verify {
         b = b.danger_accept_invalid_certs(true);
     }
-    if let Some(dir) = &opts.cert_dir {
-        let entries =
-            std::fs::read_dir(dir).map_err(io_err("read the certificate directory", dir))?;
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "crt" || x == "pem") {
-                let pem = std::fs::read(&p).map_err(io_err("read certificate", &p))?;
-                for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    Error::invalid(format!("{} is not a PEM certificate: {e}", p.display()))
-                })? {
-                    b = b.add_root_certificate(cert);
-                }
-            }
-        }
+    for c in certs {
+        b = b.add_root_certificate(c.clone());
     }
     b.build()
         .map_err(|e| Error::invalid(format!("cannot set up HTTPS: {e}")))
@@ -133,23 +216,132 @@ pub fn is_loopback(registry: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn transport_error(registry: &str, e: &reqwest::Error) -> Error {
-    let mut msg = format!("cannot reach registry {registry}: {e}");
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
+/// `host[:port]` of a URL, as registries are named.
+fn authority(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => url.as_str().chars().take(100).collect(),
     }
-    if let Some((what, hint)) = certificate_problem(&msg) {
-        return Error::Unsupported {
-            what: format!("the TLS certificate of registry {registry} {what}"),
-            hint: Some(hint.into()),
+}
+
+/// Whether `url` is on the same scheme, host and port as the registry's base URL: only then
+/// does a request to it carry the registry's credentials.
+fn same_origin(url: &Url, base: &str) -> bool {
+    Url::parse(base).is_ok_and(|b| {
+        b.scheme() == url.scheme()
+            && b.host_str() == url.host_str()
+            && b.port_or_known_default() == url.port_or_known_default()
+    })
+}
+
+fn any_cause(
+    e: &(dyn std::error::Error + 'static),
+    test: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if test(c) {
+            return true;
+        }
+        // An `io::Error`'s `source` skips the error it wraps: look at that one too.
+        cur = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
         };
     }
-    Error::Unsupported {
-        what: msg,
-        hint: Some("check the address and your network; for a registry with a private CA pass --cert-dir, for one without TLS --tls-verify=false".into()),
+    false
+}
+
+/// An error and its causes as one line of text, as a TLS library's reasons reach us.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cur = c.source();
     }
+    text
+}
+
+/// A failed exchange (no connection, no answer, a broken connection) as a registry error
+/// naming the registry, what was being done and the wait that ran out.
+pub fn network_error(
+    registry: &str,
+    doing: &str,
+    timeouts: Timeouts,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    let reqwest_flag = |f: fn(&reqwest::Error) -> bool| {
+        any_cause(&e, &|c| c.downcast_ref::<reqwest::Error>().is_some_and(f))
+    };
+    let io_kind = |k: std::io::ErrorKind| {
+        any_cause(&e, &|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == k)
+        })
+    };
+    let timed_out =
+        reqwest_flag(reqwest::Error::is_timeout) || io_kind(std::io::ErrorKind::TimedOut);
+    let connect = reqwest_flag(reqwest::Error::is_connect);
+    let (kind, message, hint) = if timed_out && connect {
+        (
+            Kind::TimedOut,
+            format!(
+                "registry {registry} did not accept a connection within {} s while {doing}",
+                timeouts.connect.as_secs_f64()
+            ),
+            Some(
+                "check the address and your network; --connect-timeout sets how long to wait"
+                    .to_string(),
+            ),
+        )
+    } else if timed_out {
+        (
+            Kind::TimedOut,
+            format!(
+                "registry {registry} sent no bytes for {} s while {doing}",
+                timeouts.read.as_secs_f64()
+            ),
+            Some(
+                "the registry or the network stalled; try again later, or raise --read-timeout"
+                    .to_string(),
+            ),
+        )
+    } else if let Some((what, hint)) = certificate_problem(&chain_text(&e)) {
+        (
+            Kind::Refused,
+            format!("the TLS certificate of registry {registry} {what}"),
+            Some(hint.to_string()),
+        )
+    } else if connect && io_kind(std::io::ErrorKind::ConnectionRefused) {
+        (
+            Kind::Dropped,
+            format!("registry {registry} refused the connection while {doing}"),
+            Some("check that the registry is running and the address is right".to_string()),
+        )
+    } else if connect {
+        (
+            Kind::Unreachable,
+            format!("cannot connect to registry {registry} while {doing}"),
+            Some("check the address and your network; for a registry with a private CA pass --cert-dir, for one without TLS --tls-verify=false".to_string()),
+        )
+    } else {
+        (
+            Kind::Dropped,
+            format!("the connection to registry {registry} broke while {doing}"),
+            None,
+        )
+    };
+    let mut err = RegistryError::new(registry, kind, message).with_source(e);
+    if let Some(h) = hint {
+        err = err.with_hint(h);
+    }
+    err.into()
 }
 
 /// What is wrong with a registry's certificate, in a user's terms, from the names rustls and
@@ -177,15 +369,68 @@ fn certificate_problem(chain: &str) -> Option<(&'static str, &'static str)> {
     )
 }
 
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+/// The wait a `Retry-After` header asks for (seconds or an HTTP date).
+fn retry_after(resp: &Response) -> Option<Duration> {
+    let v = resp.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let secs = (at.timestamp() - chrono::Utc::now().timestamp()).max(0);
+    Some(Duration::from_secs(secs as u64))
+}
+
+/// What kind of failure an HTTP answer is, from its status and the registry's error codes.
+fn kind_of(status: StatusCode, codes: &[RegistryCode]) -> Kind {
+    let has = |c: &str| codes.iter().any(|x| x.code == c);
+    if status == StatusCode::TOO_MANY_REQUESTS || has("TOOMANYREQUESTS") {
+        Kind::TooManyRequests
+    } else if status.is_server_error() || has("UNAVAILABLE") {
+        Kind::Unavailable
+    } else if status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+        || has("DENIED")
+        || has("UNAUTHORIZED")
+    {
+        Kind::Denied
+    } else if status == StatusCode::NOT_FOUND || codes.iter().any(|c| c.code.ends_with("_UNKNOWN"))
+    {
+        Kind::NotFound
+    } else {
+        Kind::Refused
+    }
+}
+
+/// The error entries of a distribution API error body (bounded in count and length).
+fn error_codes(body: &[u8]) -> Vec<RegistryCode> {
+    let clip = |s: &str| s.chars().take(500).collect::<String>();
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("errors").and_then(|e| e.as_array()).cloned())
+        .map(|errs| {
+            errs.iter()
+                .take(16)
+                .map(|e| RegistryCode {
+                    code: clip(e.get("code").and_then(|c| c.as_str()).unwrap_or("?")),
+                    message: clip(e.get("message").and_then(|c| c.as_str()).unwrap_or("")),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Client {
     pub fn new(opts: Options) -> Result<Client> {
+        let certs = read_certificates(&opts)?;
+        let clients = |verify| -> Result<Clients> {
+            Ok(Clients {
+                small: http_client(verify, Transfer::Small, &opts, &certs)?,
+                upload: http_client(verify, Transfer::Upload, &opts, &certs)?,
+            })
+        };
         Ok(Client {
-            secure: http_client(true, &opts)?,
-            insecure: http_client(false, &opts)?,
+            secure: clients(true)?,
+            insecure: clients(false)?,
             opts,
             endpoints: Mutex::new(HashMap::new()),
             challenges: Mutex::new(HashMap::new()),
@@ -199,24 +444,33 @@ impl Client {
         &self.opts
     }
 
+    /// The connect and read timeouts, for messages.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.opts.connect_timeout,
+            read: self.opts.read_timeout,
+        }
+    }
+
     fn verify_tls(&self, registry: &str) -> bool {
         self.opts.tls_verify != Some(false)
             && !self.opts.insecure_registries.iter().any(|r| r == registry)
     }
 
-    /// Find scheme and TLS mode for a registry by pinging `/v2/`; remembers its challenge.
-    fn known_endpoint(&self, registry: &str) -> Option<(&Http, String)> {
-        let (scheme, verify) = self
-            .endpoints
-            .lock()
-            .expect("lock")
-            .get(registry)
-            .copied()?;
-        let http = if verify { &self.secure } else { &self.insecure };
-        Some((http, format!("{scheme}://{registry}")))
+    fn http(&self, verify: bool, transfer: Transfer) -> &Http {
+        let c = if verify { &self.secure } else { &self.insecure };
+        match transfer {
+            Transfer::Small => &c.small,
+            Transfer::Upload => &c.upload,
+        }
     }
 
-    fn endpoint(&self, registry: &str) -> Result<(&Http, String)> {
+    fn known_endpoint(&self, registry: &str) -> Option<Endpoint> {
+        self.endpoints.lock().expect("lock").get(registry).cloned()
+    }
+
+    /// Find scheme and TLS mode for a registry by pinging `/v2/`; remembers its challenge.
+    fn endpoint(&self, registry: &str) -> Result<Endpoint> {
         if let Some(found) = self.known_endpoint(registry) {
             return Ok(found);
         }
@@ -226,34 +480,37 @@ impl Client {
             return Ok(found);
         }
         let verify = self.verify_tls(registry);
-        let http = if verify { &self.secure } else { &self.insecure };
+        let http = self.http(verify, Transfer::Small);
         let plain_ok = !verify || is_loopback(registry);
-        let mut https_error = None;
+        let mut https_error: Option<Error> = None;
         for scheme in ["https", "http"] {
             if scheme == "http" && !plain_ok {
                 break;
             }
             let url = format!("{scheme}://{registry}/v2/");
-            let mut attempt = 0;
-            let resp = loop {
-                match http.get(&url).send() {
-                    Ok(r) if retryable(r.status()) && attempt < self.opts.retries => {
-                        self.sleep_before_retry(attempt, Some(&r));
-                        attempt += 1;
-                    }
-                    other => break other,
-                }
-            };
-            let r = match resp {
+            let r = match http.get(&url).send() {
                 Ok(r) => r,
                 Err(e) => {
+                    let err =
+                        network_error(registry, "connecting to its API (/v2/)", self.timeouts(), e);
+                    // Even a timeout falls back: a plain-HTTP server may wait for a line that a
+                    // TLS handshake never sends.
                     if scheme == "https" {
-                        https_error = Some(transport_error(registry, &e));
+                        https_error = Some(err);
+                        continue;
                     }
-                    continue;
+                    // A plain-HTTP server that accepted and then said nothing: that wait is
+                    // what the user must hear about, not the failed TLS handshake before it.
+                    if err.registry().is_some_and(|r| r.kind == Kind::TimedOut) {
+                        return Err(err);
+                    }
+                    return Err(https_error.unwrap_or(err));
                 }
             };
             let status = r.status();
+            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                return Err(unexpected(&format!("connecting to registry {registry}"), r));
+            }
             let speaks_distribution = r.headers().contains_key("docker-distribution-api-version");
             if !(status.is_success() || status == StatusCode::UNAUTHORIZED || speaks_distribution) {
                 // Not a registry answering (for example a TLS port answering plain HTTP with 400):
@@ -263,9 +520,13 @@ impl Client {
                         return Err(e);
                     }
                 }
-                return Err(Error::corrupt(format!(
-                    "{url} answered {status}: this does not look like an OCI registry"
-                )));
+                return Err(RegistryError::new(
+                    registry,
+                    Kind::Protocol,
+                    format!("{url} answered {status}: this does not look like an OCI registry"),
+                )
+                .with_status(status.as_u16())
+                .into());
             }
             if status == StatusCode::UNAUTHORIZED {
                 if let Some(c) = r
@@ -280,14 +541,24 @@ impl Client {
                         .insert(registry.to_string(), c);
                 }
             }
-            self.endpoints.lock().expect("lock").insert(
-                registry.to_string(),
-                (if scheme == "https" { "https" } else { "http" }, verify),
-            );
-            return Ok((http, format!("{scheme}://{registry}")));
+            let found = Endpoint {
+                base: format!("{scheme}://{registry}"),
+                verify,
+            };
+            self.endpoints
+                .lock()
+                .expect("lock")
+                .insert(registry.to_string(), found.clone());
+            return Ok(found);
         }
-        Err(https_error
-            .unwrap_or_else(|| Error::corrupt(format!("registry {registry} cannot be reached"))))
+        Err(https_error.unwrap_or_else(|| {
+            RegistryError::new(
+                registry,
+                Kind::Unreachable,
+                format!("registry {registry} cannot be reached"),
+            )
+            .into()
+        }))
     }
 
     fn credential(&self, registry: &str, repository: Option<&str>) -> Result<Option<Credential>> {
@@ -318,28 +589,38 @@ impl Client {
         (t.expires > Instant::now()).then(|| t.header.clone())
     }
 
-    /// Answer a challenge: get a Bearer token for the scope, or use Basic credentials.
+    /// Answer a challenge: get a Bearer token for `ask` (the scope the request needs with the
+    /// scopes the challenge names), kept for requests of scope `cache_as`; or use Basic
+    /// credentials.
     fn authenticate(
         &self,
         registry: &str,
-        scope: &Scope,
+        cache_as: &Scope,
         challenge: &Challenge,
         repository: Option<&str>,
     ) -> Result<()> {
+        let ask = cache_as.merged(challenge.params.get("scope").map(String::as_str));
         let cred = self.credential(registry, repository)?;
-        let refused = |what: &str| {
-            Error::Invalid {
-            what: format!("registry {registry} refused {what}"),
-            hint: Some(format!(
+        let denied = |what: &str, status: Option<StatusCode>| {
+            let mut e = RegistryError::new(
+                registry,
+                Kind::Denied,
+                format!("registry {registry} refused {what}"),
+            )
+            .with_hint(format!(
                 "log in with `modelcar login {registry}` (or podman login); check the user, the password and access to the repository"
-            )),
-        }
+            ));
+            if let Some(s) = status {
+                e = e.with_status(s.as_u16());
+            }
+            Error::from(e)
         };
         match challenge.scheme.as_str() {
             "basic" => {
                 let Some(Credential::Basic { username, password }) = cred else {
-                    return Err(refused(
+                    return Err(denied(
                         "anonymous access (it asks for a user and password)",
+                        None,
                     ));
                 };
                 let header = format!(
@@ -358,18 +639,19 @@ impl Client {
             }
             "bearer" => {
                 let realm = challenge.params.get("realm").ok_or_else(|| {
-                    Error::corrupt(format!(
-                        "registry {registry} sent a Bearer challenge without a realm"
+                    Error::from(RegistryError::new(
+                        registry,
+                        Kind::Protocol,
+                        format!("registry {registry} sent a Bearer challenge without a realm"),
                     ))
                 })?;
+                let realm_url = self.check_realm(registry, realm)?;
+                let token_host = authority(&realm_url);
                 let service = challenge.params.get("service").cloned().unwrap_or_default();
-                let http = if self.verify_tls(registry) {
-                    &self.secure
-                } else {
-                    &self.insecure
-                };
+                let verify = self.verify_tls(registry);
+                let http = self.http(verify, Transfer::Small);
                 let mut query: Vec<(&str, String)> = vec![("service", service.clone())];
-                for s in &scope.scopes {
+                for s in &ask.scopes {
                     query.push(("scope", s.clone()));
                 }
                 let resp = match &cred {
@@ -379,53 +661,74 @@ impl Client {
                             ("refresh_token", t.clone()),
                             ("service", service.clone()),
                             ("client_id", "modelcar".to_string()),
-                            ("scope", scope.scopes.join(" ")),
+                            ("scope", ask.scopes.join(" ")),
                         ];
                         form.retain(|(_, v)| !v.is_empty());
-                        http.post(realm).form(&form).send()
+                        http.post(realm_url.clone()).form(&form).send()
                     }
                     Some(Credential::Basic { username, password }) => http
-                        .get(realm)
+                        .get(realm_url.clone())
                         .query(&query)
                         .basic_auth(username, Some(password))
                         .send(),
-                    None => http.get(realm).query(&query).send(),
+                    None => http.get(realm_url.clone()).query(&query).send(),
                 }
-                .map_err(|e| transport_error(realm, &e))?;
-                if resp.status() == StatusCode::UNAUTHORIZED
-                    || resp.status() == StatusCode::FORBIDDEN
-                {
-                    return Err(refused(if cred.is_some() {
-                        "the credentials"
-                    } else {
-                        "anonymous access"
-                    }));
+                .map_err(|e| {
+                    network_error(
+                        &token_host,
+                        &format!("asking for a token for {registry}"),
+                        self.timeouts(),
+                        e,
+                    )
+                })?;
+                let status = resp.status();
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    return Err(denied(
+                        if cred.is_some() {
+                            "the credentials"
+                        } else {
+                            "anonymous access"
+                        },
+                        Some(status),
+                    ));
                 }
-                if !resp.status().is_success() {
-                    return Err(Error::corrupt(format!(
-                        "token service {realm} answered {}",
-                        resp.status()
-                    )));
+                if !status.is_success() {
+                    return Err(unexpected(
+                        &format!("asking {token_host} for a token for {registry}"),
+                        resp,
+                    ));
                 }
-                let body: serde_json::Value = resp.json().map_err(|e| {
-                    Error::corrupt(format!(
-                        "token service {realm} answered something that is not JSON: {e}"
+                let mut bytes = Vec::new();
+                resp.take(limits::MAX_DOCUMENT)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| {
+                        network_error(
+                            &token_host,
+                            &format!("reading a token for {registry}"),
+                            self.timeouts(),
+                            e,
+                        )
+                    })?;
+                let protocol = |what: String| {
+                    Error::from(RegistryError::new(&token_host, Kind::Protocol, what))
+                };
+                let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    protocol(format!(
+                        "token service {token_host} answered something that is not JSON: {e}"
                     ))
                 })?;
                 let token = body
                     .get("token")
                     .or_else(|| body.get("access_token"))
                     .and_then(|v| v.as_str())
-                    .ok_or_else(|| {
-                        Error::corrupt(format!("token service {realm} sent no token"))
-                    })?;
+                    .ok_or_else(|| protocol(format!("token service {token_host} sent no token")))?;
                 let ttl = body
                     .get("expires_in")
                     .and_then(|v| v.as_u64())
                     .unwrap_or(60)
                     .max(10);
                 self.tokens.lock().expect("lock").insert(
-                    (registry.to_string(), scope.key()),
+                    (registry.to_string(), cache_as.key()),
                     Token {
                         header: format!("Bearer {token}"),
                         expires: Instant::now() + Duration::from_secs(ttl.saturating_sub(5)),
@@ -433,196 +736,481 @@ impl Client {
                 );
                 Ok(())
             }
-            other => Err(Error::Unsupported {
-                what: format!(
-                    "registry {registry} asks for {other} authentication, which is not supported"
+            other => Err(RegistryError::new(
+                registry,
+                Kind::Refusing,
+                format!(
+                    "registry {registry} asks for {} authentication, which is not supported",
+                    other.chars().take(40).collect::<String>()
                 ),
-                hint: None,
-            }),
+            )
+            .into()),
         }
     }
 
-    fn sleep_before_retry(&self, attempt: u32, resp: Option<&Response>) {
-        let after = resp
-            .and_then(|r| r.headers().get(RETRY_AFTER))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.min(120)));
-        let backoff = self.opts.backoff.saturating_mul(1 << attempt.min(8));
-        std::thread::sleep(after.unwrap_or(backoff));
+    /// A token realm must be an HTTPS URL, unless the registry itself is reached over plain
+    /// HTTP or without verifying TLS: credentials never travel in clear text for a registry
+    /// the user reaches over verified TLS.
+    fn check_realm(&self, registry: &str, realm: &str) -> Result<Url> {
+        let url = Url::parse(realm).map_err(|_| {
+            Error::from(RegistryError::new(
+                registry,
+                Kind::Protocol,
+                format!("registry {registry} sent a token realm that is not a URL"),
+            ))
+        })?;
+        let plain_registry = self
+            .known_endpoint(registry)
+            .is_some_and(|e| e.base.starts_with("http://") || !e.verify);
+        match url.scheme() {
+            "https" => Ok(url),
+            "http" if plain_registry => Ok(url),
+            "http" => Err(RegistryError::new(
+                registry,
+                Kind::Refusing,
+                format!(
+                    "registry {registry} is reached over HTTPS but sends its token requests to {} over plain HTTP; modelcar does not send credentials there",
+                    authority(&url)
+                ),
+            )
+            .with_hint("ask the registry's operator to serve the token service over HTTPS; only for a registry used without TLS (--tls-verify=false) is a plain-HTTP realm accepted")
+            .into()),
+            other => Err(RegistryError::new(
+                registry,
+                Kind::Refusing,
+                format!(
+                    "registry {registry} sent a token realm with scheme {}, which is not supported",
+                    other.chars().take(20).collect::<String>()
+                ),
+            )
+            .into()),
+        }
+    }
+
+    /// Run `op` again while it fails temporarily, up to the configured retries, waiting the
+    /// backoff (or the registry's `Retry-After`, up to `--max-retry-wait`) between attempts.
+    /// This is the only retry loop: code inside `op` sends with [`Client::send_attempt`].
+    pub fn retrying<T>(&self, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut attempt = 0u32;
+        loop {
+            match op() {
+                Err(e) if e.is_temporary() && attempt < self.opts.retries => {
+                    let wait = self.wait_before_retry(attempt, e)?;
+                    attempt += 1;
+                    std::thread::sleep(wait);
+                }
+                Err(Error::Registry(r)) if r.is_temporary() && attempt > 0 => {
+                    let n = attempt + 1;
+                    return Err(r
+                        .extend_message(&format!(" (gave up after {n} attempts)"))
+                        .into());
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn wait_before_retry(&self, attempt: u32, e: Error) -> Result<Duration> {
+        let backoff = self
+            .opts
+            .backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(Duration::from_secs(limits::MAX_BACKOFF_SECS));
+        let Error::Registry(r) = e else {
+            return Ok(backoff);
+        };
+        let wait = match r.retry_after {
+            Some(asked) if asked > self.opts.max_retry_wait => {
+                let max = self.opts.max_retry_wait.as_secs_f64();
+                return Err(r
+                    .with_kind(Kind::WaitTooLong)
+                    .extend_message(&format!(
+                        "; it asks to wait {} s before trying again, longer than the {max} s modelcar waits",
+                        asked.as_secs()
+                    ))
+                    .with_hint("try again later, or allow a longer wait with --max-retry-wait")
+                    .into());
+            }
+            Some(asked) => asked,
+            None => backoff,
+        };
+        tracing::warn!("{r}; trying again in {:.1} s", wait.as_secs_f64());
+        Ok(wait)
     }
 
     /// Send a request built by `make` (called again for each attempt), authenticating and
-    /// retrying as needed. Returns the final response whatever its status, except that a 401
-    /// after authenticating is an error.
+    /// retrying what fails temporarily. Returns the final response, whatever its status, except
+    /// that 401 after authenticating, 429 and 5xx are errors. `what` says what the request is
+    /// for, in messages ("fetching blob sha256:...").
     pub fn send(
         &self,
         registry: &str,
         repository: &str,
         scope: &Scope,
+        what: &str,
+        transfer: Transfer,
         make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
     ) -> Result<Response> {
-        self.send_retrying(registry, repository, scope, make, true)
+        self.retrying(|| self.send_attempt(registry, repository, scope, what, transfer, make))
     }
 
-    /// [`Client::send`] without retrying a request whose connection dropped (its body may have
-    /// reached the registry in part: the caller asks the registry what it has instead).
-    pub fn send_once(
+    /// One attempt of [`Client::send`] (with its authentication round trip), for callers that
+    /// retry a larger operation with [`Client::retrying`] or resume it themselves.
+    pub fn send_attempt(
         &self,
         registry: &str,
         repository: &str,
         scope: &Scope,
+        what: &str,
+        transfer: Transfer,
         make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
     ) -> Result<Response> {
-        self.send_retrying(registry, repository, scope, make, false)
-    }
-
-    fn send_retrying(
-        &self,
-        registry: &str,
-        repository: &str,
-        scope: &Scope,
-        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
-        retry_dropped: bool,
-    ) -> Result<Response> {
+        let endpoint = self.endpoint(registry)?;
+        let http = self.http(endpoint.verify, transfer);
         let mut authenticated = false;
-        let mut attempt = 0;
         loop {
-            let (http, base) = self.endpoint(registry)?;
-            if !authenticated {
+            if !authenticated && self.cached_auth(registry, scope).is_none() {
                 let known = self.challenges.lock().expect("lock").get(registry).cloned();
-                if let (Some(c), None) = (known, self.cached_auth(registry, scope)) {
+                if let Some(c) = known {
                     self.authenticate(registry, scope, &c, Some(repository))?;
                     authenticated = true;
                 }
             }
-            let mut rb = make(http, &base)?;
-            if let Some(h) = self.cached_auth(registry, scope) {
-                rb = rb.header(AUTHORIZATION, h);
+            let request =
+                self.authorized(registry, scope, &endpoint.base, make(http, &endpoint.base)?)?;
+            let resp = http
+                .execute(request)
+                .map_err(|e| network_error(registry, what, self.timeouts(), e))?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !authenticated {
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(auth::parse_challenge);
+                if let Some(c) = challenge {
+                    self.challenges
+                        .lock()
+                        .expect("lock")
+                        .insert(registry.to_string(), c.clone());
+                    self.authenticate(registry, scope, &c, Some(repository))?;
+                    authenticated = true;
+                    continue;
+                }
             }
-            match rb.send() {
-                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
-                    let challenge = resp
-                        .headers()
-                        .get(WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(auth::parse_challenge);
-                    match challenge {
-                        Some(c) if !authenticated => {
-                            self.challenges.lock().expect("lock").insert(registry.to_string(), c.clone());
-                            self.authenticate(registry, scope, &c, Some(repository))?;
-                            authenticated = true;
-                        }
-                        // No repository: a request to /v2/ itself (`login`), which only
-                        // the credentials can fail.
-                        _ if repository.is_empty() => {
-                            return Err(Error::Invalid {
-                                what: format!("registry {registry} refused the credentials"),
-                                hint: Some("check the user name and the password (or token)".into()),
-                            })
-                        }
-                        _ => {
-                            return Err(Error::Invalid {
-                                what: format!("registry {registry} refused access to {repository}"),
-                                hint: Some(format!("log in with `modelcar login {registry}` and check your access to {repository}")),
-                            })
-                        }
-                    }
+            if status == StatusCode::UNAUTHORIZED {
+                if repository.is_empty() {
+                    // A request to /v2/ itself (`login`), which only the credentials can fail.
+                    return Err(RegistryError::new(
+                        registry,
+                        Kind::Denied,
+                        format!("registry {registry} refused the credentials"),
+                    )
+                    .with_status(status.as_u16())
+                    .with_hint("check the user name and the password (or token)")
+                    .into());
                 }
-                Ok(resp) if retryable(resp.status()) && attempt < self.opts.retries => {
-                    tracing::info!("{registry}: {} ; retrying", resp.status());
-                    self.sleep_before_retry(attempt, Some(&resp));
-                    attempt += 1;
-                }
-                Ok(resp) => return Ok(resp),
-                Err(e) if retry_dropped && attempt < self.opts.retries && !e.is_builder() => {
-                    tracing::info!("{registry}: {e}; retrying");
-                    self.sleep_before_retry(attempt, None);
-                    attempt += 1;
-                }
-                Err(e) => return Err(transport_error(registry, &e)),
+                let hint = format!(
+                    "log in with `modelcar login {registry}` and check your access to {repository}"
+                );
+                return Err(unexpected(what, resp).with_hint(hint));
             }
+            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                return Err(unexpected(what, resp));
+            }
+            return Ok(resp);
         }
     }
 
-    /// Everything needed to send one request outside [`Client::send`] (for a streamed body,
-    /// which cannot be replayed): the HTTP client, the base URL and the authorization header,
-    /// after authenticating for `scope`.
+    /// The request `rb` builds, with the registry's credentials if (and only if) it goes to
+    /// the registry's own scheme, host and port: an upload location on another host, which
+    /// the registry names, gets none.
+    fn authorized(
+        &self,
+        registry: &str,
+        scope: &Scope,
+        base: &str,
+        rb: RequestBuilder,
+    ) -> Result<reqwest::blocking::Request> {
+        let mut request = rb.build().map_err(|e| {
+            Error::from(
+                RegistryError::new(
+                    registry,
+                    Kind::Protocol,
+                    format!("registry {registry} named a location that is not a usable URL"),
+                )
+                .with_source(e),
+            )
+        })?;
+        if same_origin(request.url(), base) {
+            if let Some(h) = self.cached_auth(registry, scope) {
+                let value = reqwest::header::HeaderValue::from_str(&h).map_err(|_| {
+                    Error::from(RegistryError::new(
+                        registry,
+                        Kind::Protocol,
+                        format!("the token for registry {registry} is not a valid header value"),
+                    ))
+                })?;
+                request.headers_mut().insert(AUTHORIZATION, value);
+            }
+        } else {
+            tracing::debug!(
+                "{registry}: no credentials sent to {}, another host",
+                authority(request.url())
+            );
+        }
+        Ok(request)
+    }
+
+    /// A request of `make` with everything needed to send it outside [`Client::send`] (for a
+    /// streamed body, which cannot be replayed): authenticated for `scope` when it goes to the
+    /// registry itself, through the upload client.
     pub fn prepare(
         &self,
         registry: &str,
         repository: &str,
         scope: &Scope,
-    ) -> Result<(Http, String, Option<String>)> {
-        let (http, base) = self.endpoint(registry)?;
-        let (http, base) = (http.clone(), base);
+        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
+    ) -> Result<(Http, reqwest::blocking::Request)> {
+        let endpoint = self.endpoint(registry)?;
         if self.cached_auth(registry, scope).is_none() {
             let known = self.challenges.lock().expect("lock").get(registry).cloned();
             if let Some(c) = known {
                 self.authenticate(registry, scope, &c, Some(repository))?;
             }
         }
-        Ok((http, base, self.cached_auth(registry, scope)))
+        let http = self.http(endpoint.verify, Transfer::Upload).clone();
+        let request = self.authorized(
+            registry,
+            scope,
+            &endpoint.base,
+            make(&http, &endpoint.base)?,
+        )?;
+        Ok((http, request))
+    }
+
+    /// The registry's base URL (`https://host:port`), once it answered.
+    pub fn base_url(&self, registry: &str) -> Result<String> {
+        Ok(self.endpoint(registry)?.base)
     }
 
     /// Check that the registry accepts the current credentials (for `login`).
     pub fn check_login(&self, registry: &str) -> Result<()> {
         self.endpoint(registry)?;
         // An authorized request to /v2/ must succeed: storing a Basic header proves nothing.
-        let resp = self.send(registry, "", &Scope { scopes: vec![] }, &|http, base| {
-            Ok(http.get(format!("{base}/v2/")))
-        })?;
-        let status = resp.status();
-        if status.is_success() {
+        let resp = self.send(
+            registry,
+            "",
+            &Scope { scopes: vec![] },
+            &format!("checking the login to {registry}"),
+            Transfer::Small,
+            &|http, base| Ok(http.get(format!("{base}/v2/"))),
+        )?;
+        if resp.status().is_success() {
             Ok(())
-        } else if status == StatusCode::FORBIDDEN {
-            Err(Error::Invalid {
-                what: format!("registry {registry} refused the credentials"),
-                hint: Some("check the user name and password (or token)".into()),
-            })
         } else {
-            Err(unexpected(
-                &format!("checking the login to {registry}"),
-                resp,
-            ))
+            Err(
+                unexpected(&format!("checking the login to {registry}"), resp)
+                    .with_hint("check the user name and password (or token)"),
+            )
         }
     }
 }
 
-/// Turn an unexpected response into an error naming the request.
+/// Turn an unexpected answer into a registry error naming the request, with the status, the
+/// registry's error codes and messages, and its `Retry-After`.
 pub fn unexpected(what: &str, resp: Response) -> Error {
+    let registry = authority(resp.url());
     let status = resp.status();
-    let body = resp.text().unwrap_or_default();
-    let detail: String = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("errors").cloned())
-        .and_then(|e| e.as_array().cloned())
-        .map(|errs| {
-            errs.iter()
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e.get("code").and_then(|c| c.as_str()).unwrap_or("?"),
-                        e.get("message").and_then(|c| c.as_str()).unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_else(|| body.chars().take(200).collect());
-    Error::corrupt(format!(
-        "{what}: the registry answered {status}{}",
-        if detail.is_empty() {
+    let after = retry_after(&resp);
+    let mut body = Vec::new();
+    // Whatever the answer's length, only its head is read; a broken body leaves the codes out.
+    let _ = resp.take(limits::MAX_ERROR_BODY).read_to_end(&mut body);
+    let codes = error_codes(&body);
+    let detail = if codes.is_empty() {
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(200)
+            .collect::<String>()
+    } else {
+        codes
+            .iter()
+            .map(|c| format!("{}: {}", c.code, c.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let kind = kind_of(status, &codes);
+    let message = format!(
+        "{what}: registry {registry} answered {status}{}",
+        if detail.trim().is_empty() {
             String::new()
         } else {
-            format!(" ({detail})")
+            format!(" ({})", detail.trim())
         }
-    ))
+    );
+    let hint = match kind {
+        Kind::Denied => Some(format!(
+            "check that your account may do this; log in with `modelcar login {registry}`"
+        )),
+        Kind::TooManyRequests => Some("the registry limits requests; try again later".to_string()),
+        Kind::Unavailable => {
+            Some("the registry is failing on its side; try again later".to_string())
+        }
+        _ => None,
+    };
+    let mut e = RegistryError::new(registry, kind, message)
+        .with_status(status.as_u16())
+        .with_codes(codes)
+        .with_retry_after(after);
+    if let Some(h) = hint {
+        e = e.with_hint(h);
+    }
+    e.into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(retries: u32, max_wait: Duration) -> Client {
+        Client::new(Options {
+            retries,
+            backoff: Duration::from_millis(1),
+            max_retry_wait: max_wait,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn failure(kind: Kind, after: Option<Duration>) -> Error {
+        RegistryError::new("r.example", kind, "it failed".into())
+            .with_retry_after(after)
+            .into()
+    }
+
+    #[test]
+    fn only_temporary_failures_are_retried_and_up_to_the_retries() {
+        let c = client(3, Duration::from_secs(1));
+        for (kind, calls) in [
+            (Kind::Dropped, 4),
+            (Kind::TimedOut, 4),
+            (Kind::TooManyRequests, 4),
+            (Kind::Unavailable, 4),
+            (Kind::Denied, 1),
+            (Kind::NotFound, 1),
+            (Kind::Refused, 1),
+            (Kind::Protocol, 1),
+            (Kind::Unreachable, 1),
+        ] {
+            let mut n = 0;
+            let r: Result<()> = c.retrying(|| {
+                n += 1;
+                Err(failure(kind, None))
+            });
+            assert_eq!(n, calls, "{kind:?}");
+            assert_eq!(r.unwrap_err().registry().unwrap().kind, kind);
+        }
+        let mut n = 0;
+        let r: Result<()> = c.retrying(|| {
+            n += 1;
+            Err(Error::corrupt("digest mismatch"))
+        });
+        assert!(r.is_err());
+        assert_eq!(n, 1, "integrity failures are never retried");
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_maximum_wait_ends_the_retries_at_once() {
+        let c = client(5, Duration::from_millis(50));
+        let mut n = 0;
+        let r: Result<()> = c.retrying(|| {
+            n += 1;
+            Err(failure(
+                Kind::TooManyRequests,
+                Some(Duration::from_secs(3600)),
+            ))
+        });
+        assert_eq!(n, 1);
+        let e = r.unwrap_err();
+        assert_eq!(e.registry().unwrap().kind, Kind::WaitTooLong);
+        assert!(e.to_string().contains("3600 s"), "{e}");
+        assert!(!e.is_temporary());
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registrys_own_origin() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        assert!(same_origin(
+            &url("https://r.example/v2/x/blobs/uploads/1"),
+            "https://r.example"
+        ));
+        assert!(same_origin(
+            &url("https://r.example:443/v2/"),
+            "https://r.example"
+        ));
+        assert!(!same_origin(
+            &url("https://storage.example/upload"),
+            "https://r.example"
+        ));
+        assert!(!same_origin(
+            &url("http://r.example/v2/"),
+            "https://r.example"
+        ));
+        assert!(!same_origin(
+            &url("https://r.example:5000/v2/"),
+            "https://r.example"
+        ));
+        assert!(!same_origin(
+            &url("https://r.example.evil/v2/"),
+            "https://r.example"
+        ));
+    }
+
+    #[test]
+    fn statuses_and_codes_decide_the_kind_of_failure() {
+        let code = |c: &str| {
+            vec![RegistryCode {
+                code: c.into(),
+                message: String::new(),
+            }]
+        };
+        assert_eq!(
+            kind_of(StatusCode::FORBIDDEN, &code("DENIED")),
+            Kind::Denied
+        );
+        assert_eq!(
+            kind_of(StatusCode::BAD_REQUEST, &code("DENIED")),
+            Kind::Denied
+        );
+        assert_eq!(
+            kind_of(StatusCode::NOT_FOUND, &code("BLOB_UNKNOWN")),
+            Kind::NotFound
+        );
+        assert_eq!(
+            kind_of(StatusCode::BAD_REQUEST, &code("MANIFEST_INVALID")),
+            Kind::Refused
+        );
+        assert_eq!(
+            kind_of(StatusCode::TOO_MANY_REQUESTS, &[]),
+            Kind::TooManyRequests
+        );
+        assert_eq!(
+            kind_of(StatusCode::FORBIDDEN, &code("TOOMANYREQUESTS")),
+            Kind::TooManyRequests
+        );
+        assert_eq!(kind_of(StatusCode::BAD_GATEWAY, &[]), Kind::Unavailable);
+        let body = br#"{"errors":[{"code":"DENIED","message":"no"},{"code":"X"}]}"#;
+        assert_eq!(error_codes(body).len(), 2);
+        assert_eq!(error_codes(b"not json"), vec![]);
+    }
+
+    #[test]
+    fn the_scopes_a_challenge_names_are_asked_for_too() {
+        let s = Scope::pull("a/b");
+        assert_eq!(s.merged(None), s);
+        let m = s.merged(Some("repository:a/b:pull repository:c/d:pull"));
+        assert_eq!(m.scopes, vec!["repository:a/b:pull", "repository:c/d:pull"]);
+    }
 
     #[test]
     fn loopback_hosts() {

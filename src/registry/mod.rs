@@ -2,8 +2,9 @@
 //!
 //! [`Client`] speaks the OCI distribution API over HTTPS (HTTP only for loopback registries and
 //! those marked `tls-verify = false`), answers `WWW-Authenticate` challenges (Basic, and Bearer
-//! tokens cached per registry and scope), and retries with backoff on 5xx, 429 (honouring
-//! `Retry-After`) and dropped connections. [`pull`] and [`push`] move images between a registry
+//! tokens cached per registry and scope), bounds every wait (connect and idle read timeouts, a
+//! cap on `Retry-After`), and retries with backoff only what fails temporarily (5xx, 429,
+//! timeouts, dropped connections), never an integrity failure or a refusal. [`pull`] and [`push`] move images between a registry
 //! and the local [`Store`](crate::store::Store), verifying every byte against its digest.
 
 pub mod artifacts;
@@ -12,4 +13,4 @@ mod client;
 pub mod pull;
 pub mod push;
 
-pub use client::{Client, Options, Scope};
+pub use client::{network_error, Client, Options, Scope, Timeouts, Transfer};

@@ -14,7 +14,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use super::client::unexpected;
-use super::{Client, Scope};
+use super::{network_error, Client, Scope, Transfer};
 use crate::digest;
 use crate::error::{Error, Result};
 use crate::image::{self, Document, DocumentKind, PlatformFilter};
@@ -55,37 +55,9 @@ pub fn fetch_manifest(
     reference: &str,
     expected: Option<&Descriptor>,
 ) -> Result<(Vec<u8>, Descriptor)> {
-    let repo = r.repository.clone();
-    let resp = client.send(&r.registry, &repo, &Scope::pull(&repo), &|http, base| {
-        Ok(http
-            .get(format!("{base}/v2/{repo}/manifests/{reference}"))
-            .header(ACCEPT, MANIFEST_ACCEPT))
-    })?;
     let what = format!("{}/{}:{reference}", r.registry, r.repository);
-    if resp.status() == StatusCode::NOT_FOUND {
-        return Err(Error::NotFound {
-            reference: what,
-            place: format!("registry {}", r.registry),
-            hint: Some("check the repository and tag (or digest)".into()),
-        });
-    }
-    if !resp.status().is_success() {
-        return Err(unexpected(&format!("fetching manifest {what}"), resp));
-    }
-    let content_type = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
-    let manifest_what = format!("manifest {what}");
-    if let Some(len) = resp.content_length() {
-        image::check_document_size(len, &manifest_what)?;
-    }
-    let mut bytes = Vec::new();
-    resp.take(MAX_DOCUMENT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::corrupt(format!("reading manifest {what}: {e}")))?;
-    image::check_document_size(bytes.len() as u64, &manifest_what)?;
+    let (bytes, content_type) =
+        client.retrying(|| download_manifest(client, r, reference, &what))?;
     let digest = digest::sha256_of(&bytes);
     if let Some(want) = expected {
         if &digest != want.digest() || bytes.len() as u64 != want.size() {
@@ -122,7 +94,64 @@ pub fn fetch_manifest(
     Ok((bytes, desc))
 }
 
-/// Download a blob into the store, verified; does nothing when the store has it.
+/// One attempt at a manifest's bytes (bounded) and its content type.
+fn download_manifest(
+    client: &Client,
+    r: &ImageRef,
+    reference: &str,
+    what: &str,
+) -> Result<(Vec<u8>, Option<String>)> {
+    let repo = r.repository.clone();
+    let doing = format!("fetching manifest {what}");
+    let resp = client.send_attempt(
+        &r.registry,
+        &repo,
+        &Scope::pull(&repo),
+        &doing,
+        Transfer::Small,
+        &|http, base| {
+            Ok(http
+                .get(format!("{base}/v2/{repo}/manifests/{reference}"))
+                .header(ACCEPT, MANIFEST_ACCEPT))
+        },
+    )?;
+    if resp.status() == StatusCode::NOT_FOUND {
+        return Err(Error::NotFound {
+            reference: what.to_string(),
+            place: format!("registry {}", r.registry),
+            hint: Some("check the repository and tag (or digest)".into()),
+        });
+    }
+    if !resp.status().is_success() {
+        return Err(unexpected(&doing, resp));
+    }
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+    let manifest_what = format!("manifest {what}");
+    if let Some(len) = resp.content_length() {
+        image::check_document_size(len, &manifest_what)?;
+    }
+    let mut bytes = Vec::new();
+    resp.take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            network_error(
+                &r.registry,
+                &format!("reading manifest {what}"),
+                client.timeouts(),
+                e,
+            )
+        })?;
+    image::check_document_size(bytes.len() as u64, &manifest_what)?;
+    Ok((bytes, content_type))
+}
+
+/// Download a blob into the store, verified; does nothing when the store has it. A dropped or
+/// stalled download starts again (up to the retries); bytes that do not match the digest, or
+/// more bytes than the descriptor says, fail at once.
 pub fn fetch_blob(
     client: &Client,
     store: &Store,
@@ -134,54 +163,71 @@ pub fn fetch_blob(
         progress.inc(desc.size());
         return Ok(());
     }
+    client.retrying(|| download_blob(client, store, r, desc, progress))
+}
+
+/// One attempt at a blob: stream it into a store blob writer and commit it if it matches.
+fn download_blob(
+    client: &Client,
+    store: &Store,
+    r: &ImageRef,
+    desc: &Descriptor,
+    progress: &Progress,
+) -> Result<()> {
     let repo = r.repository.clone();
     let digest = desc.digest().to_string();
-    let mut attempt = 0;
+    let doing = format!("fetching blob {digest} of {}", r.name());
+    let resp = client.send_attempt(
+        &r.registry,
+        &repo,
+        &Scope::pull(&repo),
+        &doing,
+        Transfer::Small,
+        &|http, base| Ok(http.get(format!("{base}/v2/{repo}/blobs/{digest}"))),
+    )?;
+    if !resp.status().is_success() {
+        return Err(unexpected(&doing, resp));
+    }
+    let mut w = store.blob_writer()?;
+    let mut reader = resp;
+    let mut buf = vec![0u8; 1 << 20];
     loop {
-        let resp = client.send(&r.registry, &repo, &Scope::pull(&repo), &|http, base| {
-            Ok(http.get(format!("{base}/v2/{repo}/blobs/{digest}")))
+        let n = reader.read(&mut buf).map_err(|e| {
+            network_error(
+                &r.registry,
+                &format!("reading blob {digest} of {}", r.name()),
+                client.timeouts(),
+                e,
+            )
         })?;
-        if !resp.status().is_success() {
-            return Err(unexpected(
-                &format!("fetching blob {digest} of {}", r.name()),
-                resp,
-            ));
+        if n == 0 {
+            break;
         }
-        let mut w = store.blob_writer()?;
-        let mut reader = resp;
-        let mut buf = vec![0u8; 1 << 20];
-        let copied: std::io::Result<()> = (|| loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            std::io::Write::write_all(&mut w, &buf[..n])?;
-            progress.inc(n as u64);
-            if w.written() > desc.size() {
-                return Err(std::io::Error::other(
-                    "the registry sent more bytes than the descriptor says",
-                ));
-            }
-        })();
-        match copied {
-            Ok(()) => {
-                return w
-                    .commit(store, Some((desc.digest(), desc.size())))
-                    .map(|_| ())
-                    .map_err(|e| Error::corrupt(format!("blob {digest} from {}: {e}", r.name())))
-            }
-            Err(e) if attempt < client.options().retries => {
-                tracing::info!("blob {digest}: {e}; retrying");
-                attempt += 1;
-                std::thread::sleep(client.options().backoff.saturating_mul(1 << attempt.min(8)));
-            }
-            Err(e) => {
-                return Err(Error::corrupt(format!(
-                    "downloading blob {digest} of {}: {e}",
-                    r.name()
-                )))
-            }
+        std::io::Write::write_all(&mut w, &buf[..n]).map_err(|e| {
+            Error::from_io(e).unwrap_or_else(|e| Error::Io {
+                op: "write a blob into the store at",
+                path: store.root().to_path_buf(),
+                source: e,
+            })
+        })?;
+        progress.inc(n as u64);
+        if w.written() > desc.size() {
+            return Err(Error::corrupt(format!(
+                "registry {} sent more bytes for blob {digest} of {} than its descriptor says ({} bytes)",
+                r.registry,
+                r.name(),
+                desc.size()
+            )));
         }
+    }
+    match w.commit(store, Some((desc.digest(), desc.size()))) {
+        Ok(_) => Ok(()),
+        Err(Error::Corrupt { what }) => Err(Error::corrupt(format!(
+            "blob {digest} from registry {} ({}): {what}",
+            r.registry,
+            r.name()
+        ))),
+        Err(e) => Err(e),
     }
 }
 

@@ -12,8 +12,9 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use oci_spec::image::{Descriptor, Digest};
 use reqwest::blocking::Body;
@@ -23,9 +24,9 @@ use serde::Serialize;
 
 use super::client::unexpected;
 use super::pull::parallel;
-use super::{Client, Scope};
+use super::{network_error, Client, Scope, Timeouts, Transfer};
 use crate::digest::HashingWriter;
-use crate::error::{io_err, Error, Result};
+use crate::error::{io_err, Error, RegistryError, RegistryErrorKind, Result};
 use crate::image::{Document, DocumentKind};
 use crate::layer::LayerDestination;
 use crate::progress::Progress;
@@ -151,10 +152,17 @@ fn put_manifest(
 ) -> Result<()> {
     let repo = target.repository.clone();
     let media_type = desc.media_type().to_string();
+    let doing = format!(
+        "pushing manifest {} to {}:{reference}",
+        desc.digest(),
+        target.name()
+    );
     let resp = client.send(
         &target.registry,
         &repo,
         &Scope::push(&repo),
+        &doing,
+        Transfer::Small,
         &|http, base| {
             Ok(http
                 .put(format!("{base}/v2/{repo}/manifests/{reference}"))
@@ -163,14 +171,7 @@ fn put_manifest(
         },
     )?;
     if !resp.status().is_success() {
-        return Err(unexpected(
-            &format!(
-                "pushing manifest {} to {}:{reference}",
-                desc.digest(),
-                target.name()
-            ),
-            resp,
-        ));
+        return Err(unexpected(&doing, resp));
     }
     if let Some(got) = resp
         .headers()
@@ -178,11 +179,17 @@ fn put_manifest(
         .and_then(|v| v.to_str().ok())
     {
         if got != desc.digest().to_string() {
-            return Err(Error::corrupt(format!(
-                "registry {} stored manifest {} under digest {got}; it rewrote the manifest",
-                target.registry,
-                desc.digest()
-            )));
+            return Err(RegistryError::new(
+                &target.registry,
+                RegistryErrorKind::Protocol,
+                format!(
+                    "registry {} stored manifest {} under digest {}; it rewrote the manifest",
+                    target.registry,
+                    desc.digest(),
+                    got.chars().take(100).collect::<String>()
+                ),
+            )
+            .into());
         }
     }
     Ok(())
@@ -211,7 +218,14 @@ fn location_of(resp: &reqwest::blocking::Response, what: &str) -> Result<String>
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .ok_or_else(|| Error::corrupt(format!("{what}: the registry gave no upload location")))
+        .ok_or_else(|| {
+            RegistryError::new(
+                resp.url().host_str().unwrap_or_default(),
+                RegistryErrorKind::Protocol,
+                format!("{what}: the registry gave no upload location"),
+            )
+            .into()
+        })
 }
 
 fn push_blob(
@@ -229,25 +243,37 @@ fn push_blob(
         Some(m) => Scope::push_mount(&repo, &m.repository),
         None => Scope::push(&repo),
     };
-    let head = client.send(&target.registry, &repo, &scope, &|http, base| {
-        Ok(http.head(format!("{base}/v2/{repo}/blobs/{digest}")))
-    })?;
+    let head = client.send(
+        &target.registry,
+        &repo,
+        &scope,
+        &format!("checking for blob {digest} in {}", target.name()),
+        Transfer::Small,
+        &|http, base| Ok(http.head(format!("{base}/v2/{repo}/blobs/{digest}"))),
+    )?;
     if head.status().is_success() {
         counters.present.fetch_add(1, Ordering::Relaxed);
         progress.inc(desc.size());
         return Ok(());
     }
     let what = format!("uploading blob {digest} to {}", target.name());
-    let start = client.send(&target.registry, &repo, &scope, &|http, base| {
-        let url = match mount {
-            Some(m) => format!(
-                "{base}/v2/{repo}/blobs/uploads/?mount={digest}&from={}",
-                m.repository
-            ),
-            None => format!("{base}/v2/{repo}/blobs/uploads/"),
-        };
-        Ok(http.post(url).header(CONTENT_LENGTH, 0))
-    })?;
+    let start = client.send(
+        &target.registry,
+        &repo,
+        &scope,
+        &what,
+        Transfer::Small,
+        &|http, base| {
+            let url = match mount {
+                Some(m) => format!(
+                    "{base}/v2/{repo}/blobs/uploads/?mount={digest}&from={}",
+                    m.repository
+                ),
+                None => format!("{base}/v2/{repo}/blobs/uploads/"),
+            };
+            Ok(http.post(url).header(CONTENT_LENGTH, 0))
+        },
+    )?;
     match start.status() {
         StatusCode::CREATED if mount.is_some() => {
             counters.mounted.fetch_add(1, Ordering::Relaxed);
@@ -327,25 +353,31 @@ fn put_rest(
     let repo = target.repository.clone();
     let digest = desc.digest().to_string();
     let len = desc.size() - offset;
-    let resp = client.send(&target.registry, &repo, scope, &|http, base| {
-        let url = with_query(&absolute(base, location), "digest", &digest);
-        Ok(http
-            .put(url)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, len)
-            .body(file_body(path, offset, len)?))
-    })?;
+    let doing = format!("uploading blob {digest} to {}", target.name());
+    let resp = client.send(
+        &target.registry,
+        &repo,
+        scope,
+        &doing,
+        Transfer::Upload,
+        &|http, base| {
+            let url = with_query(&absolute(base, location), "digest", &digest);
+            Ok(http
+                .put(url)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, len)
+                .body(file_body(path, offset, len)?))
+        },
+    )?;
     if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
-        return Err(unexpected(
-            &format!("uploading blob {digest} to {}", target.name()),
-            resp,
-        ));
+        return Err(unexpected(&doing, resp));
     }
     progress.inc(len);
     Ok(())
 }
 
-/// The next byte the registry expects for an upload in progress (from its `Range` header).
+/// The next byte the registry expects for an upload in progress (from its `Range` header);
+/// one attempt.
 fn upload_offset(
     client: &Client,
     target: &ImageRef,
@@ -353,9 +385,14 @@ fn upload_offset(
     location: &str,
 ) -> Result<(u64, String)> {
     let repo = target.repository.clone();
-    let resp = client.send(&target.registry, &repo, scope, &|http, base| {
-        Ok(http.get(absolute(base, location)))
-    })?;
+    let resp = client.send_attempt(
+        &target.registry,
+        &repo,
+        scope,
+        "asking the registry how much of an upload it has",
+        Transfer::Small,
+        &|http, base| Ok(http.get(absolute(base, location))),
+    )?;
     if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
         return Err(unexpected(
             "asking the registry how much of an upload it has",
@@ -401,87 +438,112 @@ fn upload_chunks(
     chunk: u64,
     progress: &Progress,
 ) -> Result<()> {
+    enum Step {
+        Sent,
+        Refused(StatusCode),
+    }
     let repo = target.repository.clone();
     let size = desc.size();
+    let doing = format!("uploading blob {} to {}", desc.digest(), target.name());
     let mut offset = 0u64;
-    let mut failures = 0;
+    // After a dropped connection: ask the registry where to resume, and send the rest in chunks.
+    let mut ask_offset = false;
+    let mut in_chunks = false;
     while offset < size {
-        // The first request carries the whole blob, streamed from disk: registries spend time on
-        // every request (the distribution registry took half as long again for a 2 GiB blob in
-        // 16 MiB chunks as in one request). After a dropped connection the rest goes in chunks.
-        let len = if failures == 0 {
-            size - offset
-        } else {
-            chunk.min(size - offset)
-        };
-        let loc = location.clone();
-        let result = client.send_once(&target.registry, &repo, scope, &|http, base| {
-            Ok(http
-                .patch(absolute(base, &loc))
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_LENGTH, len)
-                .header(CONTENT_RANGE, format!("{offset}-{}", offset + len - 1))
-                .body(file_body(path, offset, len)?))
-        });
-        match result {
-            Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
-                location = resp
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-                    .unwrap_or(location);
-                offset += len;
-                progress.inc(len);
-            }
-            Ok(resp)
-                if resp.status().is_client_error() && resp.status() != StatusCode::NOT_FOUND =>
-            {
-                // The registry does not take chunks (or not this size): send the rest in one PUT.
-                tracing::info!(
-                    "{}: chunk refused with {}; finishing with one PUT",
-                    target.registry,
-                    resp.status()
-                );
-                let (next, loc) = upload_offset(client, target, scope, &location)
-                    .unwrap_or((offset, location.clone()));
-                return put_rest(client, target, scope, &loc, path, desc, next, progress);
-            }
-            Ok(resp) => {
-                return Err(unexpected(
-                    &format!("uploading blob {} to {}", desc.digest(), target.name()),
-                    resp,
-                ))
-            }
-            Err(e) => {
-                // A dropped connection: resume from what the registry says it has.
-                failures += 1;
-                if failures > client.options().retries {
-                    return Err(e);
-                }
+        // Each attempt (asking where to resume, then one PATCH) is retried by the one retry
+        // loop; a chunk that got through starts a fresh count.
+        let step = client.retrying(|| {
+            if ask_offset {
                 let (next, loc) = upload_offset(client, target, scope, &location)?;
                 tracing::info!(
                     "{}: resuming upload of {} at byte {next}",
                     target.registry,
                     desc.digest()
                 );
-                offset = next;
-                location = loc;
+                (offset, location, ask_offset) = (next, loc, false);
+                if offset >= size {
+                    return Ok(Step::Sent);
+                }
             }
+            // The first request carries the whole blob, streamed from disk: registries spend
+            // time on every request (the distribution registry took half as long again for a
+            // 2 GiB blob in 16 MiB chunks as in one request).
+            let len = if in_chunks {
+                chunk.min(size - offset)
+            } else {
+                size - offset
+            };
+            let (loc, from) = (location.clone(), offset);
+            let result = client.send_attempt(
+                &target.registry,
+                &repo,
+                scope,
+                &doing,
+                Transfer::Upload,
+                &|http, base| {
+                    Ok(http
+                        .patch(absolute(base, &loc))
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, len)
+                        .header(CONTENT_RANGE, format!("{from}-{}", from + len - 1))
+                        .body(file_body(path, from, len)?))
+                },
+            );
+            match result {
+                Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+                    if let Some(l) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+                        location = l.to_string();
+                    }
+                    offset += len;
+                    progress.inc(len);
+                    Ok(Step::Sent)
+                }
+                Ok(resp)
+                    if resp.status().is_client_error()
+                        && resp.status() != StatusCode::NOT_FOUND =>
+                {
+                    Ok(Step::Refused(resp.status()))
+                }
+                Ok(resp) => Err(unexpected(&doing, resp)),
+                Err(e) => {
+                    // Part of the body may have reached the registry: resume from what it has
+                    // instead of sending the same bytes again.
+                    if e.is_temporary() {
+                        (ask_offset, in_chunks) = (true, true);
+                    }
+                    Err(e)
+                }
+            }
+        })?;
+        if let Step::Refused(status) = step {
+            // The registry does not take chunks (or not this size): send the rest in one PUT.
+            tracing::info!(
+                "{}: chunk refused with {status}; finishing with one PUT",
+                target.registry
+            );
+            let (next, loc) = client
+                .retrying(|| upload_offset(client, target, scope, &location))
+                .unwrap_or((offset, location.clone()));
+            return put_rest(client, target, scope, &loc, path, desc, next, progress);
         }
     }
     let digest = desc.digest().to_string();
     let loc = location.clone();
-    let resp = client.send(&target.registry, &repo, scope, &|http, base| {
-        Ok(http
-            .put(with_query(&absolute(base, &loc), "digest", &digest))
-            .header(CONTENT_LENGTH, 0))
-    })?;
+    let doing = format!("finishing the upload of {digest} to {}", target.name());
+    let resp = client.send(
+        &target.registry,
+        &repo,
+        scope,
+        &doing,
+        Transfer::Small,
+        &|http, base| {
+            Ok(http
+                .put(with_query(&absolute(base, &loc), "digest", &digest))
+                .header(CONTENT_LENGTH, 0))
+        },
+    )?;
     if !resp.status().is_success() {
-        return Err(unexpected(
-            &format!("finishing the upload of {digest} to {}", target.name()),
-            resp,
-        ));
+        return Err(unexpected(&doing, resp));
     }
     Ok(())
 }
@@ -501,6 +563,9 @@ pub struct UploadWriter {
     buf: Vec<u8>,
     tx: Option<SyncSender<Vec<u8>>>,
     request: Option<JoinHandle<Result<String>>>,
+    registry: String,
+    what: String,
+    timeouts: Timeouts,
 }
 
 struct ChannelReader {
@@ -530,28 +595,57 @@ impl Read for ChannelReader {
 const STREAM_PIECE: usize = 1 << 20;
 
 impl UploadWriter {
-    fn failed(&mut self) -> std::io::Error {
+    /// The error that stopped the request thread, kept whole: the registry's status, codes and
+    /// hint reach the user through the layer writer.
+    fn failed(&mut self) -> Error {
         self.tx = None;
         match self.request.take().map(|h| h.join()) {
-            Some(Ok(Err(e))) => std::io::Error::other(e.to_string()),
-            _ => std::io::Error::other("the upload stopped"),
+            Some(Ok(Err(e))) => e,
+            _ => RegistryError::new(
+                &self.registry,
+                RegistryErrorKind::Dropped,
+                format!("{}: the upload stopped", self.what),
+            )
+            .into(),
         }
     }
 
-    fn send_buffer(&mut self) -> std::io::Result<()> {
+    /// Hand the buffer to the request thread, waiting at most the read timeout for room in the
+    /// queue: a request that takes no bytes for that long ends the upload.
+    fn send_buffer(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_PIECE));
-        let sent = self
-            .tx
-            .as_ref()
-            .map(|tx| tx.send(piece).is_ok())
-            .unwrap_or(false);
-        if sent {
-            Ok(())
-        } else {
-            Err(self.failed())
+        let mut piece = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_PIECE));
+        let started = Instant::now();
+        loop {
+            let Some(tx) = self.tx.as_ref() else {
+                return Err(self.failed());
+            };
+            match tx.try_send(piece) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Disconnected(_)) => return Err(self.failed()),
+                Err(TrySendError::Full(p)) => {
+                    if started.elapsed() > self.timeouts.read {
+                        // Ends the request thread's body, and with it the request.
+                        self.tx = None;
+                        return Err(RegistryError::new(
+                            &self.registry,
+                            RegistryErrorKind::TimedOut,
+                            format!(
+                                "registry {} took no bytes for {} s while {}",
+                                self.registry,
+                                self.timeouts.read.as_secs_f64(),
+                                self.what
+                            ),
+                        )
+                        .with_hint("the registry or the network stalled; try again later, or raise --read-timeout")
+                        .into());
+                    }
+                    piece = p;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
         }
     }
 }
@@ -562,7 +656,7 @@ impl Write for UploadWriter {
         self.buf.extend_from_slice(&data[..n]);
         self.hasher.write_all(&data[..n])?;
         if self.buf.len() == STREAM_PIECE {
-            self.send_buffer()?;
+            self.send_buffer().map_err(Error::into_io)?;
         }
         Ok(n)
     }
@@ -573,6 +667,8 @@ impl Write for UploadWriter {
 
 impl crate::layer::AppendFile for UploadWriter {}
 
+// Every request here is one attempt: the build retries a whole layer (which cannot be sent
+// again without being written again) with `Client::retrying`, the one retry loop.
 impl LayerDestination for RegistryUpload<'_> {
     type Writer = UploadWriter;
 
@@ -580,10 +676,12 @@ impl LayerDestination for RegistryUpload<'_> {
         let repo = self.target.repository.clone();
         let d = digest.to_string();
         self.client
-            .send(
+            .send_attempt(
                 &self.target.registry,
                 &repo,
                 &Scope::push(&repo),
+                &format!("checking for blob {d} in {}", self.target.name()),
+                Transfer::Small,
                 &|http, base| Ok(http.head(format!("{base}/v2/{repo}/blobs/{d}"))),
             )
             .is_ok_and(|r| r.status().is_success())
@@ -592,39 +690,47 @@ impl LayerDestination for RegistryUpload<'_> {
     fn begin(&self) -> Result<UploadWriter> {
         let repo = self.target.repository.clone();
         let scope = Scope::push(&repo);
+        let registry = self.target.registry.clone();
         let what = format!("uploading a layer to {}", self.target.name());
-        let start = self
-            .client
-            .send(&self.target.registry, &repo, &scope, &|http, base| {
+        let start = self.client.send_attempt(
+            &registry,
+            &repo,
+            &scope,
+            &what,
+            Transfer::Small,
+            &|http, base| {
                 Ok(http
                     .post(format!("{base}/v2/{repo}/blobs/uploads/"))
                     .header(CONTENT_LENGTH, 0))
-            })?;
+            },
+        )?;
         if start.status() != StatusCode::ACCEPTED {
             return Err(unexpected(&what, start));
         }
         let location = location_of(&start, &what)?;
-        let (http, base, auth) = self.client.prepare(&self.target.registry, &repo, &scope)?;
-        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let base = self.client.base_url(&registry)?;
         let url = absolute(&base, &location);
-        let request = std::thread::spawn(move || -> Result<String> {
-            let reader = ChannelReader {
-                rx,
-                current: Vec::new(),
-                pos: 0,
-            };
-            let mut rb = http
+        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let reader = ChannelReader {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+        };
+        let (http, request) = self.client.prepare(&registry, &repo, &scope, &|http, _| {
+            Ok(http
                 .patch(&url)
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(Body::new(reader));
-            if let Some(a) = auth {
-                rb = rb.header(reqwest::header::AUTHORIZATION, a);
-            }
-            let resp = rb
-                .send()
-                .map_err(|e| Error::corrupt(format!("{what}: {e}")))?;
+                .header(CONTENT_TYPE, "application/octet-stream"))
+        })?;
+        let mut request = request;
+        *request.body_mut() = Some(Body::new(reader));
+        let timeouts = self.client.timeouts();
+        let (thread_registry, thread_what) = (registry.clone(), what.clone());
+        let request = std::thread::spawn(move || -> Result<String> {
+            let resp = http
+                .execute(request)
+                .map_err(|e| network_error(&thread_registry, &thread_what, timeouts, e))?;
             if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
-                return Err(unexpected(&what, resp));
+                return Err(unexpected(&thread_what, resp));
             }
             Ok(resp
                 .headers()
@@ -638,25 +744,29 @@ impl LayerDestination for RegistryUpload<'_> {
             buf: Vec::with_capacity(STREAM_PIECE),
             tx: Some(tx),
             request: Some(request),
+            registry,
+            what,
+            timeouts,
         })
     }
 
     fn finish(&self, mut w: UploadWriter) -> Result<(Digest, u64)> {
-        w.send_buffer().map_err(|e| {
-            Error::corrupt(format!("uploading a layer to {}: {e}", self.target.name()))
-        })?;
+        w.send_buffer()?;
         w.tx = None;
         let location = match w.request.take().map(|h| h.join()) {
             Some(Ok(r)) => r?,
-            _ => return Err(Error::corrupt("the upload thread stopped")),
+            _ => return Err(w.failed()),
         };
         let (_, digest, size) = w.hasher.finish();
         let repo = self.target.repository.clone();
         let d = digest.to_string();
-        let resp = self.client.send(
+        let doing = format!("finishing the upload of {d} to {}", self.target.name());
+        let resp = self.client.send_attempt(
             &self.target.registry,
             &repo,
             &Scope::push(&repo),
+            &doing,
+            Transfer::Small,
             &|http, _| {
                 Ok(http
                     .put(with_query(&location, "digest", &d))
@@ -664,10 +774,7 @@ impl LayerDestination for RegistryUpload<'_> {
             },
         )?;
         if !resp.status().is_success() {
-            return Err(unexpected(
-                &format!("finishing the upload of {d} to {}", self.target.name()),
-                resp,
-            ));
+            return Err(unexpected(&doing, resp));
         }
         Ok((digest, size))
     }
