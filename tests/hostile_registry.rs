@@ -196,6 +196,9 @@ fn serve(
         }
         let result = if target == "/v2/" {
             respond(&mut w, 200, &[dist], b"{}")
+        } else if target.contains("/manifests/sha256-") && head.method() != "PUT" {
+            // The referrers tag schema's tags: nothing there yet.
+            respond(&mut w, 404, &[dist], &error_body("MANIFEST_UNKNOWN", "no"))
         } else if target.contains("/manifests/") && head.method() == "GET" {
             let ct = (
                 "Content-Type",

@@ -232,15 +232,18 @@ pub fn login(ctx: &Context, args: LoginArgs) -> anyhow::Result<()> {
     );
     // A refusal here is of the credentials just given: the library's usual hint (run
     // `modelcar login`) would send the user in a circle.
-    client.check_login(&registry).map_err(|e| match e {
-        Error::Invalid { what, .. } => Error::Invalid {
-            what,
-            hint: Some(format!(
+    client.check_login(&registry).map_err(|e| {
+        let refused = e
+            .registry()
+            .is_some_and(|r| r.kind == modelcar::error::RegistryErrorKind::Denied);
+        if refused {
+            e.with_hint(format!(
                 "check the user name `{}` and the password (or token); nothing was saved",
                 args.username
-            )),
-        },
-        other => other,
+            ))
+        } else {
+            e
+        }
     })?;
     let file = args.authfile.clone().unwrap_or_else(auth::login_file);
     auth::store(&file, &registry, &args.username, &password)?;

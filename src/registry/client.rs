@@ -337,7 +337,11 @@ pub fn network_error(
             None,
         )
     };
-    let mut err = RegistryError::new(registry, kind, message).with_source(e);
+    let mut err = RegistryError::new(registry, kind, message);
+    // A certificate problem is told in full above; the TLS library's own names add nothing.
+    if certificate_problem(&chain_text(&e)).is_none() {
+        err = err.with_source(e);
+    }
     if let Some(h) = hint {
         err = err.with_hint(h);
     }
