@@ -548,11 +548,11 @@ pub fn mode_notes(report: &FormatReport, mode: Mode) -> Vec<Finding> {
     out
 }
 
-/// The runtime KServe should use for a format (the table's first), when there is one.
+/// The runtime KServe selects for a format on its own (by its `autoSelect` and `priority`
+/// rules, from the table of the runtimes it ships), when there is one.
 pub fn preferred_runtime(format: &str) -> Option<&'static str> {
-    lookup(format)
-        .and_then(|f| f.runtimes.first())
-        .map(|r| r.runtime)
+    lookup(format)?;
+    crate::kserve::runtimes_for(format).first().map(|r| r.name)
 }
 
 #[cfg(test)]
@@ -648,61 +648,39 @@ mod tests {
         }
     }
 
-    /// `supportedModelFormats` of the ClusterServingRuntimes KServe ships (KServe main line,
-    /// commit aaac4e294, 2026-08, `config/runtimes/`; Apache-2.0), runtime by runtime.
-    const KSERVE_RUNTIMES: &[(&str, &[&str])] = &[
-        ("kserve-autogluonserver", &["autogluon"]),
-        ("kserve-huggingfaceserver", &["huggingface"]),
-        ("kserve-huggingfaceserver-multinode", &["huggingface"]),
-        ("kserve-lgbserver", &["lightgbm"]),
-        (
-            "kserve-mlserver",
-            &["lightgbm", "mlflow", "sklearn", "xgboost"],
-        ),
-        (
-            "kserve-openvino",
-            &["huggingface", "onnx", "openvino", "tensorflow"],
-        ),
-        ("kserve-paddleserver", &["paddle"]),
-        ("kserve-pmmlserver", &["pmml"]),
-        (
-            "kserve-predictiveserver",
-            &["lightgbm", "sklearn", "xgboost"],
-        ),
-        ("kserve-sklearnserver", &["sklearn"]),
-        ("kserve-tensorflow-serving", &["tensorflow"]),
-        ("kserve-torchserve", &["pytorch"]),
-        (
-            "kserve-tritonserver",
-            &["onnx", "pytorch", "tensorflow", "tensorrt", "triton"],
-        ),
-        ("kserve-vllmserver", &["vLLM"]),
-        ("kserve-xgbserver", &["xgboost"]),
-    ];
-
     #[test]
     fn every_runtime_of_the_table_serves_its_format_in_kserve() {
+        // Read against the one table of KServe's runtimes (`kserve::runtimes`, itself tested
+        // against KServe's runtime files), so the two cannot drift.
         for f in FORMATS {
             for r in f.runtimes {
-                let served = KSERVE_RUNTIMES
-                    .iter()
-                    .find(|(name, _)| *name == r.runtime)
+                let runtime = crate::kserve::runtimes::find(r.runtime)
                     .unwrap_or_else(|| panic!("{} is not a runtime KServe ships", r.runtime));
                 assert!(
-                    served.1.contains(&f.name),
+                    runtime.serves(f.name),
                     "{} does not serve {}",
                     r.runtime,
                     f.name
                 );
             }
+            // The runtime KServe picks on its own is one whose loading rules the row knows.
+            if let Some(picked) = crate::kserve::runtimes_for(f.name).first() {
+                assert!(
+                    f.runtimes.iter().any(|r| r.runtime == picked.name),
+                    "{}: KServe picks {}, which the row does not describe",
+                    f.name,
+                    picked.name
+                );
+            }
         }
         // And every format a KServe runtime serves by a lowercase name has a row, except the
         // ones modelcar knows nothing to check of.
-        for (_, served) in KSERVE_RUNTIMES {
-            for name in served
-                .iter()
-                .filter(|n| !["autogluon", "tensorrt", "vLLM"].contains(n))
-            {
+        for runtime in crate::kserve::runtimes::RUNTIMES {
+            for served in runtime.formats {
+                let name = served.name;
+                if ["autogluon", "tensorrt", "vLLM"].contains(&name) {
+                    continue;
+                }
                 assert!(lookup(name).is_some(), "{name} has no row");
             }
         }

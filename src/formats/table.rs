@@ -2,8 +2,9 @@
 //!
 //! Rows follow KServe's ClusterServingRuntimes (`supportedModelFormats`) and what each runtime's
 //! loader reads from `/mnt/models`: MLServer 1.5 to 1.7 by well-known name, KServe's predictive
-//! servers (`python/*server/*/model.py`) by extension, the others by directory layout. The first
-//! runtime of a row is the one KServe selects by default for the format.
+//! servers (`python/*server/*/model.py`) by extension, the others by directory layout. Which
+//! runtime KServe selects on its own is [`crate::kserve::runtimes`]'s to say (its `autoSelect`
+//! and `priority` rules); a test checks that every row describes that runtime.
 
 use super::predictive::{XGBOOST_SIDECAR, XGBOOST_SIDECAR_HINT, XGBOOST_SIDECAR_MESSAGE};
 use super::{
