@@ -11,8 +11,10 @@
     kserve_e2e.py check-llm DIR ORIG.npz   load DIR with transformers' AutoConfig and
                                            AutoTokenizer, and read every tensor of the index with
                                            safetensors: each must equal the original
-    kserve_e2e.py make-onnx DIR            DIR/model.onnx, made with onnx.helper: Y = X @ W + B
-    kserve_e2e.py check-onnx DIR           run DIR/model.onnx with onnxruntime: the expected Y
+    kserve_e2e.py make-onnx DIR            DIR/1/model.onnx (the version directory KServe's
+                                           OpenVINO runtime loads), made with onnx.helper:
+                                           Y = X @ W + B
+    kserve_e2e.py check-onnx DIR           run DIR/1/model.onnx with onnxruntime: the expected Y
 
 No PyTorch: the weights are numpy arrays written with safetensors. Prints one line of what was
 checked; exits non-zero with the reason otherwise.
@@ -146,19 +148,20 @@ def make_onnx(d):
     model.ir_version = 8
     onnx.checker.check_model(model)
     os.makedirs(d, exist_ok=True)
-    onnx.save(model, os.path.join(d, "model.onnx"))
-    print(f"{d}/model.onnx: Y = X @ W + B, opset 13, IR version 8")
+    os.makedirs(os.path.join(d, "1"), exist_ok=True)
+    onnx.save(model, os.path.join(d, "1", "model.onnx"))
+    print(f"{d}/1/model.onnx: Y = X @ W + B, opset 13, IR version 8")
 
 
 def check_onnx(d):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(os.path.join(d, "model.onnx"),
+    session = ort.InferenceSession(os.path.join(d, "1", "model.onnx"),
                                    providers=["CPUExecutionProvider"])
     (y,) = session.run(["Y"], {"X": ONNX_X})
     want = ONNX_X @ ONNX_W + ONNX_B
     assert np.allclose(y, want), (y, want)
-    print(f"onnxruntime {ort.__version__} ran {d}/model.onnx: Y = {y.tolist()} as expected")
+    print(f"onnxruntime {ort.__version__} ran {d}/1/model.onnx: Y = {y.tolist()} as expected")
 
 
 def main(argv):

@@ -269,7 +269,7 @@ done
 check "modelcar build sklearn xgboost lightgbm --base oci:.../layout:busybox (exit 0, REF@DIGEST each)" "$LOGS/build.log" \
   test "$rc" = 0 -a -n "${DIGEST[sklearn]}" -a -n "${DIGEST[xgboost]}" -a -n "${DIGEST[lightgbm]}"
 [ "$rc" = 0 ] || die "cannot go on without the images"
-xgb_warnings=$(grep -c '^warning: XGBoost .*/proc/<pid>/root.*oci+native' "$LOGS/build.err")
+xgb_warnings=$(grep -c '^warning: .*XGBoost .*/proc/<pid>/root.*oci+native' "$LOGS/build.err")
 check "modelcar build prints the XGBoost sidecar warning (once, for the xgboost image)" "$LOGS/build.err" \
   test "$xgb_warnings" = 1
 
