@@ -6,12 +6,18 @@
 #   bench/run.sh                      all workloads, 3 runs of modelcar, the peers in the first
 #   bench/run.sh --runs 1 --workloads 1,4 --no-peers
 #   bench/run.sh --big                also workload 1 at 8 GiB (memory independent of size)
+#   bench/run.sh --llm                also workload 5: a Llama-style model of 8 x 1 GiB safetensors
+#                                     shards with index, config and tokenizer; it reports the bytes
+#                                     the format check reads (BENCH_LLM_SHARD_BYTES sets the shard
+#                                     size, e.g. 1048576 to try it in seconds)
 #   bench/run.sh --peer-runs 3        the peers in every run too (buildah alone takes ~10 min a run)
 #   bench/run.sh --report FILE        print the table of a results file (results.tsv) again
 #
 # Needs (installed when missing, as root): docker-registry, skopeo, umoci, buildah, busybox-static,
-# openssl, GNU time; olot from PyPI in a private virtualenv. Works in $BENCH_DIR (default
-# /tmp/modelcar-bench), which needs about 12 GiB free (30 GiB with --big).
+# openssl, GNU time, strace (--llm); olot from PyPI in a private virtualenv. Works in $BENCH_DIR
+# (default /tmp/modelcar-bench), which needs about 12 GiB free (30 GiB with --big; with --llm
+# 17 GiB more, and 8 GiB of memory for its registry in /dev/shm, so that model, store and registry
+# need not share the disk; its peers need another 16 GiB for buildah's storage).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +27,8 @@ peer_runs=1
 workloads=1,2,3,4
 peers=1
 big=0
+llm=0
+llm_shard_bytes=${BENCH_LLM_SHARD_BYTES:-$((1 << 30))}
 report_only=""
 step_timeout=${BENCH_STEP_TIMEOUT:-300}
 while [ $# -gt 0 ]; do
@@ -30,8 +38,9 @@ while [ $# -gt 0 ]; do
     --workloads) workloads=$2; shift 2 ;;
     --no-peers) peers=0; shift ;;
     --big) big=1; shift ;;
+    --llm) llm=1; shift ;;
     --report) report_only=$2; shift 2 ;;
-    *) echo "usage: bench/run.sh [--runs N] [--peer-runs N] [--workloads 1,2,3,4] [--no-peers] [--big] [--report FILE]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [--runs N] [--peer-runs N] [--workloads 1,2,3,4,5] [--no-peers] [--big] [--llm] [--report FILE]" >&2; exit 2 ;;
   esac
 done
 
@@ -39,7 +48,7 @@ log() { echo "bench: $*" >&2; }
 
 # The Markdown table of a results file: medians per workload, step and tool.
 report() {
-  python3 - "$1" "$step_timeout" <<'PY'
+  python3 - "$1" "$step_timeout" "$llm_shard_bytes" <<'PY'
 import collections, statistics, sys, platform, os, subprocess
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 data = collections.defaultdict(list)
@@ -57,6 +66,8 @@ print()
 print("| workload | step | tool | wall s | CPU s | peak MiB | wall / modelcar | wall / floor |")
 print("|---|---|---|---:|---:|---:|---:|---:|")
 names = {"w1": "1: 2 GiB file", "w2": "2: 4 x 1 GiB", "w3": "3: 10,000 small files", "w4": "4: examples", "w8": "1 at 8 GiB"}
+shard = int(sys.argv[3])
+names["w5"] = f"5: LLM, 8 x {shard >> 30} GiB shards" if shard % (1 << 30) == 0 else f"5: LLM, 8 x {shard >> 20} MiB shards"
 for w in sorted({k[0] for k in data}):
     floor = med((w, "floor", "openssl sha256"), 0)
     for (ww, step, tool) in [k for k in data if k[0] == w]:
@@ -77,6 +88,13 @@ for w in sorted({k[0] for k in data}):
         other = e2e(tb, tp)
         if m and other:
             print(f"| {names.get(w, w)} | build+push | {label} vs modelcar | {other:.2f} vs {m:.2f} | | | {other / m:.1f}x | |")
+# What the format check reads (format_read_bytes), when measured.
+reads = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "format-read.tsv")
+for line in open(reads) if os.path.exists(reads) else []:
+    w, model, store, total = line.split()
+    print()
+    print(f"{names.get(w, w)}: an unchanged rebuild (format check, layer cache hits) read {int(model):,} bytes "
+          f"of the model's {int(total):,} ({int(model) / int(total):.6%}) and {int(store):,} bytes of the store's blobs.")
 PY
 }
 if [ -n "$report_only" ]; then
@@ -86,7 +104,7 @@ fi
 
 # --- tools ---------------------------------------------------------------------------------
 need=()
-for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci buildah:buildah openssl:openssl; do
+for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci buildah:buildah openssl:openssl strace:strace; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 [ -x /usr/bin/time ] || need+=(time)
@@ -107,13 +125,18 @@ modelcar="${CARGO_TARGET_DIR:-$repo/target}/release/modelcar"
 mkdir -p "$work"
 results="$work/results.tsv"
 : > "$results"
+: > "$work/format-read.tsv"
 
 # --- registry and base ---------------------------------------------------------------------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 reg="127.0.0.1:$port"
 reg_pid=""
+# Where the registry keeps its data. Workload 5 keeps it in memory (/dev/shm): its model, the
+# store's copy and the registry's would need 24 GiB of disk at once.
+reg_dir="$work/registry"
+shm_reg_dir="/dev/shm/modelcar-bench-registry"
 cleanup() { [ -z "$reg_pid" ] || kill "$reg_pid" 2>/dev/null || true; }
-trap cleanup EXIT
+trap 'cleanup; rm -rf "$shm_reg_dir"' EXIT
 if [ ! -d "$work/bases/layout" ]; then
   "$repo/tests/fixtures/make-bases.sh" "$work/bases" >/dev/null
 fi
@@ -124,11 +147,11 @@ base_oci="oci:$work/bases/layout:busybox"
 fresh_registry() {
   cleanup
   [ -z "$reg_pid" ] || wait "$reg_pid" 2>/dev/null || true
-  rm -rf "$work/registry"
-  mkdir -p "$work/registry"
-  printf '%s\n' "version: 0.1" "storage:" "  filesystem:" "    rootdirectory: $work/registry/data" \
-    "http:" "  addr: $reg" "log:" "  level: error" > "$work/registry/config.yml"
-  docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
+  rm -rf "$work/registry" "$shm_reg_dir"
+  mkdir -p "$reg_dir"
+  printf '%s\n' "version: 0.1" "storage:" "  filesystem:" "    rootdirectory: $reg_dir/data" \
+    "http:" "  addr: $reg" "log:" "  level: error" > "$reg_dir/config.yml"
+  docker-registry serve "$reg_dir/config.yml" > "$reg_dir/log" 2>&1 &
   reg_pid=$!
   for _ in $(seq 50); do curl -fs "http://$reg/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
   skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$reg/base/busybox:latest"
@@ -139,6 +162,53 @@ fresh_registry() {
 # refuses sizes of 2 GiB and more).
 random_bytes() {
   { openssl enc -aes-128-ctr -nosalt -pass "pass:$2" -pbkdf2 < /dev/zero 2>/dev/null || true; } | head -c "$1"
+}
+
+# A Llama-style Hugging Face directory that passes the format check: 8 safetensors shards of
+# BYTES bytes of tensor data each (a multiple of 1 MiB), model.safetensors.index.json mapping
+# every tensor to its shard, config.json and a small tokenizer.json. Each shard holds 16 BF16
+# tensors that tile its data exactly; the data is random.
+make_llm() {
+  local model=$1 bytes=$2
+  python3 - "$model" "$bytes" <<'PY'
+import json, os, struct, sys
+model, data_len = sys.argv[1], int(sys.argv[2])
+if data_len <= 0 or data_len % (1 << 20):
+    sys.exit(f"shard size {data_len} is not a positive multiple of 1 MiB")
+shards, per_shard, names = 8, 16, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
+tensor_bytes = data_len // per_shard
+elements = tensor_bytes // 2  # BF16
+cols = 4096 if elements % 4096 == 0 else 1024
+weight_map = {}
+for s in range(shards):
+    shard = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for t in range(per_shard):
+        layer = (s * per_shard + t) // len(names)
+        name = f"model.layers.{layer}.{names[t % len(names)]}.weight"
+        header[name] = {"dtype": "BF16", "shape": [elements // cols, cols], "data_offsets": [offset, offset + tensor_bytes]}
+        weight_map[name] = shard
+        offset += tensor_bytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned, as safetensors writes it
+    with open(os.path.join(model, shard), "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+with open(os.path.join(model, "model.safetensors.index.json"), "w") as f:
+    json.dump({"metadata": {"total_size": shards * data_len}, "weight_map": weight_map}, f, indent=2)
+with open(os.path.join(model, "config.json"), "w") as f:
+    json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+               "intermediate_size": 11008, "num_attention_heads": 32, "num_hidden_layers": shards * per_shard // len(names),
+               "num_key_value_heads": 32, "vocab_size": 256, "torch_dtype": "bfloat16"}, f, indent=2)
+vocab = {f"<0x{i:02X}>": i for i in range(256)}
+with open(os.path.join(model, "tokenizer.json"), "w") as f:
+    json.dump({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+               "normalizer": None, "pre_tokenizer": None, "post_processor": None, "decoder": None,
+               "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<0x00>"}}, f)
+PY
+  local i
+  for i in 1 2 3 4 5 6 7 8; do
+    random_bytes "$bytes" "w5-$i" >> "$model/model-0000$i-of-00008.safetensors"
+  done
 }
 
 make_workloads() {
@@ -161,6 +231,7 @@ for i in range(10000):
 PY
        ;;
     4) cp -r "$repo/models/mlserver/." "$dir/model/" ;;
+    5) make_llm "$dir/model" "$llm_shard_bytes" ;;
     8) random_bytes $((8 << 30)) w8 > "$dir/model/model.safetensors" ;;
   esac
   [ "$(du -sb "$dir/model" | cut -f1)" -gt 0 ] || { log "could not generate workload $w"; exit 1; }
@@ -205,11 +276,43 @@ registry_floor() {
   echo "$script"
 }
 
+# The bytes an unchanged rebuild reads, by where they come from: the layer cache answers for the
+# model's bytes, so what it reads of the model files is the format check's reading (headers,
+# index, config, tokenizer), and what it reads of the store's blobs is the check of the built
+# image. Every read(2)-family call of every thread is traced with its file's path.
+format_read_bytes() {
+  local w=$1 model=$2 store=$3; shift 3
+  local trace="$work/strace"
+  rm -rf "$trace"; mkdir -p "$trace"
+  strace -f -ff -y -e trace=read,pread64,readv,preadv,preadv2 -e signal=none -o "$trace/t" "$@" >/dev/null 2>&1 ||
+    { log "FAILED: traced rebuild of w$w"; return 0; }
+  python3 - "$trace" "$model" "$store" "$w" >> "$work/format-read.tsv" <<'PY'
+import os, re, sys
+trace, model, store, w = sys.argv[1:]
+call = re.compile(r'^\w+\((\d+)<(.*?)>,.*\)\s+=\s+(\d+)')
+model_read = store_read = 0
+for name in os.listdir(trace):
+    for line in open(os.path.join(trace, name), errors="replace"):
+        m = call.match(line)
+        if not m:
+            continue
+        path, n = m.group(2), int(m.group(3))
+        if path.startswith(model + "/"):
+            model_read += n
+        elif path.startswith(store + "/"):
+            store_read += n
+total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(model) for f in fs)
+print(f"w{w}\t{model_read}\t{store_read}\t{total}")
+PY
+  rm -rf "$trace"
+}
 
 bench_workload() {
   local w=$1 dir="$work/w$1" model="$work/w$1/model" fmt=huggingface
   [ "$w" = 4 ] && fmt=""
   make_workloads "$w"
+  reg_dir="$work/registry"
+  [ "$w" = 5 ] && reg_dir="$shm_reg_dir"
   for run in $(seq "$runs"); do
     log "workload $w, run $run"
     fresh_registry
@@ -230,6 +333,20 @@ bench_workload() {
       measure rebuild-touched modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --models '$model/'\$m --tag '$reg/mc/w4-'\$m'-r$run:v1' --base '$base_oci' >/dev/null; done"
       rm -rf "$store"
       measure build-push modelcar "$w" -- sh -c "for m in sklearn xgboost lightgbm; do '$modelcar' -q --store '$store' build --push --models '$model/'\$m --tag '$reg/mc/w4-bp-'\$m'-r$run:v1' --base '$base_oci' >/dev/null; done"
+    elif [ "$w" = 5 ]; then
+      # As for the others, in an order that never holds more than the model and one other copy
+      # on disk: no rebuild of touched files (the store would hold a second copy while it is
+      # written), and the registry floor on a registry of its own.
+      measure build modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      measure push modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
+      measure push-again modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
+      fresh_registry
+      measure push "registry floor (curl PUT)" "$w" -- sh "$(registry_floor "$model" "floor/w$w-r$run")"
+      fresh_registry
+      measure rebuild-unchanged modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      [ "$run" != 1 ] || format_read_bytes "$w" "$model" "$store" "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      rm -rf "$store"
+      measure build-push modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$reg/mc/w$w-bp-r$run:v1" --base "$base_oci" --format "$fmt"
     else
       measure build modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
       measure push modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
@@ -246,6 +363,8 @@ bench_workload() {
     rm -rf "$store"
 
     [ "$peers" = 1 ] && [ "$run" -le "$peer_runs" ] || continue
+    # Workload 5's registry is in memory: one image in it at a time.
+    [ "$w" != 5 ] || fresh_registry
     # buildah: build from a Containerfile, then push (gzip on push, as podman does).
     cat > "$dir/Containerfile" <<EOF
 FROM $reg/base/busybox:latest
@@ -258,6 +377,7 @@ EOF
     measure build buildah "$w" -- buildah "${bflags[@]}" bud --quiet --isolation chroot --tls-verify=false -f "$dir/Containerfile" -t "bench-w$w" "$dir"
     measure push buildah "$w" -- buildah "${bflags[@]}" push --quiet --tls-verify=false "bench-w$w" "docker://$reg/buildah/w$w-r$run:v1"
     rm -rf "$bstore"
+    [ "$w" != 5 ] || fresh_registry
     # olot: append model layers to an OCI layout of the base, then skopeo copies it.
     local layout="$work/olot-layout"
     rm -rf "$layout"
@@ -269,6 +389,7 @@ EOF
 }
 
 IFS=, read -r -a wl <<< "$workloads"
+[ "$llm" = 0 ] || [[ ",$workloads," == *,5,* ]] || wl+=(5)
 for w in "${wl[@]}"; do bench_workload "$w"; done
 if [ "$big" = 1 ]; then
   runs_saved=$runs; runs=1; peers_saved=$peers; peers=0
