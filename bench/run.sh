@@ -308,8 +308,13 @@ PY
 }
 
 bench_workload() {
-  local w=$1 dir="$work/w$1" model="$work/w$1/model" fmt=huggingface
-  [ "$w" = 4 ] && fmt=""
+  local w=$1 dir="$work/w$1" model="$work/w$1/model"
+  # Workload 5 is a real Hugging Face layout, checked as one; 1, 2, 3 and 8 are bare bytes (no
+  # config.json, no safetensors header), declared as a custom format so that only their size
+  # and count are measured; 4 (the examples) has its formats detected.
+  local fmt=(--format bench-bytes --custom-format)
+  [ "$w" = 5 ] && fmt=(--format huggingface)
+  [ "$w" = 4 ] && fmt=()
   make_workloads "$w"
   reg_dir="$work/registry"
   [ "$w" = 5 ] && reg_dir="$shm_reg_dir"
@@ -337,28 +342,28 @@ bench_workload() {
       # As for the others, in an order that never holds more than the model and one other copy
       # on disk: no rebuild of touched files (the store would hold a second copy while it is
       # written), and the registry floor on a registry of its own.
-      measure build modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      measure build modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" "${fmt[@]}"
       measure push modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
       measure push-again modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
       fresh_registry
       measure push "registry floor (curl PUT)" "$w" -- sh "$(registry_floor "$model" "floor/w$w-r$run")"
       fresh_registry
-      measure rebuild-unchanged modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
-      [ "$run" != 1 ] || format_read_bytes "$w" "$model" "$store" "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      measure rebuild-unchanged modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" "${fmt[@]}"
+      [ "$run" != 1 ] || format_read_bytes "$w" "$model" "$store" "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" "${fmt[@]}"
       rm -rf "$store"
-      measure build-push modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$reg/mc/w$w-bp-r$run:v1" --base "$base_oci" --format "$fmt"
+      measure build-push modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$reg/mc/w$w-bp-r$run:v1" --base "$base_oci" "${fmt[@]}"
     else
-      measure build modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      measure build modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" "${fmt[@]}"
       measure push modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
       if [ "$w" != 3 ]; then
         measure push "registry floor (curl PUT)" "$w" -- sh "$(registry_floor "$model" "floor/w$w-r$run")"
       fi
       measure push-again modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
       find "$model" -type f -exec touch {} +
-      measure rebuild-touched modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
-      measure rebuild-unchanged modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" --format "$fmt"
+      measure rebuild-touched modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" "${fmt[@]}"
+      measure rebuild-unchanged modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" "${fmt[@]}"
       rm -rf "$store"
-      measure build-push modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$reg/mc/w$w-bp-r$run:v1" --base "$base_oci" --format "$fmt"
+      measure build-push modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$reg/mc/w$w-bp-r$run:v1" --base "$base_oci" "${fmt[@]}"
     fi
     rm -rf "$store"
 
