@@ -89,6 +89,18 @@ pub fn read_manifest(store: &Store, desc: &Descriptor) -> Result<ImageManifest> 
     parse_manifest(&bytes, &format!("manifest {}", desc.digest()))
 }
 
+/// The entries of the index `desc` in the store that the store holds: a partial or
+/// platform-narrowed pull fetches only some, and the others are not an error to a walk over
+/// what the store has.
+pub(crate) fn present_children(store: &Store, desc: &Descriptor) -> Result<Vec<Descriptor>> {
+    Ok(read_index(store, desc)?
+        .manifests()
+        .iter()
+        .filter(|child| store.has_blob(child.digest(), child.size()))
+        .cloned()
+        .collect())
+}
+
 /// Parse an index named `what` in messages, within the document limits.
 pub fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
     check_document_size(bytes.len() as u64, what)?;

@@ -456,13 +456,7 @@ impl crate::image::Walker for Mark<'_> {
             return Ok(Vec::new());
         }
         match Document::classify(desc.media_type()) {
-            DocumentKind::Index => Ok(crate::image::read_index(self.store, desc)?
-                .manifests()
-                .iter()
-                // Children a partial pull never fetched are not an error here.
-                .filter(|child| self.store.has_blob(child.digest(), child.size()))
-                .cloned()
-                .collect()),
+            DocumentKind::Index => crate::image::present_children(self.store, desc),
             DocumentKind::Manifest => {
                 let manifest = crate::image::read_manifest(self.store, desc)?;
                 self.live

@@ -613,13 +613,7 @@ struct Closure<'a> {
 impl image::Walker for Closure<'_> {
     fn enter(&mut self, desc: &Descriptor, _depth: usize) -> Result<Vec<Descriptor>> {
         match Document::classify(desc.media_type()) {
-            DocumentKind::Index => Ok(image::read_index(self.store, desc)?
-                .manifests()
-                .iter()
-                // Platforms a narrowed pull did not fetch.
-                .filter(|child| self.store.has_blob(child.digest(), child.size()))
-                .cloned()
-                .collect()),
+            DocumentKind::Index => image::present_children(self.store, desc),
             DocumentKind::Manifest => {
                 let m = image::read_manifest(self.store, desc)?;
                 for d in std::iter::once(m.config()).chain(m.layers()) {

@@ -566,9 +566,43 @@ fn kill_then_complete_push(
     killed
 }
 
+/// Kill `push` (whose image is `expected`) at seeded random moments within `window`, then in the
+/// middle of sending a blob, which the rerun must send again; each time a rerun must complete
+/// the push. The store `push` uses stays consistent throughout and keeps no temporaries; `what`
+/// names the command when none was killed at all (then the test proves nothing).
+fn kill_pushes_anywhere_then_mid_blob(
+    mut rng: Rng,
+    window: Duration,
+    store: &Path,
+    expected: &dyn Fn(&str) -> Expected,
+    push: &dyn Fn(&str) -> Modelcar,
+    what: &str,
+) {
+    let seed = rng.next() | 1;
+    let random = kill_then_complete_push(
+        expected,
+        false,
+        &|_, cmd| kill_at_random(&mut Rng(seed), window, store, cmd),
+        push,
+    );
+    assert_store_consistent(store);
+    let targeted = kill_then_complete_push(
+        expected,
+        true,
+        &|proxy, cmd| usize::from(run_killed(cmd(), Kill::When(&|| sending(proxy)))),
+        push,
+    );
+    assert!(
+        random + targeted > 0,
+        "no {what} was killed; the test proves nothing"
+    );
+    assert_store_consistent(store);
+    assert_no_temporaries(store);
+}
+
 #[test]
 fn a_push_killed_anywhere_is_completed_by_a_rerun_that_sends_only_what_is_missing() {
-    let mut rng = Rng::new("push");
+    let rng = Rng::new("push");
     let dir = temp();
     let models = big_model(dir.path());
     let store = dir.path().join("store");
@@ -582,33 +616,13 @@ fn a_push_killed_anywhere_is_completed_by_a_rerun_that_sends_only_what_is_missin
         timed(push(&format!("{}/faults/timed:v1", proxy.host())))
     };
 
-    let seed = rng.next() | 1;
     let expected = |_: &str| (digest.clone(), blobs.clone());
-    let random = kill_then_complete_push(
-        &expected,
-        false,
-        &|_, cmd| kill_at_random(&mut Rng(seed), window, &store, cmd),
-        &push,
-    );
-    assert_store_consistent(&store);
-    // In the middle of sending a blob, which the rerun must send again.
-    let targeted = kill_then_complete_push(
-        &expected,
-        true,
-        &|proxy, cmd| usize::from(run_killed(cmd(), Kill::When(&|| sending(proxy)))),
-        &push,
-    );
-    assert!(
-        random + targeted > 0,
-        "no push was killed; the test proves nothing"
-    );
-    assert_store_consistent(&store);
-    assert_no_temporaries(&store);
+    kill_pushes_anywhere_then_mid_blob(rng, window, &store, &expected, &push, "push");
 }
 
 #[test]
 fn a_build_with_push_killed_anywhere_is_completed_by_a_rerun_that_sends_only_what_is_missing() {
-    let mut rng = Rng::new("build --push");
+    let rng = Rng::new("build --push");
     let dir = temp();
     let models = big_model(dir.path());
     let reference_store = dir.path().join("reference");
@@ -627,26 +641,14 @@ fn a_build_with_push_killed_anywhere_is_completed_by_a_rerun_that_sends_only_wha
     let store = dir.path().join("store");
     let build_push = |remote: &str| build_cmd(&store, &models, remote).arg("--push");
 
-    let seed = rng.next() | 1;
-    let random = kill_then_complete_push(
+    kill_pushes_anywhere_then_mid_blob(
+        rng,
+        window * 2,
+        &store,
         &expected,
-        false,
-        &|_, cmd| kill_at_random(&mut Rng(seed), window * 2, &store, cmd),
         &build_push,
+        "build --push",
     );
-    assert_store_consistent(&store);
-    let targeted = kill_then_complete_push(
-        &expected,
-        true,
-        &|proxy, cmd| usize::from(run_killed(cmd(), Kill::When(&|| sending(proxy)))),
-        &build_push,
-    );
-    assert!(
-        random + targeted > 0,
-        "no build --push was killed; the test proves nothing"
-    );
-    assert_store_consistent(&store);
-    assert_no_temporaries(&store);
 }
 
 #[test]

@@ -19,10 +19,10 @@ use base64::Engine;
 
 use support::env::Env;
 use support::files::{sha256, write_random};
-use support::fixtures::{bases, example_model};
+use support::fixtures::{bases, example_model, sklearn_models};
 use support::http::{error_body, read_body, respond, Head, Server};
-use support::registries::{Auth, Registry, RegistryOptions, Tls};
-use support::token::{self, TokenService};
+use support::registries::{Registry, RegistryOptions, Tls};
+use support::token::TokenService;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-Pa55";
@@ -484,12 +484,7 @@ fn a_plain_http_token_realm_is_refused_for_a_tls_registry_and_gets_no_credential
     assert!(tokens.realm().starts_with("http://"));
     let reg = Registry::start(RegistryOptions {
         tls: Some((tls.server_cert.clone(), tls.server_key.clone())),
-        auth: Auth::Token {
-            realm: tokens.realm(),
-            service: token::SERVICE.into(),
-            issuer: token::ISSUER.into(),
-            root_cert_bundle: tokens.cert.clone(),
-        },
+        auth: tokens.auth(),
     });
     write_auth(&env, &reg.host());
     let cert_dir = tls.cert_dir.to_str().unwrap();
@@ -539,13 +534,7 @@ fn a_denied_upload_during_build_push_reads_as_denied_with_the_registrys_reason_a
 fn a_build_push_whose_registry_stops_reading_fails_within_the_read_timeout() {
     let env = Env::new();
     let reg = FakeRegistry::start(Misbehaviour::StallUploads, false, None);
-    let models = env.path("models");
-    std::fs::create_dir_all(&models).unwrap();
-    std::fs::copy(
-        example_model("sklearn").join("model.joblib"),
-        models.join("model.joblib"),
-    )
-    .unwrap();
+    let models = sklearn_models(&env.path("models"));
     // Larger than what socket buffers and the upload's queue hold.
     write_random(&models.join("weights.bin"), 40 << 20, 3);
     let dest = format!("{}/hostile/stalled:v1", reg.host());

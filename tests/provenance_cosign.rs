@@ -26,8 +26,8 @@ use support::env::Env;
 use support::files::sha256;
 use support::fixtures::{bases, example_model, repo_root};
 use support::proxy::{FaultProxy, Rule};
-use support::registries::{Auth, Registry, RegistryOptions};
-use support::token::{self, TokenService};
+use support::registries::{Registry, RegistryOptions};
+use support::token::TokenService;
 
 const EPOCH: &str = "1700000000";
 
@@ -823,12 +823,7 @@ fn signatures_and_boms_go_to_a_registry_with_token_authentication() {
     let tokens = TokenService::start(&env.path("token"), &[(user, password)]);
     let reg = Registry::start(RegistryOptions {
         tls: None,
-        auth: Auth::Token {
-            realm: tokens.realm(),
-            service: token::SERVICE.into(),
-            issuer: token::ISSUER.into(),
-            root_cert_bundle: tokens.cert.clone(),
-        },
+        auth: tokens.auth(),
     });
     let image = format!("{}/models/iris:v1", reg.host());
     let digest = build(&env, &image, &[]);

@@ -15,11 +15,11 @@ use serde_json::Value;
 use support::cmd::{wait, Outcome};
 use support::env::Env;
 use support::files::read_json;
-use support::fixtures::{bases, big_image, example_model, BigImage};
+use support::fixtures::{bases, big_image, example_model, sklearn_models, BigImage};
 use support::images::{blob_names, oci};
 use support::proxy::{Fault, FaultProxy, Record, Rule};
 use support::registries::{htpasswd, Auth, Registry, RegistryOptions, Tls};
-use support::token::{self, TokenService};
+use support::token::TokenService;
 
 const MIB: u64 = 1 << 20;
 /// modelcar's chunk size for blobs over its monolithic limit.
@@ -648,12 +648,7 @@ fn token_auth_lets_a_user_push_and_pull_and_refuses_a_wrong_password_or_anonymou
     let tokens = TokenService::start(&env.path("token"), &[(USER, PASSWORD)]);
     let reg = Registry::start(RegistryOptions {
         tls: None,
-        auth: Auth::Token {
-            realm: tokens.realm(),
-            service: token::SERVICE.into(),
-            issuer: token::ISSUER.into(),
-            root_cert_bundle: tokens.cert.clone(),
-        },
+        auth: tokens.auth(),
     });
     let host = reg.host();
     let dest = format!("{host}/models/sklearn:v1");
@@ -1220,13 +1215,7 @@ fn build_push_on_a_base_with_unreadable_models_sends_nothing_unless_allowed() {
     let env = Env::new();
     let reg = Registry::plain();
     // A base whose /models holds a file only its owner can read (kept with the opt-out).
-    let base_models = env.path("base-models");
-    std::fs::create_dir_all(&base_models).unwrap();
-    std::fs::copy(
-        example_model("sklearn").join("model.joblib"),
-        base_models.join("model.joblib"),
-    )
-    .unwrap();
+    let base_models = sklearn_models(&env.path("base-models"));
     std::fs::write(base_models.join("secret.bin"), b"1").unwrap();
     let project = env.path("modelcar.toml");
     std::fs::write(
@@ -1243,13 +1232,7 @@ fn build_push_on_a_base_with_unreadable_models_sends_nothing_unless_allowed() {
     env.modelcar(&["-f", project.to_str().unwrap(), "build"])
         .success();
 
-    let models = env.path("models");
-    std::fs::create_dir_all(&models).unwrap();
-    std::fs::copy(
-        example_model("sklearn").join("model.joblib"),
-        models.join("model.joblib"),
-    )
-    .unwrap();
+    let models = sklearn_models(&env.path("models"));
     let dest = format!("{}/models/on-unreadable:v1", reg.host());
     let push = |extra: &[&str]| {
         let mut args = vec![

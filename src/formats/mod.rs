@@ -585,20 +585,7 @@ mod tests {
         for n in &names {
             assert_eq!(*n, n.to_ascii_lowercase());
         }
-        for kserve in [
-            "sklearn",
-            "xgboost",
-            "lightgbm",
-            "huggingface",
-            "onnx",
-            "tensorflow",
-            "pytorch",
-            "triton",
-            "openvino",
-            "mlflow",
-            "pmml",
-            "paddle",
-        ] {
+        for kserve in crate::kserve::runtimes::KSERVE_FORMATS {
             assert!(lookup(kserve).is_some(), "{kserve} missing");
         }
     }

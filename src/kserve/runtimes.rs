@@ -286,6 +286,24 @@ pub fn canonical_format(format: &str) -> Option<&'static str> {
         .find(|n| n.eq_ignore_ascii_case(format))
 }
 
+/// The model format names of KServe's own runtimes, in KServe's spelling: what both the format
+/// table and the runtime table must know.
+#[cfg(test)]
+pub(crate) const KSERVE_FORMATS: [&str; 12] = [
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "huggingface",
+    "onnx",
+    "tensorflow",
+    "pytorch",
+    "triton",
+    "openvino",
+    "mlflow",
+    "pmml",
+    "paddle",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,20 +495,7 @@ mod tests {
     #[test]
     fn formats_are_known_by_kserves_spelling() {
         let known = known_formats();
-        for f in [
-            "sklearn",
-            "xgboost",
-            "lightgbm",
-            "huggingface",
-            "onnx",
-            "tensorflow",
-            "pytorch",
-            "triton",
-            "openvino",
-            "mlflow",
-            "pmml",
-            "paddle",
-        ] {
+        for f in KSERVE_FORMATS {
             assert!(known.contains(&f), "{f}");
             assert_eq!(canonical_format(f), Some(f));
         }

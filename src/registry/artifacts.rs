@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 
 use super::client::{unexpected, Transfer};
 use super::pull::fetch_manifest;
+use super::push::{absolute, with_query};
 use super::{Client, Scope};
 use crate::digest;
 use crate::error::{Error, Result};
@@ -111,14 +112,8 @@ pub fn put_blob(client: &Client, r: &ImageRef, bytes: &[u8]) -> Result<Digest> {
         &what,
         Transfer::Small,
         &|http, base| {
-            let url = if location.starts_with("http://") || location.starts_with("https://") {
-                location.clone()
-            } else {
-                format!("{base}{location}")
-            };
-            let sep = if url.contains('?') { '&' } else { '?' };
             Ok(http
-                .put(format!("{url}{sep}digest={d}"))
+                .put(with_query(&absolute(base, &location), "digest", &d))
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .body(bytes.to_vec()))
         },

@@ -195,7 +195,9 @@ fn put_manifest(
     Ok(())
 }
 
-fn absolute(base: &str, location: &str) -> String {
+/// The URL of an upload `location` (a registry's `Location` header: absolute, or a path on
+/// `base`).
+pub(super) fn absolute(base: &str, location: &str) -> String {
     if location.starts_with("http://") || location.starts_with("https://") {
         location.to_string()
     } else {
@@ -206,7 +208,8 @@ fn absolute(base: &str, location: &str) -> String {
     }
 }
 
-fn with_query(url: &str, key: &str, value: &str) -> String {
+/// `url` with `key=value` added to its query.
+pub(super) fn with_query(url: &str, key: &str, value: &str) -> String {
     format!(
         "{url}{}{key}={value}",
         if url.contains('?') { "&" } else { "?" }

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::cmd::{output, tool_ok_in};
 use super::http::{error_body, query_pairs, respond, Head, Server};
+use super::registries::Auth;
 
 pub const SERVICE: &str = "modelcar-test-registry";
 pub const ISSUER: &str = "modelcar-test-token-service";
@@ -107,6 +108,17 @@ impl TokenService {
 
     pub fn realm(&self) -> String {
         format!("http://127.0.0.1:{}/token", self.server.port)
+    }
+
+    /// How a registry trusting this service authenticates: distribution's `auth: token` with
+    /// this realm and its signing certificate.
+    pub fn auth(&self) -> Auth {
+        Auth::Token {
+            realm: self.realm(),
+            service: SERVICE.into(),
+            issuer: ISSUER.into(),
+            root_cert_bundle: self.cert.clone(),
+        }
     }
 
     pub fn issued(&self) -> Vec<Issued> {
