@@ -4,7 +4,9 @@
 #   make REGISTRY=quay.io/me VERSION=v2.0.0 all
 #   make BASE_IMAGE=oci:build/base:busybox build-all
 #
-# REGISTRY, VERSION and BASE_IMAGE given here (or in the environment) override modelcar.toml.
+# REGISTRY, VERSION and BASE_IMAGE, given here or in the environment, override modelcar.toml.
+# They are passed to modelcar as --registry, --image-version and --base, only when set, so
+# `make -n` shows where images go.
 
 CARGO    ?= cargo
 # Where cargo puts what it builds (CI keeps it under the home directory between runs).
@@ -13,9 +15,10 @@ MODELCAR ?= $(TARGET)/release/modelcar
 IMAGES   := sklearn xgboost lightgbm
 
 # Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
-export REGISTRY VERSION BASE_IMAGE
+PLACE    := $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(VERSION),--image-version $(VERSION))
+BASE     := $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
 
-.PHONY: help bin build-all push-all all clean test test-cargo lint e2e bench offline-base \
+.PHONY: help bin build-all push-all all clean distclean test test-cargo lint e2e bench offline-base \
 	$(addprefix build-,$(IMAGES)) $(addprefix push-,$(IMAGES))
 
 help: ## Display help information
@@ -28,25 +31,34 @@ help: ## Display help information
 	@echo "  REGISTRY=$(or $(REGISTRY),$(shell sed -n 's/^registry *= *"\(.*\)"/\1/p' modelcar.toml))"
 	@echo "  VERSION=$(or $(VERSION),$(shell sed -n 's/^version *= *"\(.*\)"/\1/p' modelcar.toml))"
 	@echo "  BASE_IMAGE=$(or $(BASE_IMAGE),$(shell sed -n 's/^base *= *"\(.*\)"/\1/p' modelcar.toml))"
+	@echo "  (passed as --registry, --image-version and --base when set: make -n shows them)"
+	@echo
+	@echo "clean removes this REGISTRY/VERSION's project images from the local store"
+	@echo "(modelcar images lists what is there); distclean also deletes build/ and $(TARGET)/."
 
-bin: ## Build the modelcar binary
+bin: ## Build the modelcar binary (the first, release compile takes a few minutes)
+	@[ -x $(MODELCAR) ] || echo "Compiling modelcar in release mode into $(MODELCAR): the first build takes a few minutes; later ones take seconds."
 	$(CARGO) build --release --locked --quiet
 
 $(addprefix build-,$(IMAGES)): build-%: bin
-	$(MODELCAR) build $*
+	$(MODELCAR) build $(PLACE) $(BASE) $*
 
 build-all: bin ## Build all model images
-	$(MODELCAR) build --all
+	$(MODELCAR) build $(PLACE) $(BASE) --all
 
 $(addprefix push-,$(IMAGES)): push-%: bin
-	$(MODELCAR) push $*
+	$(MODELCAR) push $(PLACE) $*
 
 push-all: $(addprefix push-,$(IMAGES)) ## Push all images to the registry
 
 all: build-all push-all ## Build and push all images
 
-clean: bin ## Remove the project's images from the local store
-	$(MODELCAR) clean
+clean: bin ## Remove this REGISTRY/VERSION's project images from the local store
+	$(MODELCAR) clean $(PLACE)
+	@echo "build/ and $(TARGET)/ are kept: make distclean deletes them too"
+
+distclean: clean ## clean, then delete build/ (offline base) and $(TARGET)/ (compiled code)
+	rm -rf build $(TARGET)
 
 offline-base: ## Make build/base, a busybox base for machines without registry access
 	scripts/offline-base.sh build/base

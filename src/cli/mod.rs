@@ -32,6 +32,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use modelcar::project::{self, Project};
 use modelcar::store::Store;
+pub(crate) use output::Hinted;
 pub use output::{exit_code, init_logging, is_broken_pipe, report};
 
 /// Pack machine-learning models into OCI images that KServe serves from a registry.
@@ -93,6 +94,20 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Remove a registry credential from auth.json.
     Logout(registry::LogoutArgs),
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output: then an error is a JSON object too.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Build(a) => a.json,
+            Command::Images(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Push(a) => a.json,
+            _ => false,
+        }
+    }
 }
 
 /// Shared context of a command run.
@@ -207,12 +222,50 @@ pub fn locate(
         policy,
         progress: &progress,
     };
-    Ok(modelcar::transport::resolve(
-        store,
-        &location,
-        None,
-        Some(&remote),
-    )?)
+    let hub = match &location {
+        modelcar::reference::Location::Registry(r)
+            if text == name_or_ref
+                && is_bare_name(name_or_ref)
+                && modelcar::transport::find_in_store(store, &r.to_string())?.is_none() =>
+        {
+            let r = r.to_string();
+            let here = match &ctx.project_file {
+                Some(p) => format!("no image of {}", p.display()),
+                None => format!("no image of a {} here", project::FILE_NAME),
+            };
+            let said = format!("`{name_or_ref}` names {here} and none in the local store");
+            let looked_up = policy != modelcar::registry::pull::PullPolicy::Never;
+            if looked_up {
+                ctx.note(&format!("note: {said}; looking it up on Docker Hub as {r}"));
+            }
+            Some((said, r, looked_up))
+        }
+        _ => None,
+    };
+    modelcar::transport::resolve(store, &location, None, Some(&remote)).map_err(|e| {
+        let e = anyhow::Error::new(e);
+        match hub {
+            Some((said, r, looked_up)) => Hinted::wrap(
+                e,
+                if looked_up {
+                    format!("{said}, and looking it up on Docker Hub as {r} failed")
+                } else {
+                    said
+                },
+                "name a project image from the project's directory or with --file PROJECT.toml, \
+                     or give a full reference (host/path:tag) or a location (oci:DIR); \
+                     `modelcar images` lists the local store"
+                    .to_string(),
+            ),
+            None => e,
+        }
+    })
+}
+
+/// A name with no registry, path, tag or digest (`sklearn`): where no project defines it and
+/// the store has none, it means Docker Hub's `library/NAME:latest`, which surprises.
+fn is_bare_name(name: &str) -> bool {
+    !name.contains(['/', ':', '@'])
 }
 
 #[cfg(test)]

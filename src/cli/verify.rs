@@ -52,25 +52,33 @@ fn mark(s: Severity) -> &'static str {
 /// The report for a person. Messages quote file names, labels and entrypoints from the image,
 /// so every field is escaped.
 pub fn print_report(report: &verify::Report) -> anyhow::Result<()> {
+    // One column for every check name of the report, as wide as the widest (escaped) one.
+    let width = report
+        .findings
+        .iter()
+        .chain(report.platforms.iter().flat_map(|p| &p.findings))
+        .map(|f| Escaped(&f.check).to_string().chars().count())
+        .max()
+        .unwrap_or(0);
     outln!("{} ({})", Escaped(&report.image), Escaped(&report.digest));
-    print_findings(&report.findings)?;
+    print_findings(&report.findings, width)?;
     for p in &report.platforms {
         outln!("{} {}", Escaped(&p.platform), Escaped(&p.manifest));
-        print_findings(&p.findings)?;
+        print_findings(&p.findings, width)?;
     }
     Ok(())
 }
 
-fn print_findings(findings: &[Finding]) -> anyhow::Result<()> {
+fn print_findings(findings: &[Finding], width: usize) -> anyhow::Result<()> {
     for f in findings {
         outln!(
-            "  {:4}  {:12} {}",
+            "  {:4}  {:width$}  {}",
             mark(f.severity),
             Escaped(&f.check),
             Escaped(&f.message)
         );
         if let (Some(h), true) = (&f.hint, f.severity != Severity::Pass) {
-            outln!("  {:4}  {:12} fix: {}", "", "", Escaped(h));
+            outln!("  {:4}  {:width$}  hint: {}", "", "", Escaped(h));
         }
     }
     Ok(())
