@@ -14,11 +14,15 @@ TARGET   := $(or $(CARGO_TARGET_DIR),target)
 MODELCAR ?= $(TARGET)/release/modelcar
 IMAGES   := sklearn xgboost lightgbm
 
+# Where `make install` puts the binary, man pages and completions (DESTDIR: a staging root).
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+
 # Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
 PLACE    := $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(VERSION),--image-version $(VERSION))
 BASE     := $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
 
-.PHONY: help bin build-all push-all all clean distclean test test-cargo lint e2e bench offline-base \
+.PHONY: help bin install build-all push-all all clean distclean test test-cargo lint e2e bench offline-base \
 	$(addprefix build-,$(IMAGES)) $(addprefix push-,$(IMAGES))
 
 help: ## Display help information
@@ -32,6 +36,7 @@ help: ## Display help information
 	@echo "  VERSION=$(or $(VERSION),$(shell sed -n 's/^version *= *"\(.*\)"/\1/p' modelcar.toml))"
 	@echo "  BASE_IMAGE=$(or $(BASE_IMAGE),$(shell sed -n 's/^base *= *"\(.*\)"/\1/p' modelcar.toml))"
 	@echo "  (passed as --registry, --image-version and --base when set: make -n shows them)"
+	@echo "  PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)  (make install: bin/, share/man/man1, share/*/completions)"
 	@echo
 	@echo "clean removes this REGISTRY/VERSION's project images from the local store"
 	@echo "(modelcar images lists what is there); distclean also deletes build/ and $(TARGET)/."
@@ -39,6 +44,17 @@ help: ## Display help information
 bin: ## Build the modelcar binary (the first, release compile takes a few minutes)
 	@[ -x $(MODELCAR) ] || echo "Compiling modelcar in release mode into $(MODELCAR): the first build takes a few minutes; later ones take seconds."
 	$(CARGO) build --release --locked --quiet
+
+install: bin ## Install modelcar, its man pages and bash/zsh/fish completions under $(DESTDIR)$(PREFIX)
+	install -D -m 0755 $(MODELCAR) $(DESTDIR)$(PREFIX)/bin/modelcar
+	rm -rf $(TARGET)/man && $(MODELCAR) man $(TARGET)/man >/dev/null
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 $(TARGET)/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(MODELCAR) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/modelcar
+	$(MODELCAR) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_modelcar
+	$(MODELCAR) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/modelcar.fish
 
 $(addprefix build-,$(IMAGES)): build-%: bin
 	$(MODELCAR) build $(PLACE) $(BASE) $*
