@@ -18,11 +18,21 @@ IMAGES   := sklearn xgboost lightgbm
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 
+# modelcar's own image (make image, make push-image): a static glibc binary (no musl toolchain
+# is needed) on the offline busybox base, with the build machine's CA bundle.
+STATIC_TARGET ?= x86_64-unknown-linux-gnu
+STATIC        := $(TARGET)/$(STATIC_TARGET)/release/modelcar
+TOOL_BASE     ?= oci:build/base:busybox
+CA_BUNDLE     ?= /etc/ssl/certs/ca-certificates.crt
+TOOL_IMAGE    ?= $(or $(REGISTRY),$(shell sed -n 's/^registry *= *"\(.*\)"/\1/p' modelcar.toml))/modelcar:$(or $(VERSION),v$(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1))
+# The image's layer has the time of the last commit, so the same tree gives the same digest.
+TOOL_EPOCH    ?= $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),0)
+
 # Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
 PLACE    := $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(VERSION),--image-version $(VERSION))
 BASE     := $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
 
-.PHONY: help bin install build-all push-all all clean distclean test test-cargo lint e2e bench offline-base \
+.PHONY: help bin static image push-image install build-all push-all all clean distclean test test-cargo lint e2e bench offline-base \
 	$(addprefix build-,$(IMAGES)) $(addprefix push-,$(IMAGES))
 
 help: ## Display help information
@@ -37,6 +47,7 @@ help: ## Display help information
 	@echo "  BASE_IMAGE=$(or $(BASE_IMAGE),$(shell sed -n 's/^base *= *"\(.*\)"/\1/p' modelcar.toml))"
 	@echo "  (passed as --registry, --image-version and --base when set: make -n shows them)"
 	@echo "  PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)  (make install: bin/, share/man/man1, share/*/completions)"
+	@echo "  TOOL_IMAGE=$(TOOL_IMAGE) TOOL_BASE=$(TOOL_BASE)  (make image, make push-image)"
 	@echo
 	@echo "clean removes this REGISTRY/VERSION's project images from the local store"
 	@echo "(modelcar images lists what is there); distclean also deletes build/ and $(TARGET)/."
@@ -55,6 +66,19 @@ install: bin ## Install modelcar, its man pages and bash/zsh/fish completions un
 	$(MODELCAR) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/modelcar
 	$(MODELCAR) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_modelcar
 	$(MODELCAR) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/modelcar.fish
+
+static: ## Build a statically linked modelcar (glibc, crt-static) for the container image
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --quiet --target $(STATIC_TARGET)
+
+build/base/index.json:
+	scripts/offline-base.sh build/base
+
+image: static $(if $(filter oci:build/base:busybox,$(TOOL_BASE)),build/base/index.json) ## Build modelcar's own image (TOOL_IMAGE) into the local store, with modelcar's library
+	SOURCE_DATE_EPOCH=$(TOOL_EPOCH) $(CARGO) run --release --locked --quiet --example tool-image -- \
+		--base $(TOOL_BASE) --tag $(TOOL_IMAGE) --binary $(STATIC) --ca $(CA_BUNDLE)
+
+push-image: bin image ## Push modelcar's own image (REGISTRY/modelcar:VERSION)
+	$(MODELCAR) push $(TOOL_IMAGE)
 
 $(addprefix build-,$(IMAGES)): build-%: bin
 	$(MODELCAR) build $(PLACE) $(BASE) $*
