@@ -74,8 +74,8 @@ build/base/index.json:
 	scripts/offline-base.sh build/base
 
 image: static $(if $(filter oci:build/base:busybox,$(TOOL_BASE)),build/base/index.json) ## Build modelcar's own image (TOOL_IMAGE) into the local store, with modelcar's library
-	SOURCE_DATE_EPOCH=$(TOOL_EPOCH) $(CARGO) run --release --locked --quiet --example tool-image -- \
-		--base $(TOOL_BASE) --tag $(TOOL_IMAGE) --binary $(STATIC) --ca $(CA_BUNDLE)
+	$(CARGO) run --release --locked --quiet --example tool-image -- \
+		--base $(TOOL_BASE) --tag $(TOOL_IMAGE) --binary $(STATIC) --ca $(CA_BUNDLE) --epoch $(TOOL_EPOCH)
 
 push-image: bin image ## Push modelcar's own image (REGISTRY/modelcar:VERSION)
 	$(MODELCAR) push $(TOOL_IMAGE)

@@ -16,9 +16,10 @@ mkdir -p "$TI/out" "$TI/auth" "$TI/tls"
 TOOL_REF=$REG/modelcar:e2e
 "$REPO/scripts/offline-base.sh" "$TI/base" >"$LOGS/tool-base.log" 2>&1 ||
   fail "scripts/offline-base.sh (base of modelcar's image)" "$LOGS/tool-base.log"
+chmod -R a+rX "$TI/base" # umoci writes 0600 files; the container's user 1001 reads the layout
 tool_make() { # STORE: make image into STORE; prints REF@DIGEST
   MODELCAR_STORE=$1 make -C "$REPO" --no-print-directory image TOOL_IMAGE="$TOOL_REF" \
-    TOOL_BASE="oci:$TI/base:busybox" SOURCE_DATE_EPOCH=1700000000 2>>"$LOGS/tool-make.log" | tail -n 1
+    TOOL_BASE="oci:$TI/base:busybox" TOOL_EPOCH=1700000000 2>>"$LOGS/tool-make.log" | tail -n 1
 }
 first=$(tool_make "$TI/store1")
 second=$(tool_make "$TI/store2")
@@ -112,7 +113,7 @@ YML
     curl -sf --cacert "$TI/tls/ca.crt" "https://localhost:$TLS_PORT/v2/" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  skopeo copy --quiet --src-tls-verify=false --dest-cert-dir "$TI/tls" "docker://$FROM_IMAGE" \
+  skopeo copy --quiet --src-tls-verify=false --dest-cert-dir "$TI/tls" "docker://${REF[sklearn]}" \
     "docker://localhost:$TLS_PORT/e2e/tls:v1" >>"$LOGS/tool-tls.log" 2>&1
   cp "$TI/tls/ca.crt" "$TI/tls/bundle.crt"
   chmod 0644 "$TI/tls/bundle.crt"

@@ -8,8 +8,8 @@
 //! tool image needs files elsewhere, so this example composes the image from the same library
 //! parts the build uses (store, transport, image documents, canonical JSON) instead.
 //!
-//! Reproducible: every entry has owner 0:0, fixed modes and the time SOURCE_DATE_EPOCH (else
-//! 0); gzip writes no name or time; the documents are canonical JSON. The same base, binary and
+//! Reproducible: every entry has owner 0:0, fixed modes and the time --epoch (else
+//! SOURCE_DATE_EPOCH, else 0); gzip writes no name or time; the documents are canonical JSON. The same base, binary and
 //! bundle give the same digest.
 //!
 //! The image has no ENTRYPOINT: CI systems (Tekton `script`, GitLab `script`, GitHub
@@ -42,6 +42,11 @@ struct Args {
     /// CA certificates bundle (PEM), installed as /etc/ssl/certs/ca-certificates.crt.
     #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
     ca: PathBuf,
+    /// Time of every entry and of the image, in seconds since the epoch (default:
+    /// SOURCE_DATE_EPOCH, else 0). A flag rather than the variable, so that cargo, which runs
+    /// this example, does not see a new value at every commit.
+    #[arg(long)]
+    epoch: Option<u64>,
     /// Local store (default: MODELCAR_STORE or modelcar's default).
     #[arg(long)]
     store: Option<PathBuf>,
@@ -56,7 +61,10 @@ enum Entry<'a> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let store = Store::open(args.store.clone().unwrap_or_else(Store::default_path))?;
-    let epoch = modelcar::build::source_date_epoch()?;
+    let epoch = match args.epoch {
+        Some(e) => e,
+        None => modelcar::build::source_date_epoch()?,
+    };
     let reference: ImageRef = args.tag.parse()?;
     let base_location: Location = args.base.parse()?;
     let base = modelcar::transport::resolve(&store, &base_location, None, None)
