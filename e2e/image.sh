@@ -113,7 +113,8 @@ YML
     curl -sf --cacert "$TI/tls/ca.crt" "https://localhost:$TLS_PORT/v2/" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  skopeo copy --quiet --src-tls-verify=false --dest-cert-dir "$TI/tls" "docker://${REF[sklearn]}" \
+  mkdir -p "$TI/tls/trust" && cp "$TI/tls/ca.crt" "$TI/tls/trust/" # only the CA: a key there means a client cert
+  skopeo copy --quiet --src-tls-verify=false --dest-cert-dir "$TI/tls/trust" "docker://${REF[sklearn]}" \
     "docker://localhost:$TLS_PORT/e2e/tls:v1" >>"$LOGS/tool-tls.log" 2>&1
   cp "$TI/tls/ca.crt" "$TI/tls/bundle.crt"
   chmod 0644 "$TI/tls/bundle.crt"
