@@ -126,21 +126,24 @@ pub fn check_models(spec: &BuildSpec) -> Result<(ModelTree, FormatReport)> {
     // The sidecar is KServe's default mode; `verify` reports the others.
     let notes = formats::mode_notes(&report, formats::Mode::Sidecar);
     report.findings.extend(notes);
-    let fails: Vec<String> = report
+    let failed: Vec<_> = report
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Fail)
-        .map(|f| match &f.hint {
-            Some(h) => format!("{} ({h})", f.message),
-            None => f.message.clone(),
-        })
         .collect();
-    if !fails.is_empty() {
-        return Err(Error::invalid(format!(
+    if !failed.is_empty() {
+        let fails: Vec<&str> = failed.iter().map(|f| f.message.as_str()).collect();
+        let hints: Vec<&str> = failed.iter().filter_map(|f| f.hint.as_deref()).collect();
+        let err = Error::invalid(format!(
             "model directory {}: {}",
             spec.models.display(),
             fails.join("; ")
-        )));
+        ));
+        return Err(if hints.is_empty() {
+            err
+        } else {
+            err.with_hint(hints.join("; "))
+        });
     }
     Ok((tree, report))
 }
@@ -201,10 +204,10 @@ pub fn build(
         .iter()
         .filter(|f| f.severity == Severity::Warn)
     {
-        notes.push(match &f.hint {
-            Some(h) => format!("warning: {} (hint: {h})", f.message),
-            None => format!("warning: {}", f.message),
-        });
+        notes.push(format!("warning: {}", f.message));
+        if let Some(h) = &f.hint {
+            notes.push(format!("hint: {h}"));
+        }
     }
 
     if spec.compression == CompressionChoice::Zstd {

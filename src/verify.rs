@@ -177,7 +177,7 @@ fn check_platform(
         .collect();
     match models {
         Some((_, Node::Dir { .. })) if !children.is_empty() => {
-            out.push(Finding::new(Severity::Pass, "models", format!("/models holds {} entries", children.len())))
+            out.push(Finding::new(Severity::Pass, "models", format!("/models holds {} {}", children.len(), if children.len() == 1 { "entry" } else { "entries" })))
         }
         Some((_, Node::Dir { .. })) => out.push(
             Finding::new(Severity::Fail, "models", "/models is empty: KServe's modelcar-init container exits 1 (\"NOK ... /models does not exist or is empty\")")

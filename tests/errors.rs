@@ -853,3 +853,145 @@ fn a_sha512_digest_in_a_layout_is_called_unsupported_not_a_mismatch() {
     let out = out.stderr_has(&["sha512", "sha256 digests only"]);
     assert!(!out.stderr.contains("does not match"), "{}", out.stderr);
 }
+
+#[test]
+fn a_base_whose_registry_cannot_be_reached_names_the_ways_out() {
+    let s = Setup::new();
+    // Port 1 on the loopback address: nothing listens, so the connection is refused at once.
+    let out = s
+        .build(&example_model("sklearn"), "127.0.0.1:1/base/busybox:v1")
+        .run()
+        .failure()
+        .stderr_has(&[
+            "the base image 127.0.0.1:1/base/busybox:v1 cannot be fetched",
+            "cannot reach registry 127.0.0.1:1",
+            "hint: build on a base this machine has",
+            "make offline-base && make BASE_IMAGE=oci:build/base:busybox build-all",
+            "--base oci:DIR",
+            "mirror",
+        ]);
+    assert!(!out.stderr.contains("--cert-dir"), "{}", out.stderr);
+    s.unchanged("a build on an unreachable base");
+}
+
+#[test]
+fn a_bare_name_outside_a_project_says_so_before_docker_hub_is_asked() {
+    let s = Setup::new();
+    let empty = s.path("elsewhere");
+    fs::create_dir_all(&empty).unwrap();
+    // Docker Hub is reached through a proxy on a closed loopback port: the lookup is made and
+    // fails without leaving this machine.
+    let out = modelcar(&s.store)
+        .cwd(&empty)
+        .env("HTTPS_PROXY", "http://127.0.0.1:1")
+        .env("https_proxy", "http://127.0.0.1:1")
+        .args(["inspect", "sklearn"])
+        .run()
+        .failure()
+        .stderr_has(&[
+            "note: `sklearn` names no image of a modelcar.toml here and none in the local store; \
+             looking it up on Docker Hub as docker.io/library/sklearn:latest",
+            "hint: name a project image from the project's directory or with --file",
+        ]);
+    let note = out.stderr.find("note: `sklearn`").unwrap();
+    let error = out.stderr.find("error: ").unwrap();
+    assert!(note < error, "the note should come first:\n{}", out.stderr);
+}
+
+#[test]
+fn pushing_a_default_build_elsewhere_gives_the_command_that_works() {
+    let s = Setup::new();
+    let file = project_file(&s, "pushing", "", &example_model("sklearn"));
+    project_build(&s, &file, &[]).success();
+    let out = modelcar(&s.store)
+        .cwd(file.parent().unwrap())
+        .args(["push", "--registry", "127.0.0.1:1/other", "--all"])
+        .run()
+        .failure()
+        .stderr_has(&[
+            "image 127.0.0.1:1/other/pushing:v1 not found in the local store",
+            "hint: the store has quay.io/test/pushing:v1",
+            "`modelcar push quay.io/test/pushing:v1 127.0.0.1:1/other/pushing:v1`",
+        ]);
+    assert_eq!(
+        out.stderr.matches("local store").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("--pull"), "{}", out.stderr);
+    // The command the hint gives is one push takes: it parses and reaches for the registry.
+    let follow = modelcar(&s.store)
+        .cwd(file.parent().unwrap())
+        .args([
+            "push",
+            "quay.io/test/pushing:v1",
+            "127.0.0.1:1/other/pushing:v1",
+        ])
+        .run()
+        .failure();
+    assert!(
+        follow.stderr.contains("cannot reach registry 127.0.0.1:1"),
+        "{}",
+        follow.stderr
+    );
+}
+
+#[test]
+fn with_json_an_error_is_a_json_object_on_standard_output_too() {
+    let s = Setup::new();
+    let out = s
+        .build(&s.path("no-such-dir"), &bases().busybox())
+        .arg("--json")
+        .run();
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_output());
+    let v = out.json();
+    assert!(v["error"].as_str().unwrap().contains("no-such-dir"), "{v}");
+    assert!(v["hint"].is_string(), "{v}");
+    assert_eq!(v["exit_code"], 1);
+    assert!(out.stderr.contains("error: "), "{}", out.stderr);
+
+    // verify's error (not a verdict) carries its own exit code, 2.
+    let out = modelcar(&s.store)
+        .args(["verify", "--json"])
+        .arg(format!("oci:{}", s.path("missing-layout").display()))
+        .run();
+    assert_eq!(out.status.code(), Some(2), "{}", out.all_output());
+    assert_eq!(out.json()["exit_code"], 2);
+}
+
+#[test]
+fn verify_counts_in_words_and_keeps_every_message_in_one_column() {
+    let s = Setup::new();
+    // The example sklearn model is one file.
+    let out = modelcar(&s.store)
+        .args(["verify", "quay.io/test/existing:v1"])
+        .run()
+        .success();
+    assert!(
+        out.stdout.contains("/models holds 1 entry\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("1 entries"), "{}", out.stdout);
+    // Each finding is `  MARK  CHECK  MESSAGE`: the messages all start in the same column.
+    let starts: Vec<usize> = out
+        .stdout
+        .lines()
+        .filter(|l| {
+            ["  pass  ", "  WARN  ", "  FAIL  "]
+                .iter()
+                .any(|m| l.starts_with(m))
+        })
+        .map(|l| {
+            let after_check = 8 + l[8..].find(' ').unwrap();
+            after_check + l[after_check..].find(|c| c != ' ').unwrap()
+        })
+        .collect();
+    assert!(starts.len() > 3, "{}", out.stdout);
+    assert!(
+        starts.iter().all(|&c| c == starts[0]),
+        "{starts:?}\n{}",
+        out.stdout
+    );
+}

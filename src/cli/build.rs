@@ -101,6 +101,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     for spec in &specs {
         let push = if args.push { Some(ctx.client()?) } else { None };
         let outcome = build::build(&store, spec, Some(&remote), push, &progress)
+            .map_err(|e| base_out_of_reach(&spec.base, e))
             .with_context(|| format!("building {}", spec.reference.tagged()))?;
         for note in &outcome.notes {
             ctx.note(note);
@@ -134,6 +135,46 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         super::print_json(&outcomes)?;
     }
     Ok(())
+}
+
+/// Ways to build without the base's registry, for a machine that cannot reach it.
+const OFFLINE_BASE_HINT: &str = "build on a base this machine has: `make offline-base && make \
+    BASE_IMAGE=oci:build/base:busybox build-all` in modelcar's repository, or --base oci:DIR \
+    with any OCI layout of a base (BASE_IMAGE, or `base` in modelcar.toml); or name a mirror of \
+    the base that this machine can reach";
+
+/// A base whose registry cannot be connected to (no route, refused, name not resolved) gets
+/// the ways out of a network that does not reach it; other failures keep their own hint.
+fn base_out_of_reach(base: &Location, err: Error) -> anyhow::Error {
+    let host = match base {
+        Location::Registry(r) | Location::Remote(r) => r.registry.as_str(),
+        _ => return err.into(),
+    };
+    let text = err.to_string();
+    let hosts: &[&str] = if host == modelcar::reference::DOCKER_HUB {
+        &["docker.io", "registry-1.docker.io"]
+    } else {
+        &[host]
+    };
+    let unreachable = hosts
+        .iter()
+        .any(|h| text.starts_with(&format!("cannot reach registry {h}")))
+        && [
+            "(Connect)",
+            "dns error",
+            "tcp connect error",
+            "Connection refused",
+        ]
+        .iter()
+        .any(|m| text.contains(m));
+    if !unreachable {
+        return err.into();
+    }
+    super::Hinted::wrap(
+        err.into(),
+        format!("the base image {base} cannot be fetched: its registry is out of reach"),
+        OFFLINE_BASE_HINT.to_string(),
+    )
 }
 
 fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {

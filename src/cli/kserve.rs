@@ -168,9 +168,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         protocol: args.protocol.as_deref(),
     })?;
     for w in m.warnings {
-        match &w.hint {
-            Some(h) => ctx.note(&format!("warning: {} (hint: {h})", w.message)),
-            None => ctx.note(&format!("warning: {}", w.message)),
+        ctx.note(&format!("warning: {}", w.message));
+        if let Some(h) = &w.hint {
+            ctx.note(&format!("hint: {h}"));
         }
     }
     // YAML from serde_yaml: every string is quoted and escaped by the encoder.

@@ -19,6 +19,7 @@ macro_rules! outln {
 
 mod build;
 mod clean;
+mod docs;
 mod export;
 mod images;
 mod inspect;
@@ -36,11 +37,19 @@ use clap::{Parser, Subcommand};
 use modelcar::limits;
 use modelcar::project::{self, Project};
 use modelcar::store::Store;
+pub(crate) use output::Hinted;
 pub use output::{exit_code, init_logging, is_broken_pipe, report};
 
 /// Pack machine-learning models into OCI images that KServe serves from a registry.
 #[derive(Debug, Parser)]
-#[command(name = "modelcar", version, about, propagate_version = true)]
+#[command(
+    name = "modelcar",
+    version,
+    about,
+    propagate_version = true,
+    next_help_heading = "Global options",
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     /// The local image store (an OCI layout); default $MODELCAR_STORE or ~/.local/share/modelcar/store.
     #[arg(long, global = true, value_name = "DIR")]
@@ -93,26 +102,55 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build images: those of the project file, or one from --models and --tag.
+    #[command(
+        after_help = "Examples:\n  modelcar build --models ./my-model --tag quay.io/me/my-model:v1\n  modelcar build --models ./my-model --tag quay.io/me/my-model:v1 --base oci:build/base:busybox\n  modelcar build --all                     # every image of ./modelcar.toml\n  modelcar build --models ./big --tag quay.io/me/big:v1 --push --digestfile digest"
+    )]
     Build(Box<build::Args>),
     /// List the images in the local store.
+    #[command(after_help = "Examples:\n  modelcar images\n  modelcar images --json")]
     Images(images::Args),
     /// Show an image's index, manifests and config (--files: the model files).
+    #[command(
+        after_help = "Examples:\n  modelcar inspect quay.io/me/my-model:v1\n  modelcar inspect quay.io/me/my-model:v1 --files"
+    )]
     Inspect(inspect::Args),
     /// Write an image to oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE.
+    #[command(
+        after_help = "Examples:\n  modelcar export quay.io/me/my-model:v1 oci:./layout:v1\n  modelcar export quay.io/me/my-model:v1 oci-archive:my-model.tar"
+    )]
     Export(export::Args),
     /// Remove images from the local store and the blobs nothing references any more.
+    #[command(
+        after_help = "Examples:\n  modelcar clean quay.io/me/my-model:v1\n  modelcar clean --all"
+    )]
     Clean(clean::Args),
     /// Print a KServe InferenceService for an image.
+    #[command(
+        after_help = "Examples:\n  modelcar kserve quay.io/me/my-model:v1 > isvc.yaml && kubectl apply -f isvc.yaml"
+    )]
     Kserve(kserve::Args),
     /// Check that an image will work as a KServe modelcar (exit code 1 on a failed check, 2 on an error).
+    #[command(
+        after_help = "Examples:\n  modelcar verify quay.io/me/my-model:v1\n  modelcar verify oci-archive:my-model.tar --json"
+    )]
     Verify(verify::Args),
     /// Copy an image from a registry into the local store.
+    #[command(
+        after_help = "Examples:\n  modelcar pull registry.access.redhat.com/ubi10/ubi-micro:latest"
+    )]
     Pull(registry::PullArgs),
     /// Push images to their registry (project images, or IMAGE [DEST]).
+    #[command(
+        after_help = "Examples:\n  modelcar push quay.io/me/my-model:v1\n  modelcar push quay.io/me/my-model:v1 registry.example.com/team/my-model:v1\n  modelcar push --all --digestfile digest  # every image of ./modelcar.toml"
+    )]
     Push(registry::PushArgs),
     /// Store a registry credential in auth.json (podman's format).
+    #[command(
+        after_help = "Examples:\n  echo \"$TOKEN\" | modelcar login quay.io -u me --password-stdin"
+    )]
     Login(registry::LoginArgs),
     /// Remove a registry credential from auth.json.
+    #[command(after_help = "Examples:\n  modelcar logout quay.io")]
     Logout(registry::LogoutArgs),
     /// Make a cosign key pair: PREFIX.key (encrypted) and PREFIX.pub.
     GenerateKey(provenance::GenerateKeyArgs),
@@ -120,6 +158,14 @@ pub enum Command {
     Sign(provenance::SignArgs),
     /// Print an image's CycloneDX bill of materials (ML-BOM).
     Sbom(provenance::SbomArgs),
+    /// Print a shell completion script (bash, zsh, fish).
+    #[command(
+        after_help = "Examples:\n  modelcar completions bash > /usr/share/bash-completion/completions/modelcar\n  modelcar completions zsh > \"${fpath[1]}/_modelcar\"\n  modelcar completions fish > ~/.config/fish/completions/modelcar.fish"
+    )]
+    Completions(docs::CompletionsArgs),
+    /// Write man pages (modelcar.1, modelcar-SUBCOMMAND.1) into a directory.
+    #[command(hide = true)]
+    Man(docs::ManArgs),
 }
 
 /// A wait in seconds (decimals allowed): positive and at most a day.
@@ -129,6 +175,27 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "`{text}` is not a number of seconds between 0 and 86400 (for example 30 or 0.5)"
         )),
+    }
+}
+
+/// The examples at the end of `modelcar --help`.
+const EXAMPLES: &str = "Examples:
+  modelcar build --models ./my-model --tag quay.io/me/my-model:v1
+  modelcar push quay.io/me/my-model:v1
+  modelcar verify quay.io/me/my-model:v1
+  modelcar kserve quay.io/me/my-model:v1 | kubectl apply -f -";
+
+impl Command {
+    /// Whether the command was asked for JSON output: then an error is a JSON object too.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Build(a) => a.json,
+            Command::Images(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Push(a) => a.json,
+            _ => false,
+        }
     }
 }
 
@@ -226,6 +293,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::GenerateKey(a) => provenance::generate_key(&ctx, a),
         Command::Sign(a) => provenance::sign(&ctx, a),
         Command::Sbom(a) => provenance::sbom(&ctx, a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }
 
@@ -251,18 +320,97 @@ pub fn locate(
         policy,
         progress: &progress,
     };
-    Ok(modelcar::transport::resolve(
-        store,
-        &location,
-        None,
-        Some(&remote),
-    )?)
+    let hub = match &location {
+        modelcar::reference::Location::Registry(r)
+            if text == name_or_ref
+                && is_bare_name(name_or_ref)
+                && modelcar::transport::find_in_store(store, &r.to_string())?.is_none() =>
+        {
+            let r = r.to_string();
+            let here = match &ctx.project_file {
+                Some(p) => format!("no image of {}", p.display()),
+                None => format!("no image of a {} here", project::FILE_NAME),
+            };
+            let said = format!("`{name_or_ref}` names {here} and none in the local store");
+            let looked_up = policy != modelcar::registry::pull::PullPolicy::Never;
+            if looked_up {
+                ctx.note(&format!("note: {said}; looking it up on Docker Hub as {r}"));
+            }
+            Some((said, r, looked_up))
+        }
+        _ => None,
+    };
+    modelcar::transport::resolve(store, &location, None, Some(&remote)).map_err(|e| {
+        let e = anyhow::Error::new(e);
+        match hub {
+            Some((said, r, looked_up)) => Hinted::wrap(
+                e,
+                if looked_up {
+                    format!("{said}, and looking it up on Docker Hub as {r} failed")
+                } else {
+                    said
+                },
+                "name a project image from the project's directory or with --file PROJECT.toml, \
+                     or give a full reference (host/path:tag) or a location (oci:DIR); \
+                     `modelcar images` lists the local store"
+                    .to_string(),
+            ),
+            None => e,
+        }
+    })
+}
+
+/// A name with no registry, path, tag or digest (`sklearn`): where no project defines it and
+/// the store has none, it means Docker Hub's `library/NAME:latest`, which surprises.
+fn is_bare_name(name: &str) -> bool {
+    !name.contains(['/', ':', '@'])
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory, Parser};
+
     #[test]
     fn the_command_line_definition_is_consistent() {
-        <super::Cli as clap::CommandFactory>::command().debug_assert();
+        super::Cli::command().debug_assert();
+    }
+
+    /// The modelcar command of each example line: after `|` or `&&`, before a redirection, a
+    /// pipe or a comment.
+    fn example_commands(text: &str) -> Vec<Vec<String>> {
+        text.lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                let start = l.find("modelcar ")?;
+                let cmd = l[start..]
+                    .split(['|', '>', '#', '&'])
+                    .next()
+                    .unwrap()
+                    .trim();
+                Some(cmd.split_whitespace().map(str::to_string).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_example_in_the_help_parses() {
+        let cmd = super::Cli::command();
+        let mut texts = vec![cmd.get_after_help().unwrap().to_string()];
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let help = sub.get_after_help().map(|h| h.to_string());
+            let help = help.unwrap_or_else(|| panic!("{} has no examples", sub.get_name()));
+            assert!(help.starts_with("Examples:\n"), "{help}");
+            texts.push(help);
+        }
+        let commands: Vec<_> = texts.iter().flat_map(|t| example_commands(t)).collect();
+        assert!(commands.len() > 15, "{commands:?}");
+        for args in commands {
+            if let Err(e) = super::Cli::try_parse_from(&args) {
+                panic!("example `{}` does not parse: {e}", args.join(" "));
+            }
+        }
     }
 }

@@ -7,7 +7,6 @@
 //! closed standard error is no reason to stop or to panic.
 
 use std::io::{self, Write};
-use std::process::ExitCode;
 
 use modelcar::error::{Error, DISK_FULL_HINT};
 use modelcar::text::escape;
@@ -74,25 +73,64 @@ pub fn note(text: &str) {
     let _ = writeln!(io::stderr().lock(), "{}", escape(text));
 }
 
+/// A cause with a hint the command line adds where it knows more than the library: which image
+/// was the base, or that a bare name was looked up on Docker Hub. Its hint comes before the
+/// hints of the errors it wraps.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Hinted {
+    pub message: String,
+    pub hint: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Hinted {
+    pub fn wrap(err: anyhow::Error, message: String, hint: String) -> anyhow::Error {
+        anyhow::Error::new(Hinted {
+            message,
+            hint,
+            source: err.into(),
+        })
+    }
+}
+
 /// Print an error as `error: reason: cause: ...` and a `hint:` line when any error of the chain
-/// has one, each escaped.
-pub fn report(err: &anyhow::Error) {
-    let line = err
+/// has one, each escaped. With `json`, the same as one JSON object on standard output
+/// (`{"error": ..., "hint": ..., "exit_code": ...}`, exact), and the human lines on standard
+/// error as well, so a script that reads only standard output still sees what failed.
+pub fn report(err: &anyhow::Error, json: bool, code: u8) {
+    let message = err
         .chain()
-        .map(|cause| escape(&cause.to_string()).into_owned())
+        .map(|cause| cause.to_string())
         .collect::<Vec<_>>()
         .join(": ");
+    let hint = hint(err);
     let mut stderr = io::stderr().lock();
-    let _ = writeln!(stderr, "error: {line}");
-    if let Some(hint) = hint(err) {
+    let _ = writeln!(stderr, "error: {}", escape(&message));
+    if let Some(hint) = hint {
         let _ = writeln!(stderr, "hint: {}", escape(hint));
     }
+    // A failing `verify` has printed its report already: that is the JSON answer.
+    if json && err.downcast_ref::<super::verify::ImageFails>().is_none() {
+        let value = error_json(&message, hint, code);
+        let _ = writeln!(io::stdout().lock(), "{value:#}");
+    }
+}
+
+/// The JSON form of an error.
+fn error_json(message: &str, hint: Option<&str>, code: u8) -> serde_json::Value {
+    serde_json::json!({ "error": message, "hint": hint, "exit_code": code })
 }
 
 /// The first hint of the chain; a full disk gets one wherever it happened.
 fn hint(err: &anyhow::Error) -> Option<&str> {
     err.chain()
-        .find_map(|c| c.downcast_ref::<Error>().and_then(Error::hint))
+        .find_map(|c| {
+            c.downcast_ref::<Hinted>()
+                .map(|h| h.hint.as_str())
+                .or_else(|| c.downcast_ref::<Error>().and_then(Error::hint))
+        })
         .or_else(|| {
             err.chain()
                 .filter_map(|c| c.downcast_ref::<io::Error>())
@@ -117,16 +155,14 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// The exit code for an error of a command: `verify` tells a failing image (1) from an error
 /// (2); every other command exits 1.
-pub fn exit_code(err: &anyhow::Error, verify: bool) -> ExitCode {
-    ExitCode::from(
-        if err.downcast_ref::<super::verify::ImageFails>().is_some() {
-            EXIT_FAILED_CHECK
-        } else if verify {
-            EXIT_VERIFY_ERROR
-        } else {
-            EXIT_ERROR
-        },
-    )
+pub fn exit_code(err: &anyhow::Error, verify: bool) -> u8 {
+    if err.downcast_ref::<super::verify::ImageFails>().is_some() {
+        EXIT_FAILED_CHECK
+    } else if verify {
+        EXIT_VERIFY_ERROR
+    } else {
+        EXIT_ERROR
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +190,19 @@ mod tests {
             " WARN layer x\\n\\x1b[32m  pass\n"
         );
         assert_eq!(escaped_event(b" INFO plain\n"), " INFO plain\n");
+    }
+
+    #[test]
+    fn a_hint_the_command_line_adds_comes_before_the_library_s() {
+        let inner =
+            anyhow::Error::new(Error::invalid("unreachable").with_hint("check the network"));
+        let err =
+            Hinted::wrap(inner, "base x".into(), "use a local base".into()).context("building");
+        assert_eq!(hint(&err), Some("use a local base"));
+        let v = error_json("building: base x: unreachable", hint(&err), 1);
+        assert_eq!(v["hint"], "use a local base");
+        assert_eq!(v["exit_code"], 1);
+        assert_eq!(v["error"], "building: base x: unreachable");
     }
 
     #[test]

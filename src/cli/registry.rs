@@ -119,11 +119,7 @@ pub fn push(ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
     for (source, dest) in jobs {
         // What is pushed is what was built (or pulled): never fetched from the registry here.
         let resolved = super::locate(ctx, &store, &source, registry_pull::PullPolicy::Never)
-            .map_err(|e| {
-                e.context(format!(
-                    "{source} is not in the local store; build it (or pull it) first"
-                ))
-            })?;
+            .map_err(|e| not_in_store(ctx, &store, project.as_ref(), &source, e))?;
         let mount_from = base_repository(&store, &resolved.descriptor);
         let outcome = registry_push::push(
             ctx.client()?,
@@ -182,6 +178,48 @@ struct Pushed {
     outcome: registry_push::PushOutcome,
     #[serde(flatten)]
     provenance: modelcar::provenance::referrers::Published,
+}
+
+/// A push of an image the store lacks, said once, with the command that works: when the
+/// project's image was built under another registry or version (a build without the
+/// `--registry` given to push), push that one to the wanted place.
+fn not_in_store(
+    ctx: &Context,
+    store: &modelcar::store::Store,
+    project: Option<&modelcar::project::Project>,
+    source: &str,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    if !matches!(err.downcast_ref::<Error>(), Some(Error::NotFound { .. })) {
+        return err;
+    }
+    let place = format!("the local store ({})", store.root().display());
+    // The same project image as named without --registry/--image-version.
+    let built = project.and_then(|p| {
+        let name = p.names().into_iter().find(|n| {
+            p.image(n, &ctx.overrides)
+                .is_ok_and(|i| i.reference() == source)
+        })?;
+        let plain = p.image(&name, &Default::default()).ok()?.reference();
+        let stored = modelcar::transport::find_in_store(store, &plain).ok()??;
+        (plain != source).then_some((name, plain, stored))
+    });
+    let hint = match built {
+        Some((name, plain, _)) => format!(
+            "the store has {plain}, built without these --registry/--image-version values: push it \
+             there with `modelcar push {plain} {source}`, or build it for that place first with \
+             `modelcar build {name}` and the same options"
+        ),
+        None => {
+            "build it first with `modelcar build`, or copy it from a registry with `modelcar pull`"
+                .to_string()
+        }
+    };
+    anyhow::Error::new(Error::NotFound {
+        reference: source.to_string(),
+        place,
+        hint: Some(hint),
+    })
 }
 
 /// The repository of the image's base, from its `base.name` annotation.

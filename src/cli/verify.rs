@@ -96,11 +96,23 @@ fn mark(s: Severity) -> &'static str {
 /// The report for a person. Messages quote file names, labels and entrypoints from the image,
 /// so every field is escaped.
 pub fn print_report(report: &verify::Report) -> anyhow::Result<()> {
+    // One column for every check name of the report, as wide as the widest (escaped) one.
+    let width = report
+        .findings
+        .iter()
+        .chain(report.platforms.iter().flat_map(|p| {
+            p.findings
+                .iter()
+                .chain(p.modes.iter().flat_map(|m| &m.findings))
+        }))
+        .map(|f| Escaped(&f.check).to_string().chars().count())
+        .max()
+        .unwrap_or(0);
     outln!("{} ({})", Escaped(&report.image), Escaped(&report.digest));
-    print_findings("  ", &report.findings)?;
+    print_findings("  ", &report.findings, width)?;
     for p in &report.platforms {
         outln!("{} {}", Escaped(&p.platform), Escaped(&p.manifest));
-        print_findings("  ", &p.findings)?;
+        print_findings("  ", &p.findings, width)?;
         for m in &p.modes {
             let worst = m
                 .findings
@@ -114,22 +126,22 @@ pub fn print_report(report: &verify::Report) -> anyhow::Result<()> {
                 m.scheme,
                 mark(worst)
             );
-            print_findings("    ", &m.findings)?;
+            print_findings("    ", &m.findings, width)?;
         }
     }
     Ok(())
 }
 
-fn print_findings(indent: &str, findings: &[Finding]) -> anyhow::Result<()> {
+fn print_findings(indent: &str, findings: &[Finding], width: usize) -> anyhow::Result<()> {
     for f in findings {
         outln!(
-            "{indent}{:4}  {:12} {}",
+            "{indent}{:4}  {:width$}  {}",
             mark(f.severity),
             Escaped(&f.check),
             Escaped(&f.message)
         );
         if let (Some(h), true) = (&f.hint, f.severity != Severity::Pass) {
-            outln!("{indent}{:4}  {:12} fix: {}", "", "", Escaped(h));
+            outln!("{indent}{:4}  {:width$}  hint: {}", "", "", Escaped(h));
         }
     }
     Ok(())
