@@ -150,23 +150,17 @@ fn base_out_of_reach(base: &Location, err: Error) -> anyhow::Error {
         Location::Registry(r) | Location::Remote(r) => r.registry.as_str(),
         _ => return err.into(),
     };
-    let text = err.to_string();
     let hosts: &[&str] = if host == modelcar::reference::DOCKER_HUB {
         &["docker.io", "registry-1.docker.io"]
     } else {
         &[host]
     };
-    let unreachable = hosts
-        .iter()
-        .any(|h| text.starts_with(&format!("cannot reach registry {h}")))
-        && [
-            "(Connect)",
-            "dns error",
-            "tcp connect error",
-            "Connection refused",
-        ]
-        .iter()
-        .any(|m| text.contains(m));
+    use modelcar::error::RegistryErrorKind as Kind;
+    let unreachable = err.registry().is_some_and(|r| {
+        hosts.contains(&r.registry.as_str())
+            && matches!(r.kind, Kind::Unreachable | Kind::Dropped | Kind::TimedOut)
+            && r.status.is_none()
+    });
     if !unreachable {
         return err.into();
     }

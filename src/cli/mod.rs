@@ -153,10 +153,19 @@ pub enum Command {
     #[command(after_help = "Examples:\n  modelcar logout quay.io")]
     Logout(registry::LogoutArgs),
     /// Make a cosign key pair: PREFIX.key (encrypted) and PREFIX.pub.
+    #[command(
+        after_help = "Examples:\n  modelcar generate-key --output-prefix release --passphrase-file pass.txt"
+    )]
     GenerateKey(provenance::GenerateKeyArgs),
     /// Sign an image already pushed, as cosign does (the signature goes to its .sig tag).
+    #[command(
+        after_help = "Examples:\n  modelcar sign quay.io/me/my-model:v1 --sign-by-sigstore-private-key release.key"
+    )]
     Sign(provenance::SignArgs),
     /// Print an image's CycloneDX bill of materials (ML-BOM).
+    #[command(
+        after_help = "Examples:\n  modelcar sbom quay.io/me/my-model:v1 > my-model.cdx.json"
+    )]
     Sbom(provenance::SbomArgs),
     /// Print a shell completion script (bash, zsh, fish).
     #[command(
