@@ -890,7 +890,9 @@ fn a_bare_name_outside_a_project_says_so_before_docker_hub_is_asked() {
         .failure()
         .stderr_has(&[
             "note: `sklearn` names no image of a modelcar.toml here and none in the local store; \
-             looking it up on Docker Hub as docker.io/library/sklearn:latest",
+             looking it up on Docker Hub (registry-1.docker.io) as docker.io/library/sklearn:latest",
+            // Docker Hub's API is asked where it is served, as skopeo and containerd ask it.
+            "https://registry-1.docker.io/v2/",
             "hint: name a project image from the project's directory or with --file",
         ]);
     let note = out.stderr.find("note: `sklearn`").unwrap();

@@ -343,7 +343,9 @@ pub fn locate(
             let said = format!("`{name_or_ref}` names {here} and none in the local store");
             let looked_up = policy != modelcar::registry::pull::PullPolicy::Never;
             if looked_up {
-                ctx.note(&format!("note: {said}; looking it up on Docker Hub as {r}"));
+                ctx.note(&format!(
+                    "note: {said}; looking it up on Docker Hub (registry-1.docker.io) as {r}"
+                ));
             }
             Some((said, r, looked_up))
         }

@@ -225,6 +225,17 @@ fn authority(url: &Url) -> String {
     }
 }
 
+/// The host serving a registry's API: Docker Hub's references name `docker.io`, but its API is
+/// at `registry-1.docker.io` (as Docker, skopeo and containerd reach it); every other registry
+/// serves the API under its own name.
+fn api_host(registry: &str) -> &str {
+    if registry == crate::reference::DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
 /// Whether `url` is on the same scheme, host and port as the registry's base URL: only then
 /// does a request to it carry the registry's credentials.
 fn same_origin(url: &Url, base: &str) -> bool {
@@ -474,6 +485,7 @@ impl Client {
     }
 
     /// Find scheme and TLS mode for a registry by pinging `/v2/`; remembers its challenge.
+    /// The registry API's base URL (scheme and host), found by asking `/v2/` over HTTPS first.
     fn endpoint(&self, registry: &str) -> Result<Endpoint> {
         if let Some(found) = self.known_endpoint(registry) {
             return Ok(found);
@@ -491,7 +503,7 @@ impl Client {
             if scheme == "http" && !plain_ok {
                 break;
             }
-            let url = format!("{scheme}://{registry}/v2/");
+            let url = format!("{scheme}://{}/v2/", api_host(registry));
             let r = match http.get(&url).send() {
                 Ok(r) => r,
                 Err(e) => {
@@ -546,7 +558,7 @@ impl Client {
                 }
             }
             let found = Endpoint {
-                base: format!("{scheme}://{registry}"),
+                base: format!("{scheme}://{}", api_host(registry)),
                 verify,
             };
             self.endpoints
@@ -1074,6 +1086,13 @@ pub fn unexpected(what: &str, resp: Response) -> Error {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn docker_hubs_api_is_reached_at_registry_1() {
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(api_host("quay.io"), "quay.io");
+        assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
     use super::*;
 
     fn client(retries: u32, max_wait: Duration) -> Client {
