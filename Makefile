@@ -50,7 +50,7 @@ help: ## Display help information
 	@echo "  TOOL_IMAGE=$(TOOL_IMAGE) TOOL_BASE=$(TOOL_BASE)  (make image, make push-image)"
 	@echo
 	@echo "clean removes this REGISTRY/VERSION's project images from the local store"
-	@echo "(modelcar images lists what is there); distclean also deletes build/ and $(TARGET)/."
+	@echo "(modelcar images lists what is there); distclean also deletes build/ and target/."
 
 bin: ## Build the modelcar binary (the first, release compile takes a few minutes)
 	@[ -x $(MODELCAR) ] || echo "Compiling modelcar in release mode into $(MODELCAR): the first build takes a few minutes; later ones take seconds."
@@ -95,10 +95,11 @@ all: build-all push-all ## Build and push all images
 
 clean: bin ## Remove this REGISTRY/VERSION's project images from the local store
 	$(MODELCAR) clean $(PLACE)
-	@echo "build/ and $(TARGET)/ are kept: make distclean deletes them too"
+	@echo "build/ and target/ are kept: make distclean deletes them too"
 
-distclean: clean ## clean, then delete build/ (offline base) and $(TARGET)/ (compiled code)
-	rm -rf build $(TARGET)
+# Only the repository's own target/: a CARGO_TARGET_DIR elsewhere may be shared (CI keeps one).
+distclean: clean ## clean, then delete build/ (offline base) and target/ (compiled code)
+	rm -rf build target
 
 offline-base: ## Make build/base, a busybox base for machines without registry access
 	scripts/offline-base.sh build/base
