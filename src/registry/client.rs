@@ -299,6 +299,7 @@ pub fn network_error(
     let timed_out =
         reqwest_flag(reqwest::Error::is_timeout) || io_kind(std::io::ErrorKind::TimedOut);
     let connect = reqwest_flag(reqwest::Error::is_connect);
+    let certificate = certificate_problem(&chain_text(&e));
     let (kind, message, hint) = if timed_out && connect {
         (
             Kind::TimedOut,
@@ -323,7 +324,7 @@ pub fn network_error(
                     .to_string(),
             ),
         )
-    } else if let Some((what, hint)) = certificate_problem(&chain_text(&e)) {
+    } else if let Some((what, hint)) = certificate {
         (
             Kind::Refused,
             format!("the TLS certificate of registry {registry} {what}"),
@@ -350,7 +351,7 @@ pub fn network_error(
     };
     let mut err = RegistryError::new(registry, kind, message);
     // A certificate problem is told in full above; the TLS library's own names add nothing.
-    if certificate_problem(&chain_text(&e)).is_none() {
+    if certificate.is_none() {
         err = err.with_source(e);
     }
     if let Some(h) = hint {
