@@ -13,6 +13,7 @@
 //! - [`registry`] pulls from and pushes to registries, with their authentication;
 //! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService and
 //!   LLMInferenceService manifests, with the runtimes KServe ships ([`kserve::runtimes`]);
+//! - [`modelpack`] is the CNCF ModelPack vocabulary (media types, layer roles);
 //! - [`provenance`] signs the model files inside the image, signs images for cosign and records
 //!   each build's CycloneDX ML-BOM;
 //! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing;
@@ -51,6 +52,7 @@ pub mod kserve;
 pub mod layer;
 pub mod limits;
 pub mod model;
+pub mod modelpack;
 pub mod progress;
 pub mod project;
 pub mod provenance;
