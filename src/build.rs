@@ -69,6 +69,9 @@ pub struct BuildSpec {
     pub threads: usize,
     /// Private key (PEM) to sign the model files with, into `/models/model.sig`.
     pub sign_model: Option<PathBuf>,
+    /// A ModelPack artifact to take the model from (`--models modelpack:REF`) instead of the
+    /// directory `models`.
+    pub modelpack: Option<crate::modelpack::source::SourceRef>,
 }
 
 /// What a build produced.
@@ -122,7 +125,22 @@ pub fn rfc3339(epoch: u64) -> String {
 /// Check the model directory and its format; nothing is written.
 pub fn check_models(spec: &BuildSpec) -> Result<(ModelTree, FormatReport)> {
     let tree = ModelTree::scan(&spec.models)?;
-    let mut report = formats::check(&tree, spec.format.as_deref(), spec.custom_format)?;
+    let report = check_format(
+        &tree,
+        &format!("model directory {}", spec.models.display()),
+        spec,
+    )?;
+    Ok((tree, report))
+}
+
+/// Run the format checks on a model's files (`what` names them in the error), and refuse the
+/// model when one fails.
+pub fn check_format(
+    files: &dyn formats::ModelFiles,
+    what: &str,
+    spec: &BuildSpec,
+) -> Result<FormatReport> {
+    let mut report = formats::check(files, spec.format.as_deref(), spec.custom_format)?;
     // The sidecar is KServe's default mode; `verify` reports the others.
     let notes = formats::mode_notes(&report, formats::Mode::Sidecar);
     report.findings.extend(notes);
@@ -134,18 +152,14 @@ pub fn check_models(spec: &BuildSpec) -> Result<(ModelTree, FormatReport)> {
     if !failed.is_empty() {
         let fails: Vec<&str> = failed.iter().map(|f| f.message.as_str()).collect();
         let hints: Vec<&str> = failed.iter().filter_map(|f| f.hint.as_deref()).collect();
-        let err = Error::invalid(format!(
-            "model directory {}: {}",
-            spec.models.display(),
-            fails.join("; ")
-        ));
+        let err = Error::invalid(format!("{what}: {}", fails.join("; ")));
         return Err(if hints.is_empty() {
             err
         } else {
             err.with_hint(hints.join("; "))
         });
     }
-    Ok((tree, report))
+    Ok(report)
 }
 
 /// Check that a base platform provides what KServe runs; returns missing binaries.
@@ -177,7 +191,25 @@ pub fn build(
         ))
         .with_hint("name the image by tag only, like quay.io/me/model:v1"));
     }
-    let (tree, format) = check_models(spec)?;
+    let settings = EntrySettings {
+        uid: spec.uid,
+        gid: spec.gid,
+        dir_mode: spec.dir_mode,
+        file_mode: spec.file_mode,
+        mtime: spec.epoch,
+    };
+    let (tree, format, artifact) = match &spec.modelpack {
+        None => {
+            let (tree, format) = check_models(spec)?;
+            (tree, format, None)
+        }
+        Some(source) => {
+            let client = remote.map(|r| r.client).or(push);
+            let artifact = crate::modelpack::source::Artifact::open(source, client, &settings)?;
+            let format = check_format(&artifact, &artifact.name, spec)?;
+            (artifact.tree().clone(), format, Some(artifact))
+        }
+    };
     let signer = match &spec.sign_model {
         Some(key) => {
             model_signing::check_unsigned(&tree)?;
@@ -271,28 +303,38 @@ pub fn build(
         }
     }
 
-    let settings = EntrySettings {
-        uid: spec.uid,
-        gid: spec.gid,
-        dir_mode: spec.dir_mode,
-        file_mode: spec.file_mode,
-        mtime: spec.epoch,
-    };
-    let plans = layer::plan_layers(
-        &tree,
-        spec.layers,
-        spec.layer_threshold,
-        // The signature takes a layer of its own.
-        spec.max_model_layers
-            .saturating_sub(usize::from(signer.is_some()))
-            .max(1),
-    );
+    // The signature takes a layer of its own.
+    let max_layers = spec
+        .max_model_layers
+        .saturating_sub(usize::from(signer.is_some()))
+        .max(1);
+    let plans = layer::plan_layers(&tree, spec.layers, spec.layer_threshold, max_layers);
     progress.start_bytes(tree.total_size(), &format!("writing {}", spec.reference));
-    let mut layers = match push {
-        None => {
+    let tick = |n: u64| progress.inc(n);
+    let mut layers = match (&artifact, push) {
+        (Some(a), None) => {
+            a.write_layers(store, store, spec, &settings, max_layers, None, None, &tick)?
+        }
+        (Some(a), Some(client)) => {
+            let dest = crate::registry::push::RegistryUpload {
+                client,
+                target: &spec.reference,
+            };
+            a.write_layers(
+                store,
+                &dest,
+                spec,
+                &settings,
+                max_layers,
+                Some(&spec.reference),
+                Some(client),
+                &tick,
+            )?
+        }
+        (None, None) => {
             write_layers_parallel(store, store, &tree, &plans, &settings, spec, None, progress)?
         }
-        Some(client) => {
+        (None, Some(client)) => {
             let dest = crate::registry::push::RegistryUpload {
                 client,
                 target: &spec.reference,
@@ -416,10 +458,13 @@ pub fn build(
         };
     // The BOM is kept beside the image before the image is named, so no image lacks one, and
     // only once its checks passed, so a refused build leaves the store's index as it was.
+    let file_digests = match &artifact {
+        Some(a) => a.file_digests(),
+        None => crate::provenance::bom::file_digests(store, &tree)?,
+    };
     let bom = crate::provenance::bom::for_build(
-        store,
         spec,
-        &tree,
+        &file_digests,
         &format,
         base_name.as_deref(),
         base.descriptor.digest().as_ref(),

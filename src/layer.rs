@@ -35,8 +35,8 @@ use crate::store::{read_cache, write_cache, BlobWriter, Store};
 /// Directory of the model inside the image (and inside each layer tar, without the slash).
 pub const MODEL_ROOT: &str = "models";
 /// Bumped whenever the bytes written for the same inputs change, to invalidate the cache.
-const LAYER_FORMAT_VERSION: u32 = 2;
-const IO_BUFFER: usize = 1 << 20;
+pub(crate) const LAYER_FORMAT_VERSION: u32 = 2;
+pub(crate) const IO_BUFFER: usize = 1 << 20;
 /// Files at least this large go into uncompressed store blobs by an in-kernel copy.
 const KERNEL_COPY_MIN: u64 = 1 << 20;
 /// Bytes sampled per layer to decide whether compression pays.
@@ -216,6 +216,9 @@ pub struct BuiltLayer {
     /// Whether the layer came from the cache without reading the files.
     #[serde(skip)]
     pub cached: bool,
+    /// A layer of the model's source used as it is, and how it reached the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused: Option<Adopted>,
 }
 
 impl BuiltLayer {
@@ -274,6 +277,68 @@ pub trait LayerDestination: Sync {
     fn begin(&self) -> Result<Self::Writer>;
     /// Finish a blob: its digest and size, computed from the bytes written.
     fn finish(&self, writer: Self::Writer) -> Result<(Digest, u64)>;
+    /// Put a blob that exists elsewhere, as it is: nothing when the destination holds it, else
+    /// its bytes from `open` (`what` names it in messages), checked against `desc`. A registry
+    /// destination mounts it from `from`, a repository of the same registry that holds it.
+    fn adopt<'r>(
+        &self,
+        desc: &Descriptor,
+        from: Option<&crate::reference::ImageRef>,
+        open: &dyn Fn() -> Result<Box<dyn Read + 'r>>,
+        what: &str,
+    ) -> Result<Adopted> {
+        let _ = from;
+        if self.has(desc.digest(), desc.size()) {
+            return Ok(Adopted::Present);
+        }
+        copy_blob(self, desc, open, what)?;
+        Ok(Adopted::Copied)
+    }
+}
+
+/// How [`LayerDestination::adopt`] put a blob in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Adopted {
+    /// The destination held it.
+    Present,
+    /// A registry mounted it from another repository: no byte was sent.
+    Mounted,
+    /// Its bytes were copied.
+    Copied,
+}
+
+/// Copy a blob's bytes from `open` into `dest`, and check what arrived against `desc`.
+pub fn copy_blob<'r, D: LayerDestination + ?Sized>(
+    dest: &D,
+    desc: &Descriptor,
+    open: &dyn Fn() -> Result<Box<dyn Read + 'r>>,
+    what: &str,
+) -> Result<()> {
+    let mut w = dest.begin()?;
+    let mut r = open()?.take(desc.size() + 1);
+    let mut buf = vec![0u8; IO_BUFFER];
+    loop {
+        let n = r.read(&mut buf).map_err(|e| {
+            Error::from_io(e).unwrap_or_else(|e| Error::corrupt(format!("cannot read {what}: {e}")))
+        })?;
+        if n == 0 {
+            break;
+        }
+        w.write_all(&buf[..n]).map_err(|e| {
+            Error::from_io(e)
+                .unwrap_or_else(|e| Error::corrupt(format!("cannot write {what}: {e}")))
+        })?;
+    }
+    let (digest, size) = dest.finish(w)?;
+    if &digest != desc.digest() || size != desc.size() {
+        return Err(Error::corrupt(format!(
+            "{what} does not match its digest: expected {} ({} bytes), got {digest} ({size} bytes)",
+            desc.digest(),
+            desc.size()
+        )));
+    }
+    Ok(())
 }
 
 impl LayerDestination for Store {
@@ -386,6 +451,7 @@ pub fn write_layer<D: LayerDestination>(
         content_bytes: written.content_bytes,
         file_digests: written.digests,
         cached: false,
+        reused: None,
     };
     crate::rootfs::remember_listing(store, &digest, &written.listing);
     write_cache(&stat_file, &layer);
@@ -492,7 +558,7 @@ struct Written {
 
 /// The listing entry of a header written by [`header`], read back from its bytes by the same
 /// reader that lists stored layers (the contents it announces are not there, and are not read).
-fn listed(h: &[u8]) -> Result<(String, crate::rootfs::Node)> {
+pub(crate) fn listed(h: &[u8]) -> Result<(String, crate::rootfs::Node)> {
     let mut entries = crate::rootfs::read_listing(io::Cursor::new(h))
         .map_err(|e| Error::corrupt(format!("a tar header just written: {e}")))?;
     match (entries.pop(), entries.is_empty()) {
@@ -644,7 +710,7 @@ fn copy_file<W: AppendFile>(
     Ok(())
 }
 
-fn pad<W: Write>(sink: &mut W, size: u64) -> io::Result<()> {
+pub(crate) fn pad<W: Write>(sink: &mut W, size: u64) -> io::Result<()> {
     let rem = (size % 512) as usize;
     if rem != 0 {
         sink.write_all(&[0u8; 512][..512 - rem])?;
@@ -706,14 +772,14 @@ pub fn header(
 }
 
 /// Where layer bytes go: straight into the blob, or through a diff-ID hash and a compressor.
-enum Sink<W: Write> {
+pub(crate) enum Sink<W: Write> {
     Raw(W),
     Gzip(HashingWriter<ParGzip<W>>),
     Zstd(HashingWriter<zstd::stream::write::Encoder<'static, W>>),
 }
 
 impl<W: Write> Sink<W> {
-    fn new(blob: W, c: Compression, threads: usize) -> Result<Sink<W>> {
+    pub(crate) fn new(blob: W, c: Compression, threads: usize) -> Result<Sink<W>> {
         let failed = |e: io::Error| Error::invalid(format!("cannot start the compressor: {e}"));
         Ok(match c {
             Compression::None => Sink::Raw(blob),
@@ -727,7 +793,7 @@ impl<W: Write> Sink<W> {
     }
 
     /// The blob writer and, for compressed layers, the diff ID and uncompressed size.
-    fn finish(self) -> io::Result<(W, Option<(Digest, u64)>)> {
+    pub(crate) fn finish(self) -> io::Result<(W, Option<(Digest, u64)>)> {
         Ok(match self {
             Sink::Raw(b) => (b, None),
             Sink::Gzip(h) => {
@@ -816,13 +882,22 @@ fn compression_pays(tree: &ModelTree, plan: &LayerPlan) -> Result<bool> {
             debug_assert!(sample.len() >= start);
         }
     }
+    sample_compresses(&sample)
+}
+
+/// Whether a sample of a layer's content shrinks enough for compression to pay
+/// ([`CompressionChoice::Auto`]).
+pub(crate) fn sample_compresses(sample: &[u8]) -> Result<bool> {
     if sample.is_empty() {
         return Ok(false);
     }
-    let compressed = zstd::bulk::compress(&sample, 1)
+    let compressed = zstd::bulk::compress(sample, 1)
         .map_err(|e| Error::invalid(format!("zstd failed while sampling: {e}")))?;
     Ok((compressed.len() as f64) <= (1.0 - AUTO_MIN_SAVING) * sample.len() as f64)
 }
+
+/// Bytes of each file sampled to decide compression (start of the file), and for a layer.
+pub(crate) const SAMPLE_SIZES: (u64, usize) = (SAMPLE_WINDOW, SAMPLE_BUDGET);
 
 #[derive(Serialize)]
 struct CacheKeyInput<'a> {

@@ -93,6 +93,19 @@ pub const MAX_TAR_EXTENSION: u64 = 64 << 10;
 /// only `--ultra` levels and `--long` mode more, which no container tool writes by default.
 pub const MAX_ZSTD_WINDOW_LOG: u32 = 25;
 
+// ModelPack artifacts
+
+/// Most layers a ModelPack artifact may list. Packagers write a layer per file or per group of
+/// files, so real models have a few to a few hundred; each layer costs requests (its listing,
+/// its bytes), so this bounds the work of reading a hostile artifact.
+pub const MAX_MODELPACK_LAYERS: usize = 1024;
+
+/// Bytes of the start of each file of a compressed ModelPack tar layer kept in memory after the
+/// pass that lists it, for the format checks (which read a file's first bytes): reading them
+/// again would mean decompressing the layer from its start. Beyond this, a check that asks is
+/// served by decompressing again.
+pub const MODELPACK_HEADS: usize = 32 << 20;
+
 // Model format checks
 
 /// Bytes read from the start of a model file to tell what it is (pickle opcodes, an XGBoost or

@@ -291,6 +291,8 @@ pub struct TarReader<R> {
     /// Contents of the current entry not yet read, and the padding after them.
     remaining: u64,
     padding: u64,
+    /// The path of the entry returned last, as the archive spells it (before cleaning).
+    raw_path: Vec<u8>,
 }
 
 impl<R: Read + Seek> TarReader<R> {
@@ -300,7 +302,25 @@ impl<R: Read + Seek> TarReader<R> {
             budget: Budget::default(),
             remaining: 0,
             padding: 0,
+            raw_path: Vec::new(),
         }
+    }
+
+    /// The path of the entry [`TarReader::next_entry`] returned last, exactly as the archive
+    /// spells it (a cleaned path hides a leading `/` or a `..`, which a reader of untrusted
+    /// archives refuses).
+    pub fn raw_path(&self) -> &[u8] {
+        &self.raw_path
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &R {
+        &self.r
+    }
+
+    /// The underlying stream, where the last entry read left it.
+    pub fn into_inner(self) -> R {
+        self.r
     }
 
     /// The contents of the entry [`TarReader::next_entry`] returned last: at most the size its
@@ -401,6 +421,7 @@ impl<R: Read + Seek> TarReader<R> {
             }
             self.remaining = size;
             self.padding = padded(size)? - size;
+            self.raw_path.clone_from(&path);
             let path = clean_path(&String::from_utf8_lossy(&path));
             if path.is_empty() {
                 continue;

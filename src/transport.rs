@@ -176,7 +176,7 @@ fn strip_ref(mut d: Descriptor) -> Descriptor {
     d
 }
 
-fn read_layout_index(dir: &Path) -> Result<ImageIndex> {
+pub(crate) fn read_layout_index(dir: &Path) -> Result<ImageIndex> {
     let path = dir.join("index.json");
     if !dir.join("oci-layout").is_file() {
         return Err(Error::invalid(format!("{} is not an OCI image layout (no oci-layout file)", dir.display()))
@@ -186,7 +186,11 @@ fn read_layout_index(dir: &Path) -> Result<ImageIndex> {
     image::parse_index(&bytes, &path.display().to_string())
 }
 
-fn select_entry(index: &ImageIndex, reference: Option<&str>, name: &str) -> Result<Descriptor> {
+pub(crate) fn select_entry(
+    index: &ImageIndex,
+    reference: Option<&str>,
+    name: &str,
+) -> Result<Descriptor> {
     let entries = index.manifests();
     match reference {
         Some(r) => {

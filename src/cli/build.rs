@@ -20,7 +20,8 @@ pub struct Args {
     /// Build every image of the project file.
     #[arg(long)]
     pub all: bool,
-    /// Model directory, for a build without a project file.
+    /// Model directory, for a build without a project file; or modelpack:REF, a CNCF ModelPack
+    /// artifact in a registry (modelpack:oci:DIR[:TAG] in an OCI layout).
     #[arg(long, value_name = "DIR", requires = "tag")]
     pub models: Option<PathBuf>,
     /// Reference of the image built from --models (for example quay.io/me/model:v1).
@@ -193,6 +194,10 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             .with_hint("give --tag a reference with a tag only, like quay.io/me/model:v1"));
         }
         let (uid, gid) = project::parse_owner(args.owner.as_deref().unwrap_or("1001:0"))?;
+        let modelpack = models
+            .to_str()
+            .and_then(modelcar::modelpack::source::SourceRef::of_models_arg)
+            .transpose()?;
         let base = args
             .base
             .clone()
@@ -234,6 +239,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             allow_failing_checks: args.allow_failing_checks,
             threads,
             sign_model: args.sign_model.clone(),
+            modelpack,
         }]);
     }
     let Some(project) = ctx.project()? else {
@@ -288,6 +294,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             allow_failing_checks: args.allow_failing_checks || s.allow_failing_checks,
             threads,
             sign_model: args.sign_model.clone().or(s.sign_model.clone()),
+            modelpack: None,
         });
     }
     Ok(specs)

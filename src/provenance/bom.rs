@@ -93,16 +93,14 @@ fn hash_file(path: &std::path::Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The BOM of a build: `tree`'s files are read once more for their digests (unless cached).
+/// The BOM of a build, from its model files' digests ([`file_digests`] for a model directory).
 pub fn for_build(
-    store: &Store,
     spec: &crate::build::BuildSpec,
-    tree: &ModelTree,
+    files: &[FileDigest],
     format: &FormatReport,
     base_name: Option<&str>,
     base_digest: &str,
 ) -> Result<Vec<u8>> {
-    let files = file_digests(store, tree)?;
     let r = &spec.reference;
     let name = r.repository.rsplit('/').next().unwrap_or_default();
     Ok(render(&BomInput {
@@ -110,7 +108,7 @@ pub fn for_build(
         version: r.tag.as_deref().unwrap_or("latest"),
         image: &r.tagged(),
         format,
-        files: &files,
+        files,
         base_name,
         base_digest,
         epoch: spec.epoch,

@@ -700,6 +700,7 @@ pub fn write_signature_layer<D: LayerDestination>(
         content_bytes: len,
         file_digests: None,
         cached: false,
+        reused: None,
     })
 }
 

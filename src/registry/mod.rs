@@ -13,4 +13,4 @@ mod client;
 pub mod pull;
 pub mod push;
 
-pub use client::{network_error, Client, Options, Scope, Timeouts, Transfer};
+pub use client::{network_error, unexpected, Client, Options, Scope, Timeouts, Transfer};

@@ -551,6 +551,58 @@ fn upload_chunks(
     Ok(())
 }
 
+/// Ask the registry to mount blob `digest` of repository `from` into `target`'s repository (one
+/// attempt): true when it did (`201 Created`). A registry that does not mount it answers by
+/// opening an upload instead, which is cancelled; the caller then sends the bytes.
+pub fn mount_blob(
+    client: &Client,
+    target: &ImageRef,
+    digest: &Digest,
+    from: &ImageRef,
+) -> Result<bool> {
+    let repo = target.repository.clone();
+    let scope = Scope::push_mount(&repo, &from.repository);
+    let what = format!(
+        "mounting blob {digest} from {} into {}",
+        from.name(),
+        target.name()
+    );
+    let resp = client.send_attempt(
+        &target.registry,
+        &repo,
+        &scope,
+        &what,
+        Transfer::Small,
+        &|http, base| {
+            Ok(http
+                .post(format!(
+                    "{base}/v2/{repo}/blobs/uploads/?mount={digest}&from={}",
+                    from.repository
+                ))
+                .header(CONTENT_LENGTH, 0))
+        },
+    )?;
+    match resp.status() {
+        StatusCode::CREATED => Ok(true),
+        StatusCode::ACCEPTED => {
+            if let Ok(location) = location_of(&resp, &what) {
+                let base = client.base_url(&target.registry)?;
+                // An upload left open expires on its own; cancelling it is only tidy.
+                let _ = client.send_attempt(
+                    &target.registry,
+                    &repo,
+                    &scope,
+                    "cancelling an upload",
+                    Transfer::Small,
+                    &|http, _| Ok(http.delete(absolute(&base, &location))),
+                );
+            }
+            Ok(false)
+        }
+        _ => Err(unexpected(&what, resp)),
+    }
+}
+
 /// Layers written straight to a registry while they are built (`build --push`): the bytes go
 /// out in one streamed PATCH as they are produced and the upload is closed with the digest
 /// computed on the way, so a model larger than the free disk never touches the store.
@@ -751,6 +803,28 @@ impl LayerDestination for RegistryUpload<'_> {
             what,
             timeouts,
         })
+    }
+
+    fn adopt<'r>(
+        &self,
+        desc: &Descriptor,
+        from: Option<&ImageRef>,
+        open: &dyn Fn() -> Result<Box<dyn Read + 'r>>,
+        what: &str,
+    ) -> Result<crate::layer::Adopted> {
+        use crate::layer::Adopted;
+        if self.has(desc.digest(), desc.size()) {
+            return Ok(Adopted::Present);
+        }
+        if let Some(from) = from.filter(|f| {
+            f.registry == self.target.registry && f.repository != self.target.repository
+        }) {
+            if mount_blob(self.client, self.target, desc.digest(), from)? {
+                return Ok(Adopted::Mounted);
+            }
+        }
+        crate::layer::copy_blob(self, desc, open, what)?;
+        Ok(Adopted::Copied)
     }
 
     fn finish(&self, mut w: UploadWriter) -> Result<(Digest, u64)> {
