@@ -636,6 +636,8 @@ stop_group "$SERVER"
 for n in "${!SIDECAR_PID[@]}"; do stop_group "${SIDECAR_PID[$n]}"; done
 
 "$E2E/provenance.sh" "$MC" "$BASE" "$REG" "$W/provenance" "$SERVE_UID" || fail "e2e/provenance.sh" "$W/provenance/log"
+"$E2E/modelpack_source.sh" "$MC" "$BASE" "$REG" "$W/modelpack-source" "$SERVE_UID" "$VENV" "$PYBASE" ||
+  fail "e2e/modelpack_source.sh" "$W/modelpack-source/log"
 
 # ---------------------------------------------------------------------------------------------
 section "6. KServe's storage initializer (oci+fetch://): kserve-storage 0.21.0"
