@@ -37,6 +37,7 @@ enum Entry<'a> {
     Dir(&'a str),
     Symlink(&'a str, &'a str),
     Hardlink(&'a str, &'a str),
+    Fifo(&'a str),
 }
 
 /// A tar archive of `entries`, as a packager writes one (owner 0:0, its own modes); names are
@@ -54,6 +55,11 @@ fn tar_of(entries: &[Entry]) -> Vec<u8> {
             Entry::Dir(p) => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);
+                (p, 0, &[])
+            }
+            Entry::Fifo(p) => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                h.set_mode(0o644);
                 (p, 0, &[])
             }
             Entry::Symlink(p, t) | Entry::Hardlink(p, t) => {
@@ -486,12 +492,24 @@ fn build_push_from_a_registry_writes_no_weights_to_the_local_disk() {
     );
     fs::remove_dir_all(&dir).unwrap();
     let target = format!("{host}/serve/big:v1");
-    let out = build_json(
-        &env,
-        &format!("modelpack:{host}/packs/big:v1"),
-        &target,
-        &["--push", "--format", "sklearn"],
-    );
+    let (run, peak, _) = env
+        .cmd()
+        .args([
+            "build",
+            "--models",
+            &format!("modelpack:{host}/packs/big:v1"),
+            "--tag",
+            &target,
+            "--base",
+            &bases().busybox(),
+            "--push",
+            "--format",
+            "sklearn",
+            "--json",
+        ])
+        .run_measured();
+    let out = run.success().json()[0].clone();
+    assert!(peak < 64 << 20, "build --push peaked at {peak} bytes");
     // The shard (over the 32 MiB threshold) gets a layer; the small files share one.
     assert_eq!(out["layers"].as_array().unwrap().len(), 2, "{out}");
     // Nothing the size of the weights was written into the store (blobs, temporary files,
@@ -611,6 +629,10 @@ fn hostile_artifacts_are_refused_naming_the_problem() {
             &["hard link"],
         ),
         (
+            vec![model(), tar_layer(&[Entry::Fifo("pipe")])],
+            &["pipe", "not a regular file, directory or symlink"],
+        ),
+        (
             vec![
                 model(),
                 tar_layer(&[Entry::File(".wh.model.joblib", b"", 0o644)]),
@@ -655,6 +677,50 @@ fn hostile_artifacts_are_refused_naming_the_problem() {
         for w in words {
             assert!(err.contains(w), "expected {w:?} in: {err}");
         }
+    }
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused() {
+    for packing in ["raw", "tar", "tar+gzip"] {
+        let env = Env::new();
+        let dir = env.path("artifact");
+        let manifest = write_artifact(
+            &dir,
+            "v1",
+            &[layer("weight", packing, &[("model.joblib", &joblib())])],
+        );
+        // The same size, one byte changed near the end (inside the file for raw and tar, in
+        // gzip's trailer for tar+gzip).
+        let blob = blob_path(&dir, manifest["layers"][0]["digest"].as_str().unwrap());
+        let mut bytes = fs::read(&blob).unwrap();
+        let n = bytes.len();
+        let at = if packing == "tar" { 600 } else { n - 2 };
+        bytes[at] ^= 0x20;
+        fs::write(&blob, bytes).unwrap();
+        let out = env
+            .modelcar(&[
+                "build",
+                "--models",
+                &modelpack(&dir, "v1"),
+                "--tag",
+                "localhost/x:v1",
+                "--base",
+                &bases().busybox(),
+                "--format",
+                "sklearn",
+            ])
+            .failure();
+        assert!(
+            out.stderr.contains("does not match its digest")
+                || out.stderr.contains("cannot read layer"),
+            "{packing}: {}",
+            out.stderr
+        );
+        assert_eq!(
+            env.modelcar(&["images", "--json"]).success().json(),
+            json!([])
+        );
     }
 }
 
@@ -730,4 +796,45 @@ fn a_failing_format_check_names_the_artifact_and_the_file() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_modelpack_build_signs_the_model_with_the_digests_taken_while_writing() {
+    let env = Env::new();
+    let dir = env.path("artifact");
+    let big = {
+        let p = env.path("big.bin");
+        write_random(&p, 2 << 20, 5);
+        fs::read(&p).unwrap()
+    };
+    write_artifact(
+        &dir,
+        "v1",
+        &[
+            layer("weight", "raw", &[("model.joblib", &joblib())]),
+            layer("weight", "tar+gzip", &[("weights/big.bin", &big)]),
+            layer("doc", "tar", &[("README.md", README)]),
+        ],
+    );
+    let key = env.path("model.pem");
+    let public = env.path("model.pub");
+    support::cmd::sh(&format!(
+        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {} && openssl pkey -in {} -pubout -out {}",
+        support::cmd::q(&key),
+        support::cmd::q(&key),
+        support::cmd::q(&public)
+    ));
+    build_json(
+        &env,
+        &modelpack(&dir, "v1"),
+        "localhost/signed:v1",
+        &["--sign-model", key.to_str().unwrap()],
+    );
+    env.modelcar(&[
+        "verify",
+        "localhost/signed:v1",
+        "--model-key",
+        public.to_str().unwrap(),
+    ])
+    .success();
 }
