@@ -681,6 +681,23 @@ fn hostile_artifacts_are_refused_naming_the_problem() {
 }
 
 #[test]
+fn the_entries_of_all_layers_together_are_bounded() {
+    // One tar of 100,001 directories, listed twice: each layer is within the limit of a layer,
+    // together they are not.
+    let names: Vec<String> = (0..100_001).map(|i| format!("d{i:06}/")).collect();
+    let entries: Vec<Entry> = names.iter().map(|n| Entry::Dir(n)).collect();
+    let tar = tar_layer(&entries);
+    let again = Layer {
+        media_type: tar.media_type.clone(),
+        bytes: tar.bytes.clone(),
+        annotations: BTreeMap::new(),
+    };
+    let w = joblib();
+    let err = refused(&[layer("weight", "raw", &[("model.joblib", &w)]), tar, again]);
+    assert!(err.contains("more than 200000 entries"), "{err}");
+}
+
+#[test]
 fn a_blob_that_does_not_match_its_digest_is_refused() {
     for packing in ["raw", "tar", "tar+gzip"] {
         let env = Env::new();

@@ -50,7 +50,8 @@ use crate::layer::{
     self, BuiltLayer, CompressionChoice, EntrySettings, LayerDestination, LayerMode, MODEL_ROOT,
 };
 use crate::limits::{
-    FORMAT_HEAD, MAX_MODELPACK_LAYERS, MAX_PATH, MAX_ZSTD_WINDOW_LOG, MODELPACK_HEADS,
+    FORMAT_HEAD, MAX_ENTRIES, MAX_MODELPACK_LAYERS, MAX_PATH, MAX_PATH_BYTES, MAX_ZSTD_WINDOW_LOG,
+    MODELPACK_HEADS,
 };
 use crate::model::{EntryKind, ModelEntry, ModelTree, StatKey};
 use crate::reference::{ImageRef, Location};
@@ -669,6 +670,8 @@ impl<'a> Artifact<'a> {
             heads: HashMap::new(),
         };
         let mut heads_left = MODELPACK_HEADS;
+        // What the listings of all layers may hold together, as for the layers of an image.
+        let (mut entries, mut path_bytes) = (0usize, 0usize);
         for (i, desc) in layers.iter().enumerate() {
             digest::require_sha256(desc.digest())?;
             let media_type = desc.media_type().to_string();
@@ -744,6 +747,24 @@ impl<'a> Artifact<'a> {
                     unit
                 }
             };
+            entries += unit.entries.len();
+            path_bytes += unit
+                .entries
+                .iter()
+                .map(|e| {
+                    e.rel.len()
+                        + match &e.kind {
+                            EntryKind::Symlink { target } => target.len(),
+                            _ => 0,
+                        }
+                })
+                .sum::<usize>();
+            if entries > MAX_ENTRIES || path_bytes > MAX_PATH_BYTES {
+                return Err(Error::limit(format!(
+                    "ModelPack artifact {} holds more than {MAX_ENTRIES} entries or {MAX_PATH_BYTES} bytes of paths in its layers, the most modelcar lists for a model",
+                    escape(&name)
+                )));
+            }
             artifact.units.push(unit);
         }
         artifact.index_files()?;
