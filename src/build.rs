@@ -1,7 +1,8 @@
 //! The build: base image + model layers + config, for every platform of the base at once.
 //!
 //! Checks come first (model directory, format, base binaries), then the model layers are written
-//! once and shared by every platform's manifest. The image becomes visible only when its name is
+//! once and shared by every platform's manifest. The model is a directory, or a ModelPack
+//! artifact read by [`crate::modelpack::source`], whose layers are made from its blobs. The image becomes visible only when its name is
 //! written into the store's index, after every blob it references is in place.
 
 use std::collections::HashMap;

@@ -108,6 +108,9 @@ pub struct ImageSettings {
     pub name: String,
     pub repository: String,
     pub models: PathBuf,
+    /// The ModelPack artifact `models` names (`models = "modelpack:REF"`); a relative
+    /// `modelpack:oci:DIR` is relative to the project file, as a model directory is.
+    pub modelpack: Option<crate::modelpack::source::SourceRef>,
     pub format: Option<String>,
     /// Accept a format no KServe runtime serves (`custom-format = true`).
     pub custom_format: bool,
@@ -262,10 +265,29 @@ impl Project {
                 }
             },
         };
+        use crate::modelpack::source::SourceRef;
+        let modelpack = entry
+            .models
+            .to_str()
+            .and_then(SourceRef::of_models_arg)
+            .transpose()
+            .map_err(|e| Error::invalid(file_ctx(&e.to_string())))?
+            .map(|source| match source {
+                SourceRef::Layout { path, reference } if path.is_relative() => SourceRef::Layout {
+                    path: base_dir.join(path),
+                    reference,
+                },
+                other => other,
+            });
         Ok(ImageSettings {
             name: name.to_string(),
             repository: entry.repository.clone(),
-            models: base_dir.join(&entry.models),
+            models: if modelpack.is_some() {
+                entry.models.clone()
+            } else {
+                base_dir.join(&entry.models)
+            },
+            modelpack,
             format: entry.format.clone(),
             custom_format: entry.custom_format,
             registry: pick(&cli.registry, Some("REGISTRY"), &s.registry, &d.registry).ok_or_else(
@@ -424,6 +446,33 @@ format = "sklearn"
             (s.format.as_deref(), s.custom_format),
             (Some("my-runtime"), true)
         );
+    }
+
+    #[test]
+    fn models_may_name_a_modelpack_artifact() {
+        let text = format!("{FILE}\n[images.pack]\nrepository = \"p\"\nmodels = \"modelpack:quay.io/org/pack:v1\"\n[images.local]\nrepository = \"l\"\nmodels = \"modelpack:oci:packs/iris:v1\"\n");
+        let p = project(&text).unwrap();
+        let s = p.image("pack", &Overrides::default()).unwrap();
+        assert_eq!(
+            s.modelpack.map(|m| m.to_string()).as_deref(),
+            Some("modelpack:quay.io/org/pack:v1")
+        );
+        let l = p.image("local", &Overrides::default()).unwrap();
+        match l.modelpack {
+            Some(crate::modelpack::source::SourceRef::Layout { path, reference }) => {
+                assert!(
+                    path.is_absolute() && path.ends_with("packs/iris"),
+                    "{path:?}"
+                );
+                assert_eq!(reference.as_deref(), Some("v1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p
+            .image("sklearn", &Overrides::default())
+            .unwrap()
+            .modelpack
+            .is_none());
     }
 
     #[test]

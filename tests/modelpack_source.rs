@@ -325,6 +325,32 @@ fn every_layer_kind_becomes_an_image_verify_passes_with_the_files_owned_and_mode
 }
 
 #[test]
+fn a_project_file_names_a_modelpack_artifact_relative_to_itself() {
+    let env = Env::new();
+    let project = env.path("project");
+    sklearn_artifact(&project.join("packs/iris"), "tar+gzip");
+    fs::write(
+        project.join("modelcar.toml"),
+        "registry = \"localhost/packs\"\nversion = \"v1\"\n\n[images.iris]\nrepository = \"iris\"\nmodels = \"modelpack:oci:packs/iris:v1\"\n",
+    )
+    .unwrap();
+    let out = env
+        .cmd()
+        .cwd(&project)
+        .args(["build", "--base", &bases().busybox(), "--json"])
+        .run()
+        .success();
+    assert_eq!(
+        out.json()[0]["format"]["format"],
+        "sklearn",
+        "{}",
+        out.stdout
+    );
+    env.modelcar(&["verify", "localhost/packs/iris:v1"])
+        .success();
+}
+
+#[test]
 fn a_modelpack_of_a_directory_gives_the_layers_the_directory_gives() {
     let env = Env::new();
     let models = env.path("models");

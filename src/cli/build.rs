@@ -294,7 +294,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             allow_failing_checks: args.allow_failing_checks || s.allow_failing_checks,
             threads,
             sign_model: args.sign_model.clone().or(s.sign_model.clone()),
-            modelpack: None,
+            modelpack: s.modelpack.clone(),
         });
     }
     Ok(specs)
