@@ -50,6 +50,8 @@ struct Settings {
     allow_failing_checks: Option<bool>,
     /// Private key (PEM) signing the model files, relative to the project file.
     sign_model: Option<PathBuf>,
+    /// Write a ModelPack manifest beside the image.
+    modelpack: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +129,8 @@ pub struct ImageSettings {
     pub allow_failing_checks: bool,
     /// Private key (PEM) to sign the model files with.
     pub sign_model: Option<PathBuf>,
+    /// Write a ModelPack manifest beside the image (`modelpack = true`).
+    pub modelpack: bool,
 }
 
 impl ImageSettings {
@@ -300,6 +304,7 @@ impl Project {
                 .as_ref()
                 .or(d.sign_model.as_ref())
                 .map(|k| base_dir.join(k)),
+            modelpack: s.modelpack.or(d.modelpack).unwrap_or(false),
         })
     }
 }

@@ -6,6 +6,9 @@
 //! runnable modelcar is not one; modelcar writes the first beside the second from the same blobs
 //! and turns the first into the second.
 
+pub mod config;
+pub mod publish;
+
 /// The `artifactType` of a ModelPack manifest.
 pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.model.manifest.v1+json";
 /// The media type of a ModelPack config blob.
