@@ -18,7 +18,10 @@
 //! The manifest is an entry of the image's index with the platform `unknown/unknown`, as
 //! BuildKit places attestations: platform matchers (containerd, KServe's `oci+fetch` handler,
 //! modelcar's own) pass over it, while everything that copies an index whole (`skopeo copy
-//! --all`, `modelcar push` and `export`, garbage collection) carries it with the image.
+//! --all`, `modelcar push` and `export`, garbage collection) carries it with the image. An entry
+//! without a platform would not do: containerd 1.6 then fetches the ModelPack with the image,
+//! and readers that take such an entry for the image (modelcar's `verify` among them) fail on
+//! its layer types.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -362,7 +365,9 @@ pub fn write<D: LayerDestination>(
     });
     let mut desc =
         store.put_document(MediaType::ImageManifest, &crate::json::canonical(&manifest))?;
-    desc.set_artifact_type(Some(MediaType::from(ARTIFACT_TYPE)));
+    // The entry carries no `artifactType` (the manifest does): skopeo 1.9 (containers/image
+    // 5.23) does not know the field, drops it and so rewrites the index, recompressing the
+    // image's raw layers on the way (`skopeo copy --all` then changes every digest).
     desc.set_platform(Some(unknown_platform()));
     Ok(ModelPackOutcome {
         digest: desc.digest().to_string(),
@@ -384,13 +389,6 @@ fn unknown_platform() -> Platform {
         .architecture(Arch::Other("unknown".into()))
         .build()
         .expect("os and architecture are set")
-}
-
-/// Whether an index entry is a ModelPack manifest.
-pub fn is_modelpack(desc: &Descriptor) -> bool {
-    desc.artifact_type()
-        .as_ref()
-        .is_some_and(|t| t.to_string() == ARTIFACT_TYPE)
 }
 
 #[cfg(test)]
@@ -456,8 +454,6 @@ mod tests {
         let p = unknown_platform();
         let mut d = Descriptor::new(MediaType::ImageManifest, 1, crate::digest::sha256_of(b"x"));
         d.set_platform(Some(p));
-        d.set_artifact_type(Some(MediaType::from(ARTIFACT_TYPE)));
         assert!(crate::image::is_attestation(&d));
-        assert!(is_modelpack(&d));
     }
 }
