@@ -459,16 +459,23 @@ fn the_same_inputs_give_the_same_modelpack() {
     );
 }
 
-/// A compressed build's ModelPack lists the same gzip blobs as `tar+gzip` layers, and
-/// modelpack-client unpacks them; a multi-platform base gives one ModelPack for every platform.
+/// A compressed build's ModelPack lists the same gzip (zstd) blobs as `tar+gzip` (`tar+zstd`)
+/// layers, and modelpack-client unpacks them; a multi-platform base gives one ModelPack for every
+/// platform; `pull` brings the ModelPack along, so a push elsewhere carries it.
 #[test]
 fn compressed_and_multi_platform_builds_share_blobs_too() {
+    for compression in ["gzip", "zstd"] {
+        compressed_build_shares_blobs(compression);
+    }
+}
+
+fn compressed_build_shares_blobs(compression: &str) {
     let tmp = temp();
     let models = hf_model(tmp.path());
     let store = tmp.path().join("store");
     let reg = Registry::plain();
     let tag = format!("{}/llm/gz:v1", reg.host());
-    let mut flags = vec!["--modelpack", "--compression", "gzip"];
+    let mut flags = vec!["--modelpack", "--compression", compression];
     flags.extend(SPLIT);
     let built = build_json(&store, &models, &tag, &bases().multi(), &flags);
     let (index, entry) = index_and_entry(&store, &tag);
@@ -492,7 +499,9 @@ fn compressed_and_multi_platform_builds_share_blobs_too() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|l| l["mediaType"] == "application/vnd.cncf.model.weight.v1.tar+gzip")
+        .filter(|l| {
+            l["mediaType"] == format!("application/vnd.cncf.model.weight.v1.tar+{compression}")
+        })
         .collect();
     assert_eq!(weights.len(), 2, "{manifest}");
     for w in &weights {
@@ -515,9 +524,31 @@ fn compressed_and_multi_platform_builds_share_blobs_too() {
     assert_eq!(files_of(&pulled.join("models")), files_of(&models));
     // modelcar's own readers take the index's platforms only.
     modelcar(&store)
-        .args(["verify", &tag, "--mode", "fetch"])
+        .args(["verify", &tag, "--mode", "sidecar"])
         .run()
         .success();
+
+    // Pulled and pushed elsewhere, the image keeps its ModelPack.
+    let other = tmp.path().join("other");
+    modelcar(&other)
+        .args(["--tls-verify=false", "pull", &tag])
+        .run()
+        .success();
+    let again = format!("{}/llm/again:v1", reg.host());
+    modelcar(&other)
+        .args(["--tls-verify=false", "push", &tag, &again])
+        .run()
+        .success();
+    let pulled = tmp.path().join("pulled-again");
+    client_pull(
+        &format!(
+            "{}/llm/again@{}",
+            reg.host(),
+            entry["digest"].as_str().unwrap()
+        ),
+        &pulled,
+    );
+    assert_eq!(files_of(&pulled.join("models")), files_of(&models));
 }
 
 /// skopeo copies the ModelPack with the index (`--all`); `export` carries it; `clean` removes it

@@ -391,6 +391,31 @@ fn unknown_platform() -> Platform {
         .expect("os and architecture are set")
 }
 
+/// Whether an index entry may be a ModelPack manifest written beside an image: an image
+/// manifest of the platform `unknown/unknown` that is not a BuildKit attestation.
+pub fn may_be_modelpack(desc: &Descriptor) -> bool {
+    desc.media_type() == &MediaType::ImageManifest
+        && desc.platform().as_ref().is_some_and(|p| {
+            p.os().to_string() == "unknown" && p.architecture().to_string() == "unknown"
+        })
+        && !desc
+            .annotations()
+            .as_ref()
+            .is_some_and(|a| a.contains_key("vnd.docker.reference.type"))
+}
+
+/// Whether a manifest's bytes are a ModelPack manifest (its `artifactType`).
+pub fn is_modelpack_manifest(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|m| {
+            m.get("artifactType")
+                .and_then(|t| t.as_str())
+                .map(|t| t == ARTIFACT_TYPE)
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
