@@ -587,6 +587,19 @@ fn the_modelpack_travels_with_the_image_and_goes_with_it() {
         .run()
         .success();
     assert!(blob_names(&exported).contains(mp.trim_start_matches("sha256:")));
+    // An OCI archive carries it too; a Docker archive holds the platform image only.
+    for (kind, carries) in [("oci-archive", true), ("docker-archive", false)] {
+        let file = tmp.path().join(format!("{kind}.tar"));
+        modelcar(&store)
+            .args(["export", tag, &format!("{kind}:{}", file.display())])
+            .run()
+            .success();
+        let members = tool_ok("tar", ["tf", file.to_str().unwrap()]);
+        let has = members
+            .lines()
+            .any(|m| m.ends_with(mp.trim_start_matches("sha256:")));
+        assert_eq!(has, carries, "{kind}: {members}");
+    }
 
     // Garbage collection keeps the ModelPack while its image is named; clean takes it along.
     modelcar(&store)
