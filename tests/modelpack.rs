@@ -572,6 +572,18 @@ fn the_modelpack_travels_with_the_image_and_goes_with_it() {
         .chain([manifest["config"]["digest"].as_str().unwrap().to_string()])
         .collect();
 
+    let inspected = modelcar(&store)
+        .args(["inspect", tag, "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(
+        inspected["modelpack"],
+        mp.as_str(),
+        "inspect names the ModelPack"
+    );
+    assert_eq!(inspected["manifests"].as_array().unwrap().len(), 1);
+
     let copied = tmp.path().join("copied");
     skopeo_copy(&["--all"], &oci(&store, tag), &oci(&copied, "x"));
     let names = blob_names(&copied);
