@@ -152,6 +152,37 @@ done
 check "containerd fetched no blob of the ModelPack manifest (unknown/unknown matches no platform)" "$WD/ctr.log" \
   bash -c "! ctr --address '$CTD_SOCK' --namespace '$CTR_NS' content ls -q | grep -qx '$MP'"
 
+# Why unknown/unknown: the same index with the ModelPack entry's platform left out. containerd
+# then fetches the ModelPack with the image, and modelcar's verify takes the entry for an image.
+NOPLAT=$REG/modelpack-noplat:v1
+if skopeo copy --all --preserve-digests --quiet --src-tls-verify=false "docker://$REF" "oci:$WD/noplat:v1" >"$WD/noplat.log" 2>&1 &&
+  python3 - "$WD/noplat" "$MP" >>"$WD/noplat.log" 2>&1 <<'PY' &&
+import hashlib, json, os, sys
+layout, mp = sys.argv[1:]
+blob = lambda d: os.path.join(layout, "blobs", "sha256", d.split(":")[1])
+top = json.load(open(os.path.join(layout, "index.json")))
+entry = top["manifests"][0]
+index = json.load(open(blob(entry["digest"])))
+for m in index["manifests"]:
+    if m["digest"] == mp:
+        del m["platform"]
+data = json.dumps(index, separators=(",", ":")).encode()
+entry["digest"], entry["size"] = "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
+open(blob(entry["digest"]), "wb").write(data)
+json.dump(top, open(os.path.join(layout, "index.json"), "w"))
+PY
+  skopeo copy --all --preserve-digests --quiet --dest-tls-verify=false "oci:$WD/noplat:v1" "docker://$NOPLAT" >>"$WD/noplat.log" 2>&1 &&
+  ctr_ images pull --plain-http --snapshotter "$SNAP" "$NOPLAT" >>"$WD/noplat.log" 2>&1; then
+  check "(why a platform) with no platform on the entry, containerd fetches the ModelPack manifest with the image" "$WD/noplat.log" \
+    bash -c "ctr --address '$CTD_SOCK' --namespace '$CTR_NS' content ls -q | grep -qx '$MP'"
+  "$MC" --tls-verify=false --store "$WD/noplat-store" verify "$NOPLAT" >"$WD/noplat-verify.log" 2>&1
+  rc=$?
+  check "(why a platform) and modelcar verify takes that entry for an image (exit $rc: $(grep -m1 -o 'layer media type [^ ]* is not supported' "$WD/noplat-verify.log"))" "$WD/noplat-verify.log" \
+    bash -c "[ $rc != 0 ] && grep -q 'layer media type application/vnd.cncf.model.[a-z.]*v1.tar[+a-z]* is not supported' '$WD/noplat-verify.log'"
+else
+  fail "an index with the ModelPack entry's platform left out (skopeo, containerd)" "$WD/noplat.log"
+fi
+
 # skopeo copy --all copies both. With --preserve-digests the copy is byte for byte; without it
 # skopeo 1.9 gzips the raw layers of the image it cannot mount (of any image modelcar writes
 # uncompressed), while the ModelPack, whose layer types it does not know, keeps its digest.
