@@ -152,25 +152,34 @@ done
 check "containerd fetched no blob of the ModelPack manifest (unknown/unknown matches no platform)" "$WD/ctr.log" \
   bash -c "! ctr --address '$CTD_SOCK' --namespace '$CTR_NS' content ls -q | grep -qx '$MP'"
 
-# Why unknown/unknown: the same index with the ModelPack entry's platform left out. containerd
-# then fetches the ModelPack with the image, and modelcar's verify takes the entry for an image.
-NOPLAT=$REG/modelpack-noplat:v1
-if skopeo copy --all --preserve-digests --quiet --src-tls-verify=false "docker://$REF" "oci:$WD/noplat:v1" >"$WD/noplat.log" 2>&1 &&
-  python3 - "$WD/noplat" "$MP" >>"$WD/noplat.log" 2>&1 <<'PY' &&
+# variant LAYOUT HOW: the image of $REF copied to the OCI layout LAYOUT (skopeo, digests kept),
+# its ModelPack entry edited: HOW=noplat leaves out its platform, HOW=artifacttype adds
+# artifactType.
+variant() {
+  skopeo copy --all --preserve-digests --quiet --src-tls-verify=false "docker://$REF" "oci:$1:v1" &&
+    python3 - "$1" "$MP" "$2" <<'PY'
 import hashlib, json, os, sys
-layout, mp = sys.argv[1:]
+layout, mp, how = sys.argv[1:]
 blob = lambda d: os.path.join(layout, "blobs", "sha256", d.split(":")[1])
 top = json.load(open(os.path.join(layout, "index.json")))
 entry = top["manifests"][0]
 index = json.load(open(blob(entry["digest"])))
 for m in index["manifests"]:
-    if m["digest"] == mp:
+    if m["digest"] == mp and how == "noplat":
         del m["platform"]
+    if m["digest"] == mp and how == "artifacttype":
+        m["artifactType"] = "application/vnd.cncf.model.manifest.v1+json"
 data = json.dumps(index, separators=(",", ":")).encode()
 entry["digest"], entry["size"] = "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
 open(blob(entry["digest"]), "wb").write(data)
 json.dump(top, open(os.path.join(layout, "index.json"), "w"))
 PY
+}
+
+# Why unknown/unknown: the same index with the ModelPack entry's platform left out. containerd
+# then fetches the ModelPack with the image, and modelcar's verify takes the entry for an image.
+NOPLAT=$REG/modelpack-noplat:v1
+if variant "$WD/noplat" noplat >"$WD/noplat.log" 2>&1 &&
   skopeo copy --all --preserve-digests --quiet --dest-tls-verify=false "oci:$WD/noplat:v1" "docker://$NOPLAT" >>"$WD/noplat.log" 2>&1 &&
   ctr_ images pull --plain-http --snapshotter "$SNAP" "$NOPLAT" >>"$WD/noplat.log" 2>&1; then
   check "(why a platform) with no platform on the entry, containerd fetches the ModelPack manifest with the image" "$WD/noplat.log" \
@@ -181,6 +190,17 @@ PY
     bash -c "[ $rc != 0 ] && grep -q 'layer media type application/vnd.cncf.model.[a-z.]*v1.tar[+a-z]* is not supported' '$WD/noplat-verify.log'"
 else
   fail "an index with the ModelPack entry's platform left out (skopeo, containerd)" "$WD/noplat.log"
+fi
+
+# Why no artifactType on the entry: skopeo 1.9 does not know the field, drops it, and so cannot
+# copy the index unchanged.
+if variant "$WD/artifacttype" artifacttype >"$WD/artifacttype.log" 2>&1; then
+  skopeo copy --all --preserve-digests --quiet --src-tls-verify=false --dest-tls-verify=false "oci:$WD/artifacttype:v1" "docker://$REG/modelpack-artifacttype:v1" >>"$WD/artifacttype.log" 2>&1
+  rc=$?
+  check "(why no artifactType) with artifactType on the entry, skopeo copy --all --preserve-digests fails (exit $rc: $(grep -m1 -o 'Manifest list must be converted[^,:]*' "$WD/artifacttype.log"))" "$WD/artifacttype.log" \
+    bash -c "[ $rc != 0 ] && grep -q 'Instructed to preserve digests' '$WD/artifacttype.log'"
+else
+  fail "an index with artifactType on the ModelPack entry (skopeo)" "$WD/artifacttype.log"
 fi
 
 # skopeo copy --all copies both. With --preserve-digests the copy is byte for byte; without it
