@@ -11,7 +11,7 @@
 # and PYBASE the Python it was made from.
 #
 # For each ModelPack layer kind (raw, tar, tar+gzip, tar+zstd), modelpack-client 0.1.0 (PyPI; a
-# venv under E2E_CACHE, default ~/.cache/modelcar-e2e, keyed on e2e/requirements-modelpack.txt
+# venv under E2E_CACHE, default ~/.cache/modelcar-e2e, keyed on tests/fixtures/modelpack-client-requirements.txt (e2e/modelpack_venv.sh)
 # and the interpreter) pushes an artifact holding an example model (sklearn or LightGBM) in a
 # layer of that kind and its README in a doc layer of that kind (a directory the client packs
 # itself, for the tar kinds). modelcar builds each into a modelcar straight from the registry
@@ -69,28 +69,10 @@ start_group() { # LOG CMD...: sets STARTED
   STARTED_GROUPS+=("$STARTED")
 }
 
-# modelpack-client, in a venv reused while its requirements stay the same; the wheels are kept
-# beside it, so that making it again downloads nothing.
-requirements=$E2E/requirements-modelpack.txt
-mkdir -p "$CACHE"
-key=$({ cat "$requirements"; "$PYTHON" -c 'import sys, platform; print(sys.version, platform.machine(), sys.executable)'; } | sha256sum | cut -c1-16)
-MPV=$CACHE/modelpack-venv-$key
-(
-  set -e
-  exec 9>"$CACHE/modelpack-lock"
-  flock 9
-  if [ ! -f "$MPV/.complete" ]; then
-    find "$CACHE" -mindepth 1 -maxdepth 1 \( -name 'modelpack-venv-*' -o -name 'modelpack-wheels-*' \) ! -name "*-$key" -exec rm -rf {} +
-    rm -rf "$MPV"
-    "$PYTHON" -m venv "$MPV"
-    "$MPV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
-      -d "$CACHE/modelpack-wheels-$key" -r "$requirements"
-    "$MPV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-      --no-index --find-links "$CACHE/modelpack-wheels-$key" -r "$requirements"
-    "$MPV/bin/modelpack" --help >/dev/null
-    touch "$MPV/.complete"
-  fi
-) >>"$LOG" 2>&1 || { fail "modelpack-client 0.1.0 venv (pip install -r $requirements)"; exit 1; }
+# modelpack-client, in the venv e2e/modelpack_venv.sh keeps.
+. "$E2E/modelpack_venv.sh"
+modelpack_venv || { fail "modelpack-client 0.1.0 venv (pip install -r tests/fixtures/modelpack-client-requirements.txt)"; exit 1; }
+MPV=$MODELPACK_VENV
 pass "modelpack-client environment: $MPV ($("$MPV/bin/python" -c 'import importlib.metadata as m; print("modelpack-client", m.version("modelpack-client"))'))"
 
 declare -A FILE=([sklearn]=model.joblib [lightgbm]=model.bst)

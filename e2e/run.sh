@@ -751,6 +751,11 @@ if [ -n "${DIGEST[onnx-affine]:-}" ]; then
   stop_group "$pid"
 fi
 
+# A ModelPack manifest beside a runnable image (build --modelpack): modelpack-client, containerd,
+# skopeo copy --all and the oci+fetch handler on the same registry and containerd.
+"$E2E/modelpack.sh" "$MC" "$BASE" "$REG" "$W/modelpack" "$W/registry/data" "$CTD/containerd.sock" "$CTR_NS" "$SNAP" "$KVENV" ||
+  fail "e2e/modelpack.sh" "$W/modelpack/log"
+
 # ---------------------------------------------------------------------------------------------
 section "8. modelcar kserve: manifests for every case, from the registry, against KServe's CRDs"
 

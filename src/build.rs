@@ -72,7 +72,10 @@ pub struct BuildSpec {
     pub sign_model: Option<PathBuf>,
     /// A ModelPack artifact to take the model from (`--models modelpack:REF`) instead of the
     /// directory `models`.
-    pub modelpack: Option<crate::modelpack::source::SourceRef>,
+    pub model_source: Option<crate::modelpack::source::SourceRef>,
+    /// Write a CNCF ModelPack manifest beside the runnable image, in its index, from the same
+    /// blobs (see [`crate::modelpack::publish`]).
+    pub modelpack: bool,
 }
 
 /// What a build produced.
@@ -94,6 +97,9 @@ pub struct BuildOutcome {
     /// The BOM pushed as a referrer, for `build --push`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub referrers: Option<crate::provenance::referrers::Published>,
+    /// The ModelPack manifest written beside the image, for `build --modelpack`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modelpack: Option<crate::modelpack::publish::ModelPackOutcome>,
 }
 
 /// `SOURCE_DATE_EPOCH` when set, else 0: whole seconds from the Unix epoch to the year 9999.
@@ -199,7 +205,13 @@ pub fn build(
         file_mode: spec.file_mode,
         mtime: spec.epoch,
     };
-    let (tree, format, artifact) = match &spec.modelpack {
+    if let (Some(source), true) = (&spec.model_source, spec.modelpack) {
+        return Err(Error::invalid(format!(
+            "--modelpack publishes a ModelPack beside an image built from a directory; {source} is one already"
+        ))
+        .with_hint("leave out --modelpack (or `modelpack = true`): the source artifact is the ModelPack of these files"));
+    }
+    let (tree, format, artifact) = match &spec.model_source {
         None => {
             let (tree, format) = check_models(spec)?;
             (tree, format, None)
@@ -211,6 +223,9 @@ pub fn build(
             (artifact.tree().clone(), format, Some(artifact))
         }
     };
+    if spec.modelpack {
+        crate::modelpack::publish::check(&tree)?;
+    }
     let signer = match &spec.sign_model {
         Some(key) => {
             model_signing::check_unsigned(&tree)?;
@@ -369,6 +384,47 @@ pub fn build(
     progress.finish();
 
     let created = rfc3339(spec.epoch);
+    let modelpack = if spec.modelpack {
+        let identity = crate::modelpack::publish::Identity {
+            name: spec
+                .reference
+                .repository
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            version: spec
+                .reference
+                .tag
+                .clone()
+                .unwrap_or_else(|| "latest".into()),
+            created: created.clone(),
+        };
+        let codec = layer::Codec {
+            choice: spec.compression,
+            threads: spec.threads.max(1),
+            file_digests: false,
+        };
+        let (tree, format) = (&tree, &format);
+        Some(match push {
+            None => crate::modelpack::publish::write(
+                store, store, tree, &plans, &layers, &settings, codec, format, &identity,
+            )?,
+            Some(client) => {
+                let dest = crate::registry::push::RegistryUpload {
+                    client,
+                    target: &spec.reference,
+                };
+                client.retrying(|| {
+                    crate::modelpack::publish::write(
+                        store, &dest, tree, &plans, &layers, &settings, codec, format, &identity,
+                    )
+                })?
+            }
+        })
+    } else {
+        None
+    };
     let base_name = base_display_name(&spec.base, &base);
     let version = spec
         .reference
@@ -439,24 +495,29 @@ pub fn build(
         .iter()
         .filter_map(|d| d.platform().as_ref().map(image::platform_string))
         .collect();
-    let top =
-        if image::Document::classify(base.descriptor.media_type()) == image::DocumentKind::Index {
-            let mut annotations = common.clone();
-            annotations.insert(
-                "org.opencontainers.image.base.digest".into(),
-                base.descriptor.digest().to_string(),
-            );
-            let mut index = ImageIndex::default();
-            index.set_schema_version(2);
-            index.set_media_type(Some(MediaType::ImageIndex));
-            index.set_manifests(manifests);
-            index.set_annotations(Some(annotations));
-            store.put_document(MediaType::ImageIndex, &json::canonical(&index))?
-        } else {
-            let mut d = manifests.remove(0);
-            d.set_platform(None);
-            d
-        };
+    if let Some(mp) = &modelpack {
+        manifests.push(mp.descriptor.clone());
+    }
+    let top = if image::Document::classify(base.descriptor.media_type())
+        == image::DocumentKind::Index
+        || modelpack.is_some()
+    {
+        let mut annotations = common.clone();
+        annotations.insert(
+            "org.opencontainers.image.base.digest".into(),
+            base.descriptor.digest().to_string(),
+        );
+        let mut index = ImageIndex::default();
+        index.set_schema_version(2);
+        index.set_media_type(Some(MediaType::ImageIndex));
+        index.set_manifests(manifests);
+        index.set_annotations(Some(annotations));
+        store.put_document(MediaType::ImageIndex, &json::canonical(&index))?
+    } else {
+        let mut d = manifests.remove(0);
+        d.set_platform(None);
+        d
+    };
     // The BOM is kept beside the image before the image is named, so no image lacks one, and
     // only once its checks passed, so a refused build leaves the store's index as it was.
     let file_digests = match &artifact {
@@ -483,8 +544,9 @@ pub fn build(
         }
         Some(client) => {
             crate::provenance::referrers::store_bom(store, &top, &bom, &created)?;
-            let sent: std::collections::HashSet<String> =
+            let mut sent: std::collections::HashSet<String> =
                 layers.iter().map(|l| l.digest.clone()).collect();
+            sent.extend(modelpack.iter().flat_map(|m| m.written.iter().cloned()));
             let mount_from = match &spec.base {
                 Location::Registry(r) | Location::Remote(r) => Some(r.clone()),
                 _ => None,
@@ -522,6 +584,7 @@ pub fn build(
         notes,
         pushed,
         referrers,
+        modelpack,
     })
 }
 

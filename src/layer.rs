@@ -181,7 +181,8 @@ pub fn plan_layers(
     plans
 }
 
-fn ancestors(tree: &ModelTree, items: &[usize]) -> Vec<usize> {
+/// The directories above `items` (indices into the tree), as indices, in tree order.
+pub fn ancestors(tree: &ModelTree, items: &[usize]) -> Vec<usize> {
     let mut wanted = BTreeSet::new();
     for &i in items {
         let rel = &tree.entries[i].rel;

@@ -13,8 +13,9 @@
 //! - [`registry`] pulls from and pushes to registries, with their authentication;
 //! - [`project`] reads `modelcar.toml`; [`kserve`] writes InferenceService and
 //!   LLMInferenceService manifests, with the runtimes KServe ships ([`kserve::runtimes`]);
-//! - [`modelpack`] is the CNCF ModelPack vocabulary (media types, layer roles), and reads
-//!   ModelPack artifacts as the model of a build ([`modelpack::source`]);
+//! - [`modelpack`] is the CNCF ModelPack vocabulary (media types, layer roles): it reads
+//!   ModelPack artifacts as the model of a build ([`modelpack::source`]) and writes the ModelPack
+//!   manifest a build publishes beside the runnable image ([`modelpack::publish`]);
 //! - [`provenance`] signs the model files inside the image, signs images for cosign and records
 //!   each build's CycloneDX ML-BOM;
 //! - [`limits`] holds every bound on hostile input; [`text`] escapes outside text for printing;
@@ -35,7 +36,7 @@
 //!     max_model_layers: build::DEFAULT_MAX_MODEL_LAYERS,
 //!     compression: layer::CompressionChoice::Auto,
 //!     platform: None, epoch: 0, base_check: true, allow_failing_checks: false, threads: 2,
-//!     sign_model: None, modelpack: None,
+//!     sign_model: None, model_source: None, modelpack: false,
 //! };
 //! let outcome = build::build(&store, &spec, None, None, &Progress::hidden())?;
 //! println!("{}@{}", outcome.reference, outcome.digest);

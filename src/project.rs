@@ -50,6 +50,8 @@ struct Settings {
     allow_failing_checks: Option<bool>,
     /// Private key (PEM) signing the model files, relative to the project file.
     sign_model: Option<PathBuf>,
+    /// Write a ModelPack manifest beside the image.
+    modelpack: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,7 +112,7 @@ pub struct ImageSettings {
     pub models: PathBuf,
     /// The ModelPack artifact `models` names (`models = "modelpack:REF"`); a relative
     /// `modelpack:oci:DIR` is relative to the project file, as a model directory is.
-    pub modelpack: Option<crate::modelpack::source::SourceRef>,
+    pub model_source: Option<crate::modelpack::source::SourceRef>,
     pub format: Option<String>,
     /// Accept a format no KServe runtime serves (`custom-format = true`).
     pub custom_format: bool,
@@ -130,6 +132,8 @@ pub struct ImageSettings {
     pub allow_failing_checks: bool,
     /// Private key (PEM) to sign the model files with.
     pub sign_model: Option<PathBuf>,
+    /// Write a ModelPack manifest beside the image (`modelpack = true`).
+    pub modelpack: bool,
 }
 
 impl ImageSettings {
@@ -266,7 +270,7 @@ impl Project {
             },
         };
         use crate::modelpack::source::SourceRef;
-        let modelpack = entry
+        let model_source = entry
             .models
             .to_str()
             .and_then(SourceRef::of_models_arg)
@@ -282,12 +286,12 @@ impl Project {
         Ok(ImageSettings {
             name: name.to_string(),
             repository: entry.repository.clone(),
-            models: if modelpack.is_some() {
+            models: if model_source.is_some() {
                 entry.models.clone()
             } else {
                 base_dir.join(&entry.models)
             },
-            modelpack,
+            model_source,
             format: entry.format.clone(),
             custom_format: entry.custom_format,
             registry: pick(&cli.registry, Some("REGISTRY"), &s.registry, &d.registry).ok_or_else(
@@ -322,6 +326,7 @@ impl Project {
                 .as_ref()
                 .or(d.sign_model.as_ref())
                 .map(|k| base_dir.join(k)),
+            modelpack: s.modelpack.or(d.modelpack).unwrap_or(false),
         })
     }
 }
@@ -454,11 +459,11 @@ format = "sklearn"
         let p = project(&text).unwrap();
         let s = p.image("pack", &Overrides::default()).unwrap();
         assert_eq!(
-            s.modelpack.map(|m| m.to_string()).as_deref(),
+            s.model_source.map(|m| m.to_string()).as_deref(),
             Some("modelpack:quay.io/org/pack:v1")
         );
         let l = p.image("local", &Overrides::default()).unwrap();
-        match l.modelpack {
+        match l.model_source {
             Some(crate::modelpack::source::SourceRef::Layout { path, reference }) => {
                 assert!(
                     path.is_absolute() && path.ends_with("packs/iris"),
@@ -471,7 +476,7 @@ format = "sklearn"
         assert!(p
             .image("sklearn", &Overrides::default())
             .unwrap()
-            .modelpack
+            .model_source
             .is_none());
     }
 

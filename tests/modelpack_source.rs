@@ -842,6 +842,40 @@ fn a_failing_format_check_names_the_artifact_and_the_file() {
 }
 
 #[test]
+fn publishing_a_modelpack_of_a_modelpack_source_is_refused_before_anything_is_written() {
+    let env = Env::new();
+    let dir = env.path("artifact");
+    sklearn_artifact(&dir, "raw");
+    let source = modelpack(&dir, "v1");
+    let out = env
+        .modelcar(&[
+            "build",
+            "--models",
+            &source,
+            "--tag",
+            "localhost/x:v1",
+            "--base",
+            &bases().busybox(),
+            "--modelpack",
+        ])
+        .failure();
+    assert!(
+        out.stderr.contains("--modelpack") && out.stderr.contains("modelpack:oci:"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: leave out --modelpack"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        env.modelcar(&["images", "--json"]).success().json(),
+        json!([])
+    );
+}
+
+#[test]
 fn a_modelpack_build_signs_the_model_with_the_digests_taken_while_writing() {
     let env = Env::new();
     let dir = env.path("artifact");

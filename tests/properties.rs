@@ -111,7 +111,7 @@ fn toml_value() -> impl Strategy<Value = String> {
     ]
 }
 
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 15] = [
     "registry",
     "version",
     "base",
@@ -124,6 +124,7 @@ const KEYS: [&str; 14] = [
     "compression",
     "platform",
     "allow-failing-checks",
+    "modelpack",
     "repository",
     "models",
 ];

@@ -76,6 +76,9 @@ pub struct Args {
     /// are printed as warnings.
     #[arg(long)]
     pub allow_failing_checks: bool,
+    /// Also write a CNCF ModelPack manifest, in the image's index, sharing the model layers.
+    #[arg(long)]
+    pub modelpack: bool,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -106,6 +109,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("building {}", spec.reference.tagged()))?;
         for note in &outcome.notes {
             ctx.note(note);
+        }
+        if let Some(mp) = &outcome.modelpack {
+            ctx.note(&format!(
+                "ModelPack manifest {}@{} ({} of its layers shared with the image, {} written for it)",
+                spec.reference.name(),
+                mp.digest,
+                mp.layers_shared,
+                mp.layers_written
+            ));
         }
         if let (Some(key), Some(_)) = (&key, &outcome.pushed) {
             let signed = modelcar::provenance::referrers::sign(
@@ -194,7 +206,7 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             .with_hint("give --tag a reference with a tag only, like quay.io/me/model:v1"));
         }
         let (uid, gid) = project::parse_owner(args.owner.as_deref().unwrap_or("1001:0"))?;
-        let modelpack = models
+        let model_source = models
             .to_str()
             .and_then(modelcar::modelpack::source::SourceRef::of_models_arg)
             .transpose()?;
@@ -239,7 +251,8 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             allow_failing_checks: args.allow_failing_checks,
             threads,
             sign_model: args.sign_model.clone(),
-            modelpack,
+            model_source,
+            modelpack: args.modelpack,
         }]);
     }
     let Some(project) = ctx.project()? else {
@@ -294,7 +307,8 @@ fn specs(ctx: &Context, args: &Args) -> anyhow::Result<Vec<BuildSpec>> {
             allow_failing_checks: args.allow_failing_checks || s.allow_failing_checks,
             threads,
             sign_model: args.sign_model.clone().or(s.sign_model.clone()),
-            modelpack: s.modelpack.clone(),
+            model_source: s.model_source.clone(),
+            modelpack: args.modelpack || s.modelpack,
         });
     }
     Ok(specs)

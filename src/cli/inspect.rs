@@ -32,6 +32,9 @@ struct Summary {
     media_type: String,
     annotations: std::collections::BTreeMap<String, String>,
     manifests: Vec<ManifestSummary>,
+    /// The ModelPack manifest beside the image (`build --modelpack`), by digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modelpack: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -131,8 +134,23 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
             files,
         });
     }
+    let mut modelpack = None;
     let annotations = match image::Document::classify(top.media_type()) {
-        image::DocumentKind::Index => image::read_index(&store, top)?.annotations().clone(),
+        image::DocumentKind::Index => {
+            let index = image::read_index(&store, top)?;
+            for child in index
+                .manifests()
+                .iter()
+                .filter(|c| modelcar::modelpack::publish::may_be_modelpack(c))
+                .filter(|c| store.has_blob(c.digest(), c.size()))
+            {
+                if modelcar::modelpack::publish::is_modelpack_manifest(&store.read_document(child)?)
+                {
+                    modelpack = Some(child.digest().to_string());
+                }
+            }
+            index.annotations().clone()
+        }
         _ => image::read_manifest(&store, top)?.annotations().clone(),
     }
     .unwrap_or_default()
@@ -144,6 +162,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         media_type: top.media_type().to_string(),
         annotations,
         manifests,
+        modelpack,
     };
     if args.json {
         return super::print_json(&summary);
@@ -196,6 +215,9 @@ fn print_human(s: &Summary) -> anyhow::Result<()> {
     outln!("Media type: {}", Escaped(&s.media_type));
     for (k, v) in &s.annotations {
         outln!("  {}: {}", Escaped(k), Escaped(v));
+    }
+    if let Some(d) = &s.modelpack {
+        outln!("ModelPack:  {}", Escaped(d));
     }
     for m in &s.manifests {
         outln!();

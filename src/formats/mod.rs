@@ -23,7 +23,7 @@ mod onnx;
 mod openvino;
 mod predictive;
 mod pytorch;
-mod safetensors;
+pub(crate) mod safetensors;
 mod table;
 mod tensorflow;
 mod triton;

@@ -6,6 +6,8 @@
 //! runnable modelcar is not one; modelcar writes the first beside the second from the same blobs
 //! and turns the first into the second.
 
+pub mod config;
+pub mod publish;
 pub mod source;
 
 /// The `artifactType` of a ModelPack manifest.

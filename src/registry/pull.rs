@@ -273,6 +273,18 @@ pub fn pull(
                         .join(", ")
                 )));
             }
+            // A ModelPack manifest beside the image travels with it, whatever the platform.
+            for child in index
+                .manifests()
+                .iter()
+                .filter(|c| crate::modelpack::publish::may_be_modelpack(c))
+            {
+                let (bytes, desc) =
+                    fetch_manifest(client, r, child.digest().as_ref(), Some(child))?;
+                if crate::modelpack::publish::is_modelpack_manifest(&bytes) {
+                    manifests.push((bytes, desc));
+                }
+            }
         }
         DocumentKind::Manifest => manifests.push((top_bytes.clone(), top.clone())),
         DocumentKind::Other => {
