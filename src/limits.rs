@@ -135,9 +135,15 @@ pub const CONNECT_TIMEOUT_SECS: u64 = 30;
 /// Longest silence tolerated on an open connection: no byte of an answer for this long (while
 /// waiting for the status line or between two reads of a body) ends the request. It is not a
 /// limit on a whole transfer: a 100 GB blob may take hours as long as bytes keep coming.
-/// Requests that carry a blob up wait for their answer without it (sending may take hours).
+/// A request that carries a blob up is held to it in both directions: the registry must take
+/// some of the body, and after the whole body send some of its answer, within this time.
 /// `--read-timeout` / `MODELCAR_READ_TIMEOUT` change it.
 pub const READ_TIMEOUT_SECS: u64 = 60;
+
+/// Piece of a blob body handed to a connection at a time. Each piece the connection takes is
+/// progress for the read timeout; the connection's own buffers hold a few hundred KB besides, so
+/// an upload holds well under a MB in memory.
+pub const UPLOAD_PIECE: usize = 256 << 10;
 
 /// Longest `Retry-After` honoured from a registry that answers 429 or 503. A registry may ask
 /// for days; longer requests are cut to this, so a command never sleeps unboundedly on a

@@ -46,6 +46,11 @@ enum Misbehaviour {
     DenyUploads,
     /// Start uploads on this host, then never read their bytes nor answer.
     StallUploads,
+    /// Start uploads on this host, take those of at most 4 MiB (the base's layers), and never
+    /// read the bytes of larger ones nor answer.
+    StallLargeUploads,
+    /// Start uploads on this host, read their bytes, and never answer.
+    SilentAfterUploads,
     /// Nothing: serve the image (used with Basic auth, and with uploads sent to `other`).
     None,
 }
@@ -169,14 +174,21 @@ fn serve(
             let _ = read_body(&mut r, &head);
             return;
         }
-        if matches!(how, Misbehaviour::StallUploads) && target.contains("/upload/") {
+        let large = head.content_length().is_some_and(|n| n > 4 << 20);
+        if (matches!(how, Misbehaviour::StallUploads)
+            || matches!(how, Misbehaviour::StallLargeUploads) && large)
+            && target.contains("/upload/")
+        {
             std::thread::sleep(Duration::from_secs(3600));
             return;
         }
         let Ok(_body) = read_body(&mut r, &head) else {
             return;
         };
-        if let Misbehaviour::Silent = how {
+        let upload = target.contains("/upload/");
+        if matches!(how, Misbehaviour::Silent)
+            || (matches!(how, Misbehaviour::SilentAfterUploads) && upload)
+        {
             std::thread::sleep(Duration::from_secs(3600));
             return;
         }
@@ -267,7 +279,7 @@ fn serve(
                 None => "/upload/session-1".to_string(),
             };
             respond(&mut w, 202, &[dist, ("Location", to)], b"")
-        } else if head.method() == "PUT" && target.contains("/manifests/") {
+        } else if head.method() == "PUT" && (target.contains("/manifests/") || upload) {
             respond(&mut w, 201, &[dist], b"")
         } else {
             respond(&mut w, 404, &[dist], &error_body("UNSUPPORTED", "no"))
@@ -551,4 +563,100 @@ fn a_build_push_whose_registry_stops_reading_fails_within_the_read_timeout() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_build_push_whose_registry_takes_the_bytes_and_never_answers_fails_within_the_read_timeout() {
+    let env = Env::new();
+    let reg = FakeRegistry::start(Misbehaviour::SilentAfterUploads, false, None);
+    let models = sklearn_models(&env.path("models"));
+    write_random(&models.join("weights.bin"), 2 << 20, 4);
+    let dest = format!("{}/hostile/silent:v1", reg.host());
+    let started = Instant::now();
+    env.cmd()
+        .args(["--read-timeout", "1", "--retries", "0"])
+        .build(&models, &dest, &bases().busybox())
+        .args(["--push", "--layers", "single", "--compression", "none"])
+        .run()
+        .failure()
+        .stderr_has(&[
+            &reg.host(),
+            "took no bytes and sent no answer for 1 s",
+            "uploading a layer",
+        ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `modelcar push` of an image whose model layer is `size` bytes (uncompressed) to a fake
+/// registry misbehaving as `how`, with a read timeout of 1 s and no retries: the failure and
+/// how long it took.
+fn push_to_stalling(
+    how: Misbehaviour,
+    size: u64,
+) -> (support::cmd::Outcome, FakeRegistry, Duration) {
+    let env = Env::new();
+    let reg = FakeRegistry::start(how, false, None);
+    let models = sklearn_models(&env.path("models"));
+    write_random(&models.join("weights.bin"), size, 5);
+    let dest = format!("{}/hostile/stalled:v1", reg.host());
+    env.build(
+        &models,
+        &dest,
+        &bases().busybox(),
+        &["--layers", "single", "--compression", "none"],
+    );
+    let started = Instant::now();
+    let out = env
+        .cmd()
+        .args(["--read-timeout", "1", "--retries", "0", "push", &dest])
+        .run()
+        .failure();
+    (out, reg, started.elapsed())
+}
+
+#[test]
+fn a_push_whose_registry_stops_reading_a_put_body_fails_within_the_read_timeout() {
+    // 15 MiB: one PUT (blobs up to 16 MiB), more than the socket buffers on both sides hold.
+    let (out, reg, took) = push_to_stalling(Misbehaviour::StallLargeUploads, 15 << 20);
+    out.stderr_has(&[
+        &reg.host(),
+        "took no bytes for 1 s",
+        "uploading blob sha256:",
+    ]);
+    assert!(reg
+        .seen()
+        .iter()
+        .any(|s| s.method == "PUT" && s.target.contains("/upload/")));
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn a_push_whose_registry_stops_reading_a_patch_body_fails_within_the_read_timeout() {
+    // 40 MiB: a streamed PATCH (blobs over 16 MiB), far more than the socket buffers hold.
+    let (out, reg, took) = push_to_stalling(Misbehaviour::StallLargeUploads, 40 << 20);
+    out.stderr_has(&[
+        &reg.host(),
+        "took no bytes for 1 s",
+        "uploading blob sha256:",
+    ]);
+    assert!(reg
+        .seen()
+        .iter()
+        .any(|s| s.method == "PATCH" && s.target.contains("/upload/")));
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn a_push_whose_registry_takes_the_bytes_and_never_answers_fails_within_the_read_timeout() {
+    let (out, reg, took) = push_to_stalling(Misbehaviour::SilentAfterUploads, 2 << 20);
+    out.stderr_has(&[
+        &reg.host(),
+        "took no bytes and sent no answer for 1 s",
+        "uploading blob sha256:",
+    ]);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
 }
