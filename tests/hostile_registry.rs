@@ -660,3 +660,65 @@ fn a_push_whose_registry_takes_the_bytes_and_never_answers_fails_within_the_read
     ]);
     assert!(took < Duration::from_secs(20), "took {took:?}");
 }
+
+/// A loopback port whose listening socket accepts nothing: its queue of connections waiting to
+/// be accepted holds one, and that one is taken here, so the kernel drops every further SYN and
+/// a connection to the port never completes (as with a firewall that drops packets). The
+/// kernel does this on its own; no fake protocol is involved.
+struct FullBacklog {
+    _listener: std::net::TcpListener,
+    _queued: TcpStream,
+    port: u16,
+}
+
+impl FullBacklog {
+    fn new() -> FullBacklog {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: listen(2) on a socket this value owns; only its backlog changes.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        let port = listener.local_addr().unwrap().port();
+        let queued = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // The queue is now full: a further connection must not complete.
+        let probe = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        assert!(
+            TcpStream::connect_timeout(&probe, Duration::from_millis(300)).is_err(),
+            "the kernel completed a connection to a full backlog"
+        );
+        FullBacklog {
+            _listener: listener,
+            _queued: queued,
+            port,
+        }
+    }
+}
+
+#[test]
+fn a_registry_that_never_accepts_the_connection_fails_within_the_connect_timeout_saying_so() {
+    let port = FullBacklog::new();
+    let host = format!("127.0.0.1:{}", port.port);
+    let reference = format!("{host}/hostile/model:v1");
+    // By option, and by environment variable; the read timeout is long, so that only the
+    // connect timeout can end the wait.
+    for how in ["option", "environment"] {
+        let env = Env::new();
+        let mut cmd = env.cmd().args(["--read-timeout", "600", "--retries", "0"]);
+        cmd = match how {
+            "option" => cmd.args(["--connect-timeout", "1"]),
+            _ => cmd.env("MODELCAR_CONNECT_TIMEOUT", "1"),
+        };
+        let started = Instant::now();
+        let out = cmd.args(["pull", &reference]).run().failure();
+        let took = started.elapsed();
+        out.stderr_has(&[
+            &host,
+            "did not accept a connection within 1 s",
+            "--connect-timeout",
+        ]);
+        // HTTPS, then plain HTTP (a loopback registry may be either): one second each.
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+            "{how}: took {took:?}"
+        );
+    }
+}
