@@ -722,3 +722,166 @@ fn a_registry_that_never_accepts_the_connection_fails_within_the_connect_timeout
         );
     }
 }
+
+/// `sha512:<hex>` of `bytes`, by coreutils' sha512sum (a digest modelcar does not compute).
+fn sha512(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob");
+    std::fs::write(&file, bytes).unwrap();
+    let out = std::process::Command::new("sha512sum")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    format!("sha512:{}", text.split_whitespace().next().unwrap())
+}
+
+/// A registry serving documents that refer to content by sha512 digests: tag `index` is an
+/// index whose one manifest is named by sha512, tag `blobs` a manifest whose config and layer
+/// are. It serves 404 for everything else, and records what is asked.
+fn sha512_registry(seen: Arc<Mutex<Vec<Seen>>>) -> Server {
+    let image = TinyImage::new();
+    let manifest_512 = sha512(&image.manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_512, "size": image.manifest.len(),
+                       "platform": {"architecture": "amd64", "os": "linux"}}]
+    })
+    .to_string();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha512(&image.config), "size": image.config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": sha512(&image.layer), "size": image.layer.len()}]
+    })
+    .to_string();
+    Server::start(move |conn| {
+        let mut w = conn.try_clone().unwrap();
+        let mut r = BufReader::new(conn);
+        while let Ok(Some(head)) = Head::read(&mut r) {
+            if read_body(&mut r, &head).is_err() {
+                return;
+            }
+            let target = head.target().to_string();
+            seen.lock().unwrap().push(Seen {
+                method: head.method().to_string(),
+                target: target.clone(),
+                authorization: None,
+            });
+            let dist = (
+                "Docker-Distribution-Api-Version",
+                "registry/2.0".to_string(),
+            );
+            let doc = |media: &str| ("Content-Type", media.to_string());
+            let res = if target == "/v2/" {
+                respond(&mut w, 200, &[dist], b"{}")
+            } else if target.ends_with("/manifests/index") {
+                let ct = doc("application/vnd.oci.image.index.v1+json");
+                respond(&mut w, 200, &[dist, ct], index.as_bytes())
+            } else if target.ends_with("/manifests/blobs") {
+                let ct = doc("application/vnd.oci.image.manifest.v1+json");
+                respond(&mut w, 200, &[dist, ct], manifest.as_bytes())
+            } else {
+                respond(&mut w, 404, &[dist], &error_body("MANIFEST_UNKNOWN", "no"))
+            };
+            if res.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn sha512_digests_in_a_registrys_documents_are_called_unsupported_not_a_mismatch() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = sha512_registry(seen.clone());
+    let host = format!("127.0.0.1:{}", server.port);
+    for tag in ["index", "blobs"] {
+        let env = Env::new();
+        let reference = format!("{host}/hostile/model:{tag}");
+        for args in [
+            vec!["pull", reference.as_str()],
+            vec!["inspect", reference.as_str()],
+        ] {
+            let out = env.modelcar(&args).failure();
+            let out = out.stderr_has(&["sha512", "sha256 digests only", "hint:"]);
+            assert!(!out.stderr.contains("does not match"), "{}", out.stderr);
+        }
+        assert_eq!(
+            env.modelcar(&["images", "--json"]).success().stdout.trim(),
+            "[]"
+        );
+    }
+    // Refused before it was asked for: no request names a sha512 digest.
+    let got = seen.lock().unwrap().clone();
+    assert!(!got.iter().any(|s| s.target.contains("sha512")), "{got:?}");
+}
+
+/// Upload `bytes` to a real registry as a blob named by `digest`, which must be accepted.
+fn upload_as(http: &reqwest::blocking::Client, host: &str, repo: &str, digest: &str, bytes: &[u8]) {
+    let start = http
+        .post(format!("http://{host}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(start.status().as_u16(), 202);
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put = http
+        .put(format!("{location}{sep}digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201, "{:?}", put.text());
+}
+
+#[test]
+fn sha512_digests_in_an_image_on_a_real_registry_are_called_unsupported_not_a_mismatch() {
+    // The distribution registry takes blobs and manifests named by sha512 (as the OCI
+    // specification allows); modelcar refuses to pull them, saying why.
+    let reg = Registry::plain();
+    let host = reg.host();
+    let http = reqwest::blocking::Client::new();
+    let image = TinyImage::new();
+    let (config, layer) = (sha512(&image.config), sha512(&image.layer));
+    upload_as(&http, &host, "hostile/model", &config, &image.config);
+    upload_as(&http, &host, "hostile/model", &layer, &image.layer);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config, "size": image.config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer, "size": image.layer.len()}]
+    })
+    .to_string();
+    let put = http
+        .put(format!("http://{host}/v2/hostile/model/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201, "{:?}", put.text());
+    // The registry serves the blob by its sha512 name: the content is there to be pulled.
+    let got = http
+        .get(format!("http://{host}/v2/hostile/model/blobs/{layer}"))
+        .send()
+        .unwrap();
+    assert_eq!(got.bytes().unwrap().as_ref(), image.layer.as_slice());
+
+    let env = Env::new();
+    let out = env
+        .modelcar(&["pull", &format!("{host}/hostile/model:v1")])
+        .failure();
+    let out = out.stderr_has(&["sha512", "sha256 digests only", "hint:"]);
+    assert!(!out.stderr.contains("does not match"), "{}", out.stderr);
+    assert_eq!(
+        env.modelcar(&["images", "--json"]).success().stdout.trim(),
+        "[]"
+    );
+}
