@@ -93,6 +93,22 @@ pub const MAX_TAR_EXTENSION: u64 = 64 << 10;
 /// only `--ultra` levels and `--long` mode more, which no container tool writes by default.
 pub const MAX_ZSTD_WINDOW_LOG: u32 = 25;
 
+/// Most bytes a compressed layer may expand to, per byte of its compressed size (its
+/// descriptor's size, checked against the blob). Listing a compressed layer means decompressing
+/// all of it, file contents included, so what a layer expands to is the time it costs to read.
+/// Real layers expand 2 to 10 times (text and binaries), tar headers of empty files a few tens;
+/// only long runs of one byte go further (gzip reaches about 1000, zstd tens of thousands and
+/// more), which is what decompression bombs are made of. A weights file compresses by a few
+/// percent at most, so a 100 GB model layer is far from this. `--max-layer-expansion` /
+/// `MODELCAR_MAX_LAYER_EXPANSION` change it (0: no limit).
+pub const MAX_LAYER_EXPANSION: u64 = 100;
+
+/// Bytes that the layers one store (one command) reads may expand to beyond
+/// [`MAX_LAYER_EXPANSION`] times their size, together: room for a layer holding a sparse file of
+/// zeros (a `lastlog` of a large UID, an empty preallocated file), which costs a second or two to
+/// read, while many bombs together cost no more than one.
+pub const LAYER_EXPANSION_ALLOWANCE: u64 = 1 << 30;
+
 // Model format checks
 
 /// Bytes read from the start of a model file to tell what it is (pickle opcodes, an XGBoost or

@@ -534,6 +534,42 @@ fn decompression_bombs_are_listed_in_bounded_memory() {
     }
 }
 
+/// Layers of tens of gigabytes of zeros in a few MB (gzip's ratio for them is about 1000:1,
+/// zstd's far beyond): the commands that read layers stop each when it reaches the expansion
+/// limit (100 times its size, then 1 GiB more) and say why, in seconds rather than the minutes
+/// reading it all would take; export, which copies blobs without decompressing them, copies it.
+#[test]
+fn decompression_bombs_are_refused_at_the_expansion_limit_saying_why() {
+    let dir = temp();
+    let zeros = vec![0u8; 1 << 20];
+    for (zstd, gib) in [(false, 8usize), (true, 64)] {
+        let layout = Layout::new(dir.path().join(format!("layout-{zstd}")));
+        let mut head = header("models/", b'5', 0).to_vec();
+        head.extend(header("models/zeros.bin", b'0', (gib as u64) << 30));
+        let mut tail = header("models/model.joblib", b'0', 0).to_vec();
+        tail.extend(END);
+        let blob = repeated(zstd, &head, &zeros, gib << 10, &tail);
+        assert!(blob.len() < 12 << 20, "{} bytes", blob.len());
+        let layer = layout.put(if zstd { LAYER_ZSTD } else { LAYER_GZIP }, &blob);
+        layout.name(layout.image(std::slice::from_ref(&layer), |_| {}));
+        let digest = layer["digest"].as_str().unwrap().to_string();
+        let started = std::time::Instant::now();
+        let work = every_command(
+            &layout.location(),
+            Expect::Error(&[
+                &digest,
+                "expands to more than",
+                "more than 100 times its compressed size",
+                "decompression bomb",
+                "--max-layer-expansion",
+            ]),
+            Expect::Answer(&[]),
+        );
+        drop(work);
+        eprintln!("{gib} GiB of zeros, zstd {zstd}: {:?}", started.elapsed());
+    }
+}
+
 /// A zstd frame declaring a window past the limit (one libzstd would accept by default, and
 /// hold in memory): refused.
 #[test]
