@@ -52,20 +52,21 @@ impl UploadBody {
     }
 }
 
-/// What the watchdog knows about a request: when it last made progress, and whether the whole
-/// body was handed over.
+/// What the watchdog knows about a request: when it last made progress (none before the
+/// connection asks for the body: until then the connect timeout is the bound), and whether the
+/// whole body was handed over.
 struct Watch {
-    state: Mutex<(Instant, bool)>,
+    state: Mutex<(Option<Instant>, bool)>,
 }
 
 impl Watch {
     fn progressed(&self) {
-        self.state.lock().expect("lock").0 = Instant::now();
+        self.state.lock().expect("lock").0 = Some(Instant::now());
     }
     fn body_sent(&self) {
-        *self.state.lock().expect("lock") = (Instant::now(), true);
+        *self.state.lock().expect("lock") = (Some(Instant::now()), true);
     }
-    fn last(&self) -> (Instant, bool) {
+    fn last(&self) -> (Option<Instant>, bool) {
         *self.state.lock().expect("lock")
     }
 }
@@ -192,7 +193,7 @@ pub fn send(
         .map_err(|e| Error::invalid(format!("cannot set up HTTPS: {e}")))?;
 
     let watch = Arc::new(Watch {
-        state: Mutex::new((Instant::now(), false)),
+        state: Mutex::new((None, false)),
     });
     let url = request.url().clone();
     let mut async_request = reqwest::Request::new(request.method().clone(), url.clone());
@@ -226,11 +227,12 @@ pub fn send(
     let idle = settings.read_timeout;
     let stalled = async move {
         loop {
-            let (last, sent) = watch.last();
-            let deadline = last + idle;
-            if Instant::now() >= deadline {
-                return sent;
-            }
+            let deadline = match watch.last() {
+                (Some(last), sent) if Instant::now() >= last + idle => return sent,
+                (Some(last), _) => last + idle,
+                // Still connecting: look again later.
+                (None, _) => Instant::now() + idle,
+            };
             tokio::time::sleep_until(deadline.into()).await;
         }
     };
