@@ -51,6 +51,9 @@ enum Misbehaviour {
     StallLargeUploads,
     /// Start uploads on this host, read their bytes, and never answer.
     SilentAfterUploads,
+    /// List a bill of materials among the image's referrers, and answer the request for its
+    /// manifest, by digest, with another one (naming another BOM).
+    SwappedReferrer,
     /// Nothing: serve the image (used with Basic auth, and with uploads sent to `other`).
     None,
 }
@@ -101,6 +104,50 @@ impl TinyImage {
             .into_iter()
             .find(|b| digest == sha256(b))
             .map(Vec::as_slice)
+    }
+}
+
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const BOM_TYPE: &str = "application/vnd.cyclonedx+json";
+
+/// A bill of materials listed as a referrer (`listed`, the manifest of the real BOM) and the
+/// manifest served in its place (`served`, naming the `forged` BOM).
+struct SwappedBom {
+    index: Vec<u8>,
+    listed: Vec<u8>,
+    served: Vec<u8>,
+    forged: Vec<u8>,
+}
+
+impl SwappedBom {
+    fn new() -> SwappedBom {
+        let manifest_of = |bom: &[u8]| {
+            serde_json::json!({
+                "schemaVersion": 2, "mediaType": MANIFEST_TYPE, "artifactType": BOM_TYPE,
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                           "digest": sha256(b"{}"), "size": 2},
+                "layers": [{"mediaType": BOM_TYPE, "digest": sha256(bom), "size": bom.len()}]
+            })
+            .to_string()
+            .into_bytes()
+        };
+        let real = br#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[]}"#;
+        let forged = br#"{"bomFormat":"CycloneDX","specVersion":"1.6","forged":true}"#.to_vec();
+        let listed = manifest_of(real);
+        let index = serde_json::json!({
+            "schemaVersion": 2, "mediaType": INDEX_TYPE,
+            "manifests": [{"mediaType": MANIFEST_TYPE, "artifactType": BOM_TYPE,
+                           "digest": sha256(&listed), "size": listed.len()}]
+        })
+        .to_string()
+        .into_bytes();
+        SwappedBom {
+            index,
+            served: manifest_of(&forged),
+            listed,
+            forged,
+        }
     }
 }
 
@@ -206,8 +253,21 @@ fn serve(
             );
             continue;
         }
+        let swapped = SwappedBom::new();
         let result = if target == "/v2/" {
             respond(&mut w, 200, &[dist], b"{}")
+        } else if matches!(how, Misbehaviour::SwappedReferrer) && target.contains("/referrers/") {
+            let ct = ("Content-Type", INDEX_TYPE.to_string());
+            respond(&mut w, 200, &[dist, ct], &swapped.index)
+        } else if matches!(how, Misbehaviour::SwappedReferrer)
+            && target.ends_with(&format!("/manifests/{}", sha256(&swapped.listed)))
+        {
+            let ct = ("Content-Type", MANIFEST_TYPE.to_string());
+            respond(&mut w, 200, &[dist, ct], &swapped.served)
+        } else if matches!(how, Misbehaviour::SwappedReferrer)
+            && target.ends_with(&format!("/blobs/{}", sha256(&swapped.forged)))
+        {
+            respond(&mut w, 200, &[dist], &swapped.forged)
         } else if target.contains("/manifests/sha256-") && head.method() != "PUT" {
             // The referrers tag schema's tags: nothing there yet.
             respond(&mut w, 404, &[dist], &error_body("MANIFEST_UNKNOWN", "no"))
@@ -884,4 +944,17 @@ fn sha512_digests_in_an_image_on_a_real_registry_are_called_unsupported_not_a_mi
         env.modelcar(&["images", "--json"]).success().stdout.trim(),
         "[]"
     );
+}
+
+#[test]
+fn a_referrer_manifest_that_does_not_match_the_digest_it_was_asked_by_is_refused() {
+    let env = Env::new();
+    let reg = FakeRegistry::start(Misbehaviour::SwappedReferrer, false, None);
+    let reference = format!("{}/hostile/model:v1", reg.host());
+    let out = env.modelcar(&["sbom", &reference]).failure();
+    let out = out.stderr_has(&[
+        "does not match its digest",
+        &sha256(&SwappedBom::new().listed),
+    ]);
+    assert!(!out.stdout.contains("forged"), "{}", out.stdout);
 }
