@@ -567,6 +567,40 @@ fn decompression_bombs_are_refused_at_the_expansion_limit_saying_why() {
         );
         drop(work);
         eprintln!("{gib} GiB of zeros, zstd {zstd}: {:?}", started.elapsed());
+        // Where it stopped: at the ratio times its size, then the shared allowance; the ratio
+        // is the option's or the environment's.
+        let size = blob.len() as u64;
+        let ratios: [(&str, u64); 2] = if zstd {
+            [("default", 100), ("environment", 1000)]
+        } else {
+            [("default", 100), ("option", 150)]
+        };
+        for (how, ratio) in ratios {
+            let run = temp();
+            let mut cmd = modelcar(&run.path().join("store"));
+            cmd = match how {
+                "option" => cmd.args(["--max-layer-expansion", &ratio.to_string()]),
+                "environment" => cmd.env("MODELCAR_MAX_LAYER_EXPANSION", ratio.to_string()),
+                _ => cmd,
+            };
+            let out = cmd
+                .args(["inspect", &layout.location(), "--files"])
+                .run()
+                .failure();
+            let stopped: u64 = out
+                .stderr
+                .split("expands to more than ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{}", out.stderr));
+            let limit = ratio * size + modelcar::limits::LAYER_EXPANSION_ALLOWANCE;
+            assert!(
+                stopped <= limit && stopped + (4 << 20) > limit,
+                "{how}: stopped at {stopped}, the limit is {limit}"
+            );
+            assert!(out.stderr.contains(&format!("more than {ratio} times")));
+        }
     }
 }
 
