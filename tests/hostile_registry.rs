@@ -1,11 +1,15 @@
 //! modelcar against registries that misbehave on purpose: one that never answers, one that
 //! trickles bytes, one that asks to wait a day, ones that send wrong or extra bytes, ones that
-//! send the client to another host (a redirect, an upload location), and a TLS registry whose
-//! token service is plain HTTP.
+//! send the client to another host (a redirect, an upload location), ones that stop reading an
+//! upload or never answer it, one that answers a manifest asked for by digest with other bytes,
+//! one whose documents name content by sha512, a port whose connections never complete, and a
+//! TLS registry whose token service is plain HTTP.
 //!
 //! No real registry can be made to do most of this, so most tests here run a small fake
 //! registry on a loopback port (the harness's HTTP helpers) that serves one tiny image and
-//! records every request it gets. The token-realm test uses the real registry behind TLS.
+//! records every request it gets. The token-realm test uses the real registry behind TLS, and
+//! the real registry also serves an image named by sha512 digests. The connection that never
+//! completes is the kernel's doing (a listening socket whose backlog is full), not a fake.
 //! Timeouts are passed short on the command line so that no test waits long.
 
 mod support;
