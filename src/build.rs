@@ -218,7 +218,12 @@ pub fn build(
         }
         Some(source) => {
             let client = remote.map(|r| r.client).or(push);
-            let artifact = crate::modelpack::source::Artifact::open(source, client, &settings)?;
+            let artifact = crate::modelpack::source::Artifact::open(
+                source,
+                client,
+                &settings,
+                store.expansion(),
+            )?;
             let format = check_format(&artifact, &artifact.name, spec)?;
             (artifact.tree().clone(), format, Some(artifact))
         }

@@ -106,6 +106,22 @@ pub const MAX_MODELPACK_LAYERS: usize = 1024;
 /// served by decompressing again.
 pub const MODELPACK_HEADS: usize = 32 << 20;
 
+/// Most bytes a compressed layer may expand to, per byte of its compressed size (its
+/// descriptor's size, checked against the blob). Listing a compressed layer means decompressing
+/// all of it, file contents included, so what a layer expands to is the time it costs to read.
+/// Real layers expand 2 to 10 times (text and binaries), tar headers of empty files a few tens;
+/// only long runs of one byte go further (gzip reaches about 1000, zstd tens of thousands and
+/// more), which is what decompression bombs are made of. A weights file compresses by a few
+/// percent at most, so a 100 GB model layer is far from this. `--max-layer-expansion` /
+/// `MODELCAR_MAX_LAYER_EXPANSION` change it (0: no limit).
+pub const MAX_LAYER_EXPANSION: u64 = 100;
+
+/// Bytes that the layers one store (one command) reads may expand to beyond
+/// [`MAX_LAYER_EXPANSION`] times their size, together: room for a layer holding a sparse file of
+/// zeros (a `lastlog` of a large UID, an empty preallocated file), which costs a second or two to
+/// read, while many bombs together cost no more than one.
+pub const LAYER_EXPANSION_ALLOWANCE: u64 = 1 << 30;
+
 // Model format checks
 
 /// Bytes read from the start of a model file to tell what it is (pickle opcodes, an XGBoost or
@@ -148,9 +164,15 @@ pub const CONNECT_TIMEOUT_SECS: u64 = 30;
 /// Longest silence tolerated on an open connection: no byte of an answer for this long (while
 /// waiting for the status line or between two reads of a body) ends the request. It is not a
 /// limit on a whole transfer: a 100 GB blob may take hours as long as bytes keep coming.
-/// Requests that carry a blob up wait for their answer without it (sending may take hours).
+/// A request that carries a blob up is held to it in both directions: the registry must take
+/// some of the body, and after the whole body send some of its answer, within this time.
 /// `--read-timeout` / `MODELCAR_READ_TIMEOUT` change it.
 pub const READ_TIMEOUT_SECS: u64 = 60;
+
+/// Piece of a blob body handed to a connection at a time. Each piece the connection takes is
+/// progress for the read timeout; the connection's own buffers hold a few hundred KB besides, so
+/// an upload holds well under a MB in memory.
+pub const UPLOAD_PIECE: usize = 256 << 10;
 
 /// Longest `Retry-After` honoured from a registry that answers 429 or 503. A registry may ask
 /// for days; longer requests are cut to this, so a command never sleeps unboundedly on a

@@ -61,14 +61,19 @@ pub struct RootFs {
 
 /// Open a layer blob as an uncompressed tar stream that skips file contents cheaply: by seeking
 /// in an uncompressed blob, by decompressing and discarding in a compressed one.
+///
+/// A compressed layer is cut off, with an [`Error::Limit`] (wrapped in the `io::Error` of the
+/// read), when it expands beyond what the store allows ([`Store::expansion`]): its reading time
+/// stays in proportion to its size.
 pub fn open_layer(store: &Store, desc: &Descriptor) -> Result<Skipping> {
     let compression = layer_compression(desc.media_type())?;
     let file = store.open_blob(desc.digest())?;
+    let bounded = |r: Box<dyn Read>| Expanding::new(r, desc, store.expansion());
     Ok(match compression {
         Compression::None => Skipping::file(file),
-        Compression::Gzip => Skipping::stream(Box::new(flate2::read::MultiGzDecoder::new(
-            BufReader::with_capacity(1 << 20, file),
-        ))),
+        Compression::Gzip => Skipping::stream(Box::new(bounded(Box::new(
+            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)),
+        )))),
         Compression::Zstd => {
             let bad = |e: io::Error| Error::corrupt(format!("layer {}: {e}", desc.digest()));
             let mut decoder =
@@ -76,9 +81,106 @@ pub fn open_layer(store: &Store, desc: &Descriptor) -> Result<Skipping> {
                     .map_err(bad)?;
             // The decoder holds the window a frame declares.
             decoder.window_log_max(MAX_ZSTD_WINDOW_LOG).map_err(bad)?;
-            Skipping::stream(Box::new(decoder))
+            Skipping::stream(Box::new(bounded(Box::new(decoder))))
         }
     })
+}
+
+/// The error of reading layer `digest`: the limit a read met (a layer expanding too far), found
+/// however deep a tar reader wrapped it, or else the read error as corrupt content.
+pub fn layer_read_error(digest: &impl std::fmt::Display, e: io::Error) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        let inner = c.downcast_ref::<io::Error>().and_then(|io| io.get_ref());
+        if let Some(Error::Limit { what, hint }) = inner.and_then(|i| i.downcast_ref::<Error>()) {
+            return Error::Limit {
+                what: what.clone(),
+                hint: hint.clone(),
+            };
+        }
+        cause = match inner {
+            Some(i) => Some(i as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    Error::corrupt(format!("layer {digest}: {e}"))
+}
+
+/// The decompressed stream `inner` of the compressed layer `desc`, cut off with an
+/// [`Error::Limit`] (inside the `io::Error` of the read) when it expands beyond `expansion`
+/// allows: for every reader of decompressed layers, wherever they come from.
+pub fn bound_expansion<'r>(
+    inner: Box<dyn Read + 'r>,
+    desc: &Descriptor,
+    expansion: &std::sync::Arc<crate::store::Expansion>,
+) -> Box<dyn Read + 'r> {
+    Box::new(Expanding::new(inner, desc, expansion))
+}
+
+/// A decompressed layer stream that counts what it gives and stops at the store's expansion
+/// limit: `size` (the compressed size) times the ratio, then what the shared allowance has left.
+struct Expanding<'r> {
+    inner: Box<dyn Read + 'r>,
+    digest: String,
+    size: u64,
+    out: u64,
+    expansion: std::sync::Arc<crate::store::Expansion>,
+}
+
+impl<'r> Expanding<'r> {
+    fn new(
+        inner: Box<dyn Read + 'r>,
+        desc: &Descriptor,
+        expansion: &std::sync::Arc<crate::store::Expansion>,
+    ) -> Self {
+        Expanding {
+            inner,
+            digest: desc.digest().to_string(),
+            size: desc.size(),
+            out: 0,
+            expansion: expansion.clone(),
+        }
+    }
+}
+
+impl Read for Expanding<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        let n = self.inner.read(buf)?;
+        let ratio = self.expansion.ratio;
+        if ratio == 0 || n == 0 {
+            return Ok(n);
+        }
+        let own = self.size.saturating_mul(ratio);
+        let before = self.out;
+        self.out += n as u64;
+        // Bytes of this read beyond the layer's own share draw on the shared allowance.
+        let excess = self.out.saturating_sub(own.max(before)).min(n as u64);
+        if excess > 0 {
+            let drawn = self.expansion.allowance.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |left| left.checked_sub(excess),
+            );
+            if drawn.is_err() {
+                let allowance = crate::limits::LAYER_EXPANSION_ALLOWANCE;
+                return Err(Error::Limit {
+                    what: format!(
+                        "layer {} expands to more than {} bytes: more than {ratio} times its compressed size ({} bytes), beyond the {} MiB that layers may expand past that together; a layer expanding this far is a decompression bomb, or holds long runs of one byte (a sparse file)",
+                        self.digest,
+                        before,
+                        self.size,
+                        allowance >> 20
+                    ),
+                    hint: Some(format!(
+                        "if you trust where the image comes from, allow more with --max-layer-expansion (now {ratio}; 0 for no limit) or MODELCAR_MAX_LAYER_EXPANSION"
+                    )),
+                }
+                .into_io());
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// A buffered layer stream whose only seek is a forward skip from the current position (what
@@ -214,7 +316,11 @@ impl ListingError {
     /// The error of the library about the archive `what` (a layer, a file).
     pub fn about(self, what: &str) -> Error {
         match self {
-            ListingError::Io(e) => Error::corrupt(format!("{what} cannot be read as tar: {e}")),
+            ListingError::Io(e) => match Error::from_io(e) {
+                // A limit met while reading (a layer expanding too far) says so itself.
+                Ok(inner) => inner,
+                Err(e) => Error::corrupt(format!("{what} cannot be read as tar: {e}")),
+            },
             ListingError::Limit(limit) => Error::limit(format!("{what} {limit}")),
         }
     }
@@ -731,6 +837,7 @@ pub fn search_path(config: &serde_json::Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn layer(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
@@ -770,6 +877,67 @@ mod tests {
             "/usr/bin/busybox"
         );
         assert!(fs.find_executable("sleep", &path).is_none());
+    }
+
+    /// Read `len` zeros through an [`Expanding`] stream of a layer of `size` compressed bytes:
+    /// how far it got, and the error that stopped it.
+    fn expand(
+        expansion: &Arc<crate::store::Expansion>,
+        size: u64,
+        len: u64,
+    ) -> (u64, Option<String>) {
+        let mut r = Expanding {
+            inner: Box::new(io::repeat(0).take(len)),
+            digest: "sha256:test".into(),
+            size,
+            out: 0,
+            expansion: expansion.clone(),
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return (got, None),
+                Ok(n) => got += n as u64,
+                Err(e) => {
+                    let e = layer_read_error(&"sha256:test", e);
+                    assert!(matches!(e, Error::Limit { .. }), "{e:?}");
+                    return (got, Some(e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn expansion(ratio: u64) -> Arc<crate::store::Expansion> {
+        Arc::new(crate::store::Expansion {
+            ratio,
+            allowance: crate::limits::LAYER_EXPANSION_ALLOWANCE.into(),
+        })
+    }
+
+    #[test]
+    fn layers_of_real_ratios_expand_freely_and_bombs_stop_at_the_limit() {
+        use std::sync::atomic::Ordering;
+        let allowance = crate::limits::LAYER_EXPANSION_ALLOWANCE;
+        let limits = expansion(crate::limits::MAX_LAYER_EXPANSION);
+        // Weights (gzip barely shrinks them) and text (about 5:1): read whole, nothing drawn
+        // from the shared allowance.
+        assert_eq!(expand(&limits, 900 << 20, 1 << 30), (1 << 30, None));
+        assert_eq!(expand(&limits, 20 << 20, 100 << 20), (100 << 20, None));
+        assert_eq!(limits.allowance.load(Ordering::Relaxed), allowance);
+        // A layer of 1 MiB expanding past 100 times that: the rest comes from the allowance,
+        // and the read stops when it runs out, with a limit error saying why.
+        let (got, e) = expand(&limits, 1 << 20, 4 << 30);
+        assert!(got <= (100 << 20) + allowance, "{got}");
+        assert!(got >= (100 << 20) + allowance - (1 << 20), "{got}");
+        let e = e.expect("refused");
+        assert!(e.contains("more than 100 times its compressed size"), "{e}");
+        // The allowance is shared: the next layer past its own share stops at once.
+        let (got, e) = expand(&limits, 1 << 20, 200 << 20);
+        assert!(got <= 100 << 20, "{got}");
+        assert!(e.is_some());
+        // Without a limit (0), anything goes.
+        assert_eq!(expand(&expansion(0), 1, 2 << 30), (2 << 30, None));
     }
 
     #[test]

@@ -47,6 +47,18 @@ pub struct Store {
     lock: File,
     /// Temporary files of killed processes removed when the store was opened.
     reclaimed: Reclaimed,
+    /// How far the layers read through this store may expand (see [`Store::expansion`]).
+    expansion: std::sync::Arc<Expansion>,
+}
+
+/// How far compressed layers read through a store may expand when decompressed: each up to
+/// `ratio` times its compressed size, and all of them together by `allowance` bytes more.
+#[derive(Debug)]
+pub struct Expansion {
+    /// Bytes per compressed byte; 0 for no limit.
+    pub ratio: u64,
+    /// Bytes still allowed beyond `ratio`, for all layers together.
+    pub allowance: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -101,6 +113,10 @@ impl Store {
             root,
             lock,
             reclaimed: Reclaimed::default(),
+            expansion: std::sync::Arc::new(Expansion {
+                ratio: crate::limits::MAX_LAYER_EXPANSION,
+                allowance: crate::limits::LAYER_EXPANSION_ALLOWANCE.into(),
+            }),
         };
         if !store.index_path().exists() {
             // Creating: one process at a time writes the layout files.
@@ -180,6 +196,21 @@ impl Store {
     }
 
     /// Open a blob for streaming.
+    /// How far compressed layers read through this store may expand
+    /// ([`crate::limits::MAX_LAYER_EXPANSION`] times their size by default).
+    pub fn expansion(&self) -> &std::sync::Arc<Expansion> {
+        &self.expansion
+    }
+
+    /// Let each compressed layer read through this store expand to `ratio` times its size
+    /// (0: without limit), besides the shared allowance.
+    pub fn set_max_layer_expansion(&mut self, ratio: u64) {
+        self.expansion = std::sync::Arc::new(Expansion {
+            ratio,
+            allowance: crate::limits::LAYER_EXPANSION_ALLOWANCE.into(),
+        });
+    }
+
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         let path = self.blob_path(digest);
         File::open(&path).map_err(|e| {

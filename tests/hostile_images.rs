@@ -534,6 +534,76 @@ fn decompression_bombs_are_listed_in_bounded_memory() {
     }
 }
 
+/// Layers of tens of gigabytes of zeros in a few MB (gzip's ratio for them is about 1000:1,
+/// zstd's far beyond): the commands that read layers stop each when it reaches the expansion
+/// limit (100 times its size, then 1 GiB more) and say why, in seconds rather than the minutes
+/// reading it all would take; export, which copies blobs without decompressing them, copies it.
+#[test]
+fn decompression_bombs_are_refused_at_the_expansion_limit_saying_why() {
+    let dir = temp();
+    let zeros = vec![0u8; 1 << 20];
+    for (zstd, gib) in [(false, 8usize), (true, 64)] {
+        let layout = Layout::new(dir.path().join(format!("layout-{zstd}")));
+        let mut head = header("models/", b'5', 0).to_vec();
+        head.extend(header("models/zeros.bin", b'0', (gib as u64) << 30));
+        let mut tail = header("models/model.joblib", b'0', 0).to_vec();
+        tail.extend(END);
+        let blob = repeated(zstd, &head, &zeros, gib << 10, &tail);
+        assert!(blob.len() < 12 << 20, "{} bytes", blob.len());
+        let layer = layout.put(if zstd { LAYER_ZSTD } else { LAYER_GZIP }, &blob);
+        layout.name(layout.image(std::slice::from_ref(&layer), |_| {}));
+        let digest = layer["digest"].as_str().unwrap().to_string();
+        let started = std::time::Instant::now();
+        let work = every_command(
+            &layout.location(),
+            Expect::Error(&[
+                &digest,
+                "expands to more than",
+                "more than 100 times its compressed size",
+                "decompression bomb",
+                "--max-layer-expansion",
+            ]),
+            Expect::Answer(&[]),
+        );
+        drop(work);
+        eprintln!("{gib} GiB of zeros, zstd {zstd}: {:?}", started.elapsed());
+        // Where it stopped: at the ratio times its size, then the shared allowance; the ratio
+        // is the option's or the environment's.
+        let size = blob.len() as u64;
+        let ratios: [(&str, u64); 2] = if zstd {
+            [("default", 100), ("environment", 1000)]
+        } else {
+            [("default", 100), ("option", 150)]
+        };
+        for (how, ratio) in ratios {
+            let run = temp();
+            let mut cmd = modelcar(&run.path().join("store"));
+            cmd = match how {
+                "option" => cmd.args(["--max-layer-expansion", &ratio.to_string()]),
+                "environment" => cmd.env("MODELCAR_MAX_LAYER_EXPANSION", ratio.to_string()),
+                _ => cmd,
+            };
+            let out = cmd
+                .args(["inspect", &layout.location(), "--files"])
+                .run()
+                .failure();
+            let stopped: u64 = out
+                .stderr
+                .split("expands to more than ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{}", out.stderr));
+            let limit = ratio * size + modelcar::limits::LAYER_EXPANSION_ALLOWANCE;
+            assert!(
+                stopped <= limit && stopped + (4 << 20) > limit,
+                "{how}: stopped at {stopped}, the limit is {limit}"
+            );
+            assert!(out.stderr.contains(&format!("more than {ratio} times")));
+        }
+    }
+}
+
 /// A zstd frame declaring a window past the limit (one libzstd would accept by default, and
 /// hold in memory): refused.
 #[test]

@@ -1,11 +1,15 @@
 //! modelcar against registries that misbehave on purpose: one that never answers, one that
 //! trickles bytes, one that asks to wait a day, ones that send wrong or extra bytes, ones that
-//! send the client to another host (a redirect, an upload location), and a TLS registry whose
-//! token service is plain HTTP.
+//! send the client to another host (a redirect, an upload location), ones that stop reading an
+//! upload or never answer it, one that answers a manifest asked for by digest with other bytes,
+//! one whose documents name content by sha512, a port whose connections never complete, and a
+//! TLS registry whose token service is plain HTTP.
 //!
 //! No real registry can be made to do most of this, so most tests here run a small fake
 //! registry on a loopback port (the harness's HTTP helpers) that serves one tiny image and
-//! records every request it gets. The token-realm test uses the real registry behind TLS.
+//! records every request it gets. The token-realm test uses the real registry behind TLS, and
+//! the real registry also serves an image named by sha512 digests. The connection that never
+//! completes is the kernel's doing (a listening socket whose backlog is full), not a fake.
 //! Timeouts are passed short on the command line so that no test waits long.
 
 mod support;
@@ -46,6 +50,14 @@ enum Misbehaviour {
     DenyUploads,
     /// Start uploads on this host, then never read their bytes nor answer.
     StallUploads,
+    /// Start uploads on this host, take those of at most 4 MiB (the base's layers), and never
+    /// read the bytes of larger ones nor answer.
+    StallLargeUploads,
+    /// Start uploads on this host, read their bytes, and never answer.
+    SilentAfterUploads,
+    /// List a bill of materials among the image's referrers, and answer the request for its
+    /// manifest, by digest, with another one (naming another BOM).
+    SwappedReferrer,
     /// Nothing: serve the image (used with Basic auth, and with uploads sent to `other`).
     None,
 }
@@ -96,6 +108,50 @@ impl TinyImage {
             .into_iter()
             .find(|b| digest == sha256(b))
             .map(Vec::as_slice)
+    }
+}
+
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const BOM_TYPE: &str = "application/vnd.cyclonedx+json";
+
+/// A bill of materials listed as a referrer (`listed`, the manifest of the real BOM) and the
+/// manifest served in its place (`served`, naming the `forged` BOM).
+struct SwappedBom {
+    index: Vec<u8>,
+    listed: Vec<u8>,
+    served: Vec<u8>,
+    forged: Vec<u8>,
+}
+
+impl SwappedBom {
+    fn new() -> SwappedBom {
+        let manifest_of = |bom: &[u8]| {
+            serde_json::json!({
+                "schemaVersion": 2, "mediaType": MANIFEST_TYPE, "artifactType": BOM_TYPE,
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                           "digest": sha256(b"{}"), "size": 2},
+                "layers": [{"mediaType": BOM_TYPE, "digest": sha256(bom), "size": bom.len()}]
+            })
+            .to_string()
+            .into_bytes()
+        };
+        let real = br#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[]}"#;
+        let forged = br#"{"bomFormat":"CycloneDX","specVersion":"1.6","forged":true}"#.to_vec();
+        let listed = manifest_of(real);
+        let index = serde_json::json!({
+            "schemaVersion": 2, "mediaType": INDEX_TYPE,
+            "manifests": [{"mediaType": MANIFEST_TYPE, "artifactType": BOM_TYPE,
+                           "digest": sha256(&listed), "size": listed.len()}]
+        })
+        .to_string()
+        .into_bytes();
+        SwappedBom {
+            index,
+            served: manifest_of(&forged),
+            listed,
+            forged,
+        }
     }
 }
 
@@ -169,14 +225,21 @@ fn serve(
             let _ = read_body(&mut r, &head);
             return;
         }
-        if matches!(how, Misbehaviour::StallUploads) && target.contains("/upload/") {
+        let large = head.content_length().is_some_and(|n| n > 4 << 20);
+        if (matches!(how, Misbehaviour::StallUploads)
+            || matches!(how, Misbehaviour::StallLargeUploads) && large)
+            && target.contains("/upload/")
+        {
             std::thread::sleep(Duration::from_secs(3600));
             return;
         }
         let Ok(_body) = read_body(&mut r, &head) else {
             return;
         };
-        if let Misbehaviour::Silent = how {
+        let upload = target.contains("/upload/");
+        if matches!(how, Misbehaviour::Silent)
+            || (matches!(how, Misbehaviour::SilentAfterUploads) && upload)
+        {
             std::thread::sleep(Duration::from_secs(3600));
             return;
         }
@@ -194,8 +257,21 @@ fn serve(
             );
             continue;
         }
+        let swapped = SwappedBom::new();
         let result = if target == "/v2/" {
             respond(&mut w, 200, &[dist], b"{}")
+        } else if matches!(how, Misbehaviour::SwappedReferrer) && target.contains("/referrers/") {
+            let ct = ("Content-Type", INDEX_TYPE.to_string());
+            respond(&mut w, 200, &[dist, ct], &swapped.index)
+        } else if matches!(how, Misbehaviour::SwappedReferrer)
+            && target.ends_with(&format!("/manifests/{}", sha256(&swapped.listed)))
+        {
+            let ct = ("Content-Type", MANIFEST_TYPE.to_string());
+            respond(&mut w, 200, &[dist, ct], &swapped.served)
+        } else if matches!(how, Misbehaviour::SwappedReferrer)
+            && target.ends_with(&format!("/blobs/{}", sha256(&swapped.forged)))
+        {
+            respond(&mut w, 200, &[dist], &swapped.forged)
         } else if target.contains("/manifests/sha256-") && head.method() != "PUT" {
             // The referrers tag schema's tags: nothing there yet.
             respond(&mut w, 404, &[dist], &error_body("MANIFEST_UNKNOWN", "no"))
@@ -267,7 +343,7 @@ fn serve(
                 None => "/upload/session-1".to_string(),
             };
             respond(&mut w, 202, &[dist, ("Location", to)], b"")
-        } else if head.method() == "PUT" && target.contains("/manifests/") {
+        } else if head.method() == "PUT" && (target.contains("/manifests/") || upload) {
             respond(&mut w, 201, &[dist], b"")
         } else {
             respond(&mut w, 404, &[dist], &error_body("UNSUPPORTED", "no"))
@@ -551,4 +627,338 @@ fn a_build_push_whose_registry_stops_reading_fails_within_the_read_timeout() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_build_push_whose_registry_takes_the_bytes_and_never_answers_fails_within_the_read_timeout() {
+    let env = Env::new();
+    let reg = FakeRegistry::start(Misbehaviour::SilentAfterUploads, false, None);
+    let models = sklearn_models(&env.path("models"));
+    write_random(&models.join("weights.bin"), 2 << 20, 4);
+    let dest = format!("{}/hostile/silent:v1", reg.host());
+    let started = Instant::now();
+    env.cmd()
+        .args(["--read-timeout", "1", "--retries", "0"])
+        .build(&models, &dest, &bases().busybox())
+        .args(["--push", "--layers", "single", "--compression", "none"])
+        .run()
+        .failure()
+        .stderr_has(&[
+            &reg.host(),
+            "took no bytes and sent no answer for 1 s",
+            "uploading a layer",
+        ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `modelcar push` of an image whose model layer is `size` bytes (uncompressed) to a fake
+/// registry misbehaving as `how`, with a read timeout of 1 s and no retries: the failure and
+/// how long it took.
+fn push_to_stalling(
+    how: Misbehaviour,
+    size: u64,
+) -> (support::cmd::Outcome, FakeRegistry, Duration) {
+    let env = Env::new();
+    let reg = FakeRegistry::start(how, false, None);
+    let models = sklearn_models(&env.path("models"));
+    write_random(&models.join("weights.bin"), size, 5);
+    let dest = format!("{}/hostile/stalled:v1", reg.host());
+    env.build(
+        &models,
+        &dest,
+        &bases().busybox(),
+        &["--layers", "single", "--compression", "none"],
+    );
+    let started = Instant::now();
+    let out = env
+        .cmd()
+        .args(["--read-timeout", "1", "--retries", "0", "push", &dest])
+        .run()
+        .failure();
+    (out, reg, started.elapsed())
+}
+
+#[test]
+fn a_push_whose_registry_stops_reading_a_put_body_fails_within_the_read_timeout() {
+    // 15 MiB: one PUT (blobs up to 16 MiB), more than the socket buffers on both sides hold.
+    let (out, reg, took) = push_to_stalling(Misbehaviour::StallLargeUploads, 15 << 20);
+    out.stderr_has(&[
+        &reg.host(),
+        "took no bytes for 1 s",
+        "uploading blob sha256:",
+    ]);
+    assert!(reg
+        .seen()
+        .iter()
+        .any(|s| s.method == "PUT" && s.target.contains("/upload/")));
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn a_push_whose_registry_stops_reading_a_patch_body_fails_within_the_read_timeout() {
+    // 40 MiB: a streamed PATCH (blobs over 16 MiB), far more than the socket buffers hold.
+    let (out, reg, took) = push_to_stalling(Misbehaviour::StallLargeUploads, 40 << 20);
+    out.stderr_has(&[
+        &reg.host(),
+        "took no bytes for 1 s",
+        "uploading blob sha256:",
+    ]);
+    assert!(reg
+        .seen()
+        .iter()
+        .any(|s| s.method == "PATCH" && s.target.contains("/upload/")));
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn a_push_whose_registry_takes_the_bytes_and_never_answers_fails_within_the_read_timeout() {
+    let (out, reg, took) = push_to_stalling(Misbehaviour::SilentAfterUploads, 2 << 20);
+    out.stderr_has(&[
+        &reg.host(),
+        "took no bytes and sent no answer for 1 s",
+        "uploading blob sha256:",
+    ]);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+/// A loopback port whose listening socket accepts nothing: its queue of connections waiting to
+/// be accepted holds one, and that one is taken here, so the kernel drops every further SYN and
+/// a connection to the port never completes (as with a firewall that drops packets). The
+/// kernel does this on its own; no fake protocol is involved.
+struct FullBacklog {
+    _listener: std::net::TcpListener,
+    _queued: TcpStream,
+    port: u16,
+}
+
+impl FullBacklog {
+    fn new() -> FullBacklog {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: listen(2) on a socket this value owns; only its backlog changes.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        let port = listener.local_addr().unwrap().port();
+        let queued = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // The queue is now full: a further connection must not complete.
+        let probe = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        assert!(
+            TcpStream::connect_timeout(&probe, Duration::from_millis(300)).is_err(),
+            "the kernel completed a connection to a full backlog"
+        );
+        FullBacklog {
+            _listener: listener,
+            _queued: queued,
+            port,
+        }
+    }
+}
+
+#[test]
+fn a_registry_that_never_accepts_the_connection_fails_within_the_connect_timeout_saying_so() {
+    let port = FullBacklog::new();
+    let host = format!("127.0.0.1:{}", port.port);
+    let reference = format!("{host}/hostile/model:v1");
+    // By option, and by environment variable; the read timeout is long, so that only the
+    // connect timeout can end the wait.
+    for how in ["option", "environment"] {
+        let env = Env::new();
+        let mut cmd = env.cmd().args(["--read-timeout", "600", "--retries", "0"]);
+        cmd = match how {
+            "option" => cmd.args(["--connect-timeout", "1"]),
+            _ => cmd.env("MODELCAR_CONNECT_TIMEOUT", "1"),
+        };
+        let started = Instant::now();
+        let out = cmd.args(["pull", &reference]).run().failure();
+        let took = started.elapsed();
+        out.stderr_has(&[
+            &host,
+            "did not accept a connection within 1 s",
+            "--connect-timeout",
+        ]);
+        // HTTPS, then plain HTTP (a loopback registry may be either): one second each.
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+            "{how}: took {took:?}"
+        );
+    }
+}
+
+/// `sha512:<hex>` of `bytes`, by coreutils' sha512sum (a digest modelcar does not compute).
+fn sha512(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob");
+    std::fs::write(&file, bytes).unwrap();
+    let out = std::process::Command::new("sha512sum")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    format!("sha512:{}", text.split_whitespace().next().unwrap())
+}
+
+/// A registry serving documents that refer to content by sha512 digests: tag `index` is an
+/// index whose one manifest is named by sha512, tag `blobs` a manifest whose config and layer
+/// are. It serves 404 for everything else, and records what is asked.
+fn sha512_registry(seen: Arc<Mutex<Vec<Seen>>>) -> Server {
+    let image = TinyImage::new();
+    let manifest_512 = sha512(&image.manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_512, "size": image.manifest.len(),
+                       "platform": {"architecture": "amd64", "os": "linux"}}]
+    })
+    .to_string();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha512(&image.config), "size": image.config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": sha512(&image.layer), "size": image.layer.len()}]
+    })
+    .to_string();
+    Server::start(move |conn| {
+        let mut w = conn.try_clone().unwrap();
+        let mut r = BufReader::new(conn);
+        while let Ok(Some(head)) = Head::read(&mut r) {
+            if read_body(&mut r, &head).is_err() {
+                return;
+            }
+            let target = head.target().to_string();
+            seen.lock().unwrap().push(Seen {
+                method: head.method().to_string(),
+                target: target.clone(),
+                authorization: None,
+            });
+            let dist = (
+                "Docker-Distribution-Api-Version",
+                "registry/2.0".to_string(),
+            );
+            let doc = |media: &str| ("Content-Type", media.to_string());
+            let res = if target == "/v2/" {
+                respond(&mut w, 200, &[dist], b"{}")
+            } else if target.ends_with("/manifests/index") {
+                let ct = doc("application/vnd.oci.image.index.v1+json");
+                respond(&mut w, 200, &[dist, ct], index.as_bytes())
+            } else if target.ends_with("/manifests/blobs") {
+                let ct = doc("application/vnd.oci.image.manifest.v1+json");
+                respond(&mut w, 200, &[dist, ct], manifest.as_bytes())
+            } else {
+                respond(&mut w, 404, &[dist], &error_body("MANIFEST_UNKNOWN", "no"))
+            };
+            if res.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn sha512_digests_in_a_registrys_documents_are_called_unsupported_not_a_mismatch() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let server = sha512_registry(seen.clone());
+    let host = format!("127.0.0.1:{}", server.port);
+    for tag in ["index", "blobs"] {
+        let env = Env::new();
+        let reference = format!("{host}/hostile/model:{tag}");
+        for args in [
+            vec!["pull", reference.as_str()],
+            vec!["inspect", reference.as_str()],
+        ] {
+            let out = env.modelcar(&args).failure();
+            let out = out.stderr_has(&["sha512", "sha256 digests only", "hint:"]);
+            assert!(!out.stderr.contains("does not match"), "{}", out.stderr);
+        }
+        assert_eq!(
+            env.modelcar(&["images", "--json"]).success().stdout.trim(),
+            "[]"
+        );
+    }
+    // Refused before it was asked for: no request names a sha512 digest.
+    let got = seen.lock().unwrap().clone();
+    assert!(!got.iter().any(|s| s.target.contains("sha512")), "{got:?}");
+}
+
+/// Upload `bytes` to a real registry as a blob named by `digest`, which must be accepted.
+fn upload_as(http: &reqwest::blocking::Client, host: &str, repo: &str, digest: &str, bytes: &[u8]) {
+    let start = http
+        .post(format!("http://{host}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(start.status().as_u16(), 202);
+    let location = start.headers()["location"].to_str().unwrap().to_string();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put = http
+        .put(format!("{location}{sep}digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201, "{:?}", put.text());
+}
+
+#[test]
+fn sha512_digests_in_an_image_on_a_real_registry_are_called_unsupported_not_a_mismatch() {
+    // The distribution registry takes blobs and manifests named by sha512 (as the OCI
+    // specification allows); modelcar refuses to pull them, saying why.
+    let reg = Registry::plain();
+    let host = reg.host();
+    let http = reqwest::blocking::Client::new();
+    let image = TinyImage::new();
+    let (config, layer) = (sha512(&image.config), sha512(&image.layer));
+    upload_as(&http, &host, "hostile/model", &config, &image.config);
+    upload_as(&http, &host, "hostile/model", &layer, &image.layer);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config, "size": image.config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer, "size": image.layer.len()}]
+    })
+    .to_string();
+    let put = http
+        .put(format!("http://{host}/v2/hostile/model/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201, "{:?}", put.text());
+    // The registry serves the blob by its sha512 name: the content is there to be pulled.
+    let got = http
+        .get(format!("http://{host}/v2/hostile/model/blobs/{layer}"))
+        .send()
+        .unwrap();
+    assert_eq!(got.bytes().unwrap().as_ref(), image.layer.as_slice());
+
+    let env = Env::new();
+    let out = env
+        .modelcar(&["pull", &format!("{host}/hostile/model:v1")])
+        .failure();
+    let out = out.stderr_has(&["sha512", "sha256 digests only", "hint:"]);
+    assert!(!out.stderr.contains("does not match"), "{}", out.stderr);
+    assert_eq!(
+        env.modelcar(&["images", "--json"]).success().stdout.trim(),
+        "[]"
+    );
+}
+
+#[test]
+fn a_referrer_manifest_that_does_not_match_the_digest_it_was_asked_by_is_refused() {
+    let env = Env::new();
+    let reg = FakeRegistry::start(Misbehaviour::SwappedReferrer, false, None);
+    let reference = format!("{}/hostile/model:v1", reg.host());
+    let out = env.modelcar(&["sbom", &reference]).failure();
+    let out = out.stderr_has(&[
+        "does not match its digest",
+        &sha256(&SwappedBom::new().listed),
+    ]);
+    assert!(!out.stdout.contains("forged"), "{}", out.stdout);
 }

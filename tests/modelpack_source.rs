@@ -12,7 +12,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -605,6 +605,38 @@ fn tar_layer(entries: &[Entry]) -> Layer {
         bytes: tar_of(entries),
         annotations: BTreeMap::new(),
     }
+}
+
+/// A zstd-compressed tar layer holding one file of `len` zeros, compressed as it is made (a few
+/// hundred KB for gigabytes): a decompression bomb.
+fn zstd_bomb(path: &str, len: u64) -> Layer {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    {
+        let mut b = tar::Builder::new(&mut enc);
+        let mut h = tar::Header::new_ustar();
+        h.set_size(len);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_path(path).unwrap();
+        h.set_cksum();
+        b.append(&h, std::io::repeat(0).take(len)).unwrap();
+        b.finish().unwrap();
+    }
+    Layer {
+        media_type: "application/vnd.cncf.model.weight.v1.tar+zstd".into(),
+        bytes: enc.finish().unwrap(),
+        annotations: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn a_decompression_bomb_layer_is_refused_at_the_expansion_limit_saying_why() {
+    // 2 GiB of zeros: beyond 100 times its compressed size plus the shared 1 GiB.
+    let bomb = zstd_bomb("model.joblib", 2 << 30);
+    assert!(bomb.bytes.len() < 4 << 20, "{}", bomb.bytes.len());
+    let err = refused(&[bomb]);
+    assert!(err.contains("expands to more than"), "{err}");
+    assert!(err.contains("--max-layer-expansion"), "{err}");
 }
 
 #[test]

@@ -95,6 +95,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N", env = "MODELCAR_RETRIES",
           default_value_t = limits::RETRIES)]
     pub retries: u32,
+    /// Most bytes a compressed layer may expand to per compressed byte when it is read
+    /// (beyond 1 GiB for all layers together); 0 for no limit. Decompression bombs stop here.
+    #[arg(long, global = true, value_name = "RATIO", env = "MODELCAR_MAX_LAYER_EXPANSION",
+          default_value_t = limits::MAX_LAYER_EXPANSION)]
+    pub max_layer_expansion: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -212,6 +217,7 @@ impl Command {
 pub struct Context {
     pub quiet: bool,
     store_path: PathBuf,
+    max_layer_expansion: u64,
     project_file: Option<PathBuf>,
     registry_options: modelcar::registry::Options,
     client: std::sync::OnceLock<modelcar::registry::Client>,
@@ -236,7 +242,9 @@ impl Context {
     }
 
     pub fn store(&self) -> anyhow::Result<Store> {
-        Ok(Store::open(&self.store_path)?)
+        let mut store = Store::open(&self.store_path)?;
+        store.set_max_layer_expansion(self.max_layer_expansion);
+        Ok(store)
     }
 
     /// The project file: the one given, else ./modelcar.toml if present.
@@ -269,6 +277,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context {
         quiet: cli.quiet,
         store_path: cli.store.clone().unwrap_or_else(Store::default_path),
+        max_layer_expansion: cli.max_layer_expansion,
         project_file: cli.project_file.clone(),
         registry_options: modelcar::registry::Options {
             tls_verify: cli.tls_verify,

@@ -566,11 +566,13 @@ fn ancestors(rel: &str) -> impl Iterator<Item = &str> {
 impl<'a> Artifact<'a> {
     /// Read and check the artifact: its manifest, and the listing of every tar layer.
     /// `settings` are the owner, modes and mtime of the build, which decide whether a tar layer
-    /// is already what modelcar would write.
+    /// is already what modelcar would write; `expansion` bounds how far a compressed layer may
+    /// expand (the store's, so `--max-layer-expansion` applies).
     pub fn open(
         source: &SourceRef,
         client: Option<&'a Client>,
         settings: &EntrySettings,
+        expansion: &std::sync::Arc<crate::store::Expansion>,
     ) -> Result<Artifact<'a>> {
         let name = source.to_string();
         let (blobs, bytes, top) = match source {
@@ -738,6 +740,7 @@ impl<'a> Artifact<'a> {
                             settings,
                             names_models,
                             heads_left,
+                            expansion,
                         )
                     })?;
                     for (rel, head) in heads {
@@ -1513,6 +1516,7 @@ fn list_tar(
     settings: &EntrySettings,
     names_models: bool,
     mut heads_left: usize,
+    expansion: &std::sync::Arc<crate::store::Expansion>,
 ) -> Result<(Unit, Heads)> {
     let what = format!("layer {} of {}", desc.digest(), escape(name));
     let mut blob = Verified::new(blobs.open_at(desc, 0)?, desc.size());
@@ -1526,7 +1530,12 @@ fn list_tar(
     let mut last: Option<String> = None;
     let mut buf = vec![0u8; 1 << 20];
     let diff_id = {
-        let d = decoder(packing, &mut blob, &what)?;
+        let mut d = decoder(packing, &mut blob, &what)?;
+        if keep_heads {
+            // The listing pass decompresses the whole layer: a bomb is cut off here, before
+            // the writing pass reads it again.
+            d = crate::rootfs::bound_expansion(d, desc, expansion);
+        }
         let mut tar = TarReader::new(Tracked {
             inner: d,
             pos: 0,

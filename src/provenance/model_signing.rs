@@ -737,7 +737,7 @@ fn layer_file_digests(
             return Ok(known);
         }
     }
-    let bad = |e: io::Error| Error::corrupt(format!("layer {}: {e}", desc.digest()));
+    let bad = |e: io::Error| rootfs::layer_read_error(desc.digest(), e);
     let mut archive = tar::Archive::new(rootfs::open_layer(store, desc)?);
     let mut found = BTreeMap::new();
     let prefix = format!("{MODEL_ROOT}/");
@@ -768,7 +768,7 @@ fn read_image_file(
         .get(path)
         .and_then(|&i| layers.get(i))
         .ok_or_else(|| Error::corrupt(format!("/{path} has no layer")))?;
-    let bad = |e: io::Error| Error::corrupt(format!("layer {}: {e}", layer.digest()));
+    let bad = |e: io::Error| rootfs::layer_read_error(layer.digest(), e);
     let mut archive = tar::Archive::new(rootfs::open_layer(store, layer)?);
     let mut bytes = None;
     for entry in archive.entries_with_seek().map_err(bad)? {

@@ -35,6 +35,10 @@ pub fn get_manifest(
 
 /// A small blob, checked against its digest.
 pub fn get_blob(client: &Client, r: &ImageRef, digest: &str) -> Result<Vec<u8>> {
+    let parsed: Digest = digest.parse().map_err(|_| {
+        Error::corrupt(format!("blob {digest} of {}: not a valid digest", r.name()))
+    })?;
+    digest::require_sha256(&parsed)?;
     let repo = r.repository.clone();
     let resp = client.send(
         &r.registry,

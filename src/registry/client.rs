@@ -19,6 +19,7 @@ use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 
 use super::auth::{self, Challenge, Credential};
+use super::watchdog::{self, UploadBody};
 use crate::error::{io_err, Error, RegistryCode, RegistryError, RegistryErrorKind as Kind, Result};
 use crate::limits;
 
@@ -67,10 +68,10 @@ pub enum Transfer {
     /// A request with no body or a small one: the wait for the answer is bounded by the read
     /// timeout.
     Small,
-    /// A request that carries a blob: sending it may take hours, so the wait for the answer
-    /// is not bounded as a whole. `TCP_USER_TIMEOUT` (the read timeout) has the kernel drop a
-    /// connection whose sent bytes stay unacknowledged that long (a vanished peer); a registry
-    /// that keeps the connection open and stops reading is not detected here.
+    /// A request that carries a blob: sending it may take hours, so it has no deadline as a
+    /// whole. It is built with this client and sent under an idle watchdog instead
+    /// ([`Client::send_body`], or [`Client::prepare`] with [`Client::watched_upload`]): the
+    /// registry must take bytes of the body, and then answer, within the read timeout.
     Upload,
 }
 
@@ -144,6 +145,7 @@ pub struct Timeouts {
 pub struct Client {
     secure: Clients,
     insecure: Clients,
+    certificates: Vec<reqwest::Certificate>,
     opts: Options,
     endpoints: Mutex<HashMap<String, Endpoint>>,
     challenges: Mutex<HashMap<String, Challenge>>,
@@ -447,6 +449,7 @@ impl Client {
         Ok(Client {
             secure: clients(true)?,
             insecure: clients(false)?,
+            certificates: certs,
             opts,
             endpoints: Mutex::new(HashMap::new()),
             challenges: Mutex::new(HashMap::new()),
@@ -882,6 +885,57 @@ impl Client {
         transfer: Transfer,
         make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
     ) -> Result<Response> {
+        self.attempt(registry, repository, scope, what, transfer, make, None)
+    }
+
+    /// [`Client::send`] for a request that carries a blob up: `make` builds the request without
+    /// its body, `body` gives the body (called again for each attempt). The request is cut off
+    /// when the registry takes no bytes of the body, or sends no answer after it, for the read
+    /// timeout; never for its length.
+    pub fn send_body(
+        &self,
+        registry: &str,
+        repository: &str,
+        scope: &Scope,
+        what: &str,
+        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
+        body: &dyn Fn() -> Result<UploadBody>,
+    ) -> Result<Response> {
+        self.retrying(|| self.send_body_attempt(registry, repository, scope, what, make, body))
+    }
+
+    /// One attempt of [`Client::send_body`].
+    pub fn send_body_attempt(
+        &self,
+        registry: &str,
+        repository: &str,
+        scope: &Scope,
+        what: &str,
+        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
+        body: &dyn Fn() -> Result<UploadBody>,
+    ) -> Result<Response> {
+        self.attempt(
+            registry,
+            repository,
+            scope,
+            what,
+            Transfer::Upload,
+            make,
+            Some(body),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt(
+        &self,
+        registry: &str,
+        repository: &str,
+        scope: &Scope,
+        what: &str,
+        transfer: Transfer,
+        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
+        body: Option<&dyn Fn() -> Result<UploadBody>>,
+    ) -> Result<Response> {
         let endpoint = self.endpoint(registry)?;
         let http = self.http(endpoint.verify, transfer);
         let mut authenticated = false;
@@ -895,9 +949,18 @@ impl Client {
             }
             let request =
                 self.authorized(registry, scope, &endpoint.base, make(http, &endpoint.base)?)?;
-            let resp = http
-                .execute(request)
-                .map_err(|e| network_error(registry, what, self.timeouts(), e))?;
+            let failed = |e| network_error(registry, what, self.timeouts(), e);
+            let resp = match body {
+                None => http.execute(request).map_err(failed)?,
+                Some(body) => watchdog::send(
+                    &self.upload_settings(endpoint.verify),
+                    request,
+                    body()?,
+                    registry,
+                    what,
+                    &failed,
+                )?,
+            };
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !authenticated {
                 let challenge = resp
@@ -981,7 +1044,8 @@ impl Client {
 
     /// A request of `make` with everything needed to send it outside [`Client::send`] (for a
     /// streamed body, which cannot be replayed): authenticated for `scope` when it goes to the
-    /// registry itself, through the upload client.
+    /// registry itself, built with the upload client. It is sent with what
+    /// [`Client::watched_upload`] gives, under the idle watchdog.
     pub fn prepare(
         &self,
         registry: &str,
@@ -1004,6 +1068,21 @@ impl Client {
             make(&http, &endpoint.base)?,
         )?;
         Ok((http, request))
+    }
+
+    fn upload_settings(&self, verify: bool) -> watchdog::Settings {
+        watchdog::Settings {
+            verify,
+            connect_timeout: self.opts.connect_timeout,
+            read_timeout: self.opts.read_timeout,
+            certificates: self.certificates.clone(),
+        }
+    }
+
+    /// What [`watchdog::send`] needs to send a request to `registry` outside
+    /// [`Client::send_body`] (for a body streamed as it is made, which cannot be replayed).
+    pub fn watched_upload(&self, registry: &str) -> Result<watchdog::Settings> {
+        Ok(self.upload_settings(self.endpoint(registry)?.verify))
     }
 
     /// The registry's base URL (`https://host:port`), once it answered.

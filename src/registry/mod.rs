@@ -12,5 +12,7 @@ pub mod auth;
 mod client;
 pub mod pull;
 pub mod push;
+mod watchdog;
 
 pub use client::{network_error, unexpected, Client, Options, Scope, Timeouts, Transfer};
+pub use watchdog::UploadBody;

@@ -49,6 +49,10 @@ impl std::str::FromStr for PullPolicy {
 }
 
 /// Fetch a manifest or index by tag or digest and check it; returns bytes and descriptor.
+///
+/// A digest (as `reference`, in `expected` or in `r`) whose algorithm modelcar cannot check is
+/// refused as unsupported before anything is fetched, not reported as content that fails to
+/// match; a manifest fetched by digest is checked against it.
 pub fn fetch_manifest(
     client: &Client,
     r: &ImageRef,
@@ -56,9 +60,35 @@ pub fn fetch_manifest(
     expected: Option<&Descriptor>,
 ) -> Result<(Vec<u8>, Descriptor)> {
     let what = format!("{}/{}:{reference}", r.registry, r.repository);
+    // Tags never hold a colon: a reference with one is a digest.
+    let by_digest = match reference.contains(':') {
+        true => Some(reference.parse::<oci_spec::image::Digest>().map_err(|_| {
+            Error::invalid(format!(
+                "manifest {what}: `{reference}` is not a valid digest"
+            ))
+        })?),
+        false => None,
+    };
+    for d in [
+        by_digest.as_ref(),
+        expected.map(|e| e.digest()),
+        r.digest.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        digest::require_sha256(d)?;
+    }
     let (bytes, content_type) =
         client.retrying(|| download_manifest(client, r, reference, &what))?;
     let digest = digest::sha256_of(&bytes);
+    if let Some(want) = &by_digest {
+        if &digest != want {
+            return Err(Error::corrupt(format!(
+                "manifest {what} does not match its digest: got {digest}"
+            )));
+        }
+    }
     if let Some(want) = expected {
         if &digest != want.digest() || bytes.len() as u64 != want.size() {
             return Err(Error::corrupt(format!(
@@ -159,6 +189,7 @@ pub fn fetch_blob(
     desc: &Descriptor,
     progress: &Progress,
 ) -> Result<()> {
+    digest::require_sha256(desc.digest())?;
     if store.has_blob(desc.digest(), desc.size()) {
         progress.inc(desc.size());
         return Ok(());

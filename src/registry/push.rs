@@ -17,14 +17,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use oci_spec::image::{Descriptor, Digest};
-use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::StatusCode;
 use serde::Serialize;
 
 use super::client::unexpected;
 use super::pull::parallel;
-use super::{network_error, Client, Scope, Timeouts, Transfer};
+use super::{network_error, watchdog, Client, Scope, Timeouts, Transfer, UploadBody};
 use crate::digest::HashingWriter;
 use crate::error::{io_err, Error, RegistryError, RegistryErrorKind, Result};
 use crate::image::{Document, DocumentKind};
@@ -36,8 +35,8 @@ use crate::transport;
 
 /// Blobs up to this size go in one PUT; larger ones in a PATCH (resumable in chunks).
 pub const MONOLITHIC_MAX: u64 = CHUNK;
-/// Chunk size, unless the registry asks for more (`OCI-Chunk-Min-Length`). A chunk is read into
-/// memory and sent as one buffer (see [`file_body`]), so this bounds memory per upload.
+/// Chunk size after a dropped connection, unless the registry asks for more
+/// (`OCI-Chunk-Min-Length`). Bodies are streamed from disk whatever their size.
 pub const CHUNK: u64 = 16 << 20;
 /// Layer sizes registries are known to refuse above.
 const LAYER_LIMITS: [(&str, u64); 1] = [("ghcr.io", 10_000_000_000)];
@@ -313,32 +312,19 @@ fn push_blob(
     Ok(())
 }
 
-/// A body of `len` bytes of `path` from `offset`.
-///
-/// Up to [`CHUNK`] bytes are read into one buffer, which goes out in large writes: reqwest's
-/// blocking client moves a reader body through its runtime 8 KiB at a time, a wakeup and a socket
-/// write each. Longer bodies (a whole blob) are streamed from disk that way all the same, so that
-/// memory stays bounded; it costs CPU but not time, as the registry is slower than that path.
-fn file_body(path: &std::path::Path, offset: u64, len: u64) -> Result<Body> {
+/// A body of `len` bytes of `path` from `offset`, streamed from disk (memory stays bounded).
+fn file_body(path: &std::path::Path, offset: u64, len: u64) -> Result<UploadBody> {
     let mut f = File::open(path).map_err(io_err("open blob", path))?;
+    let size = f.metadata().map_err(io_err("read blob", path))?.len();
+    if size < offset + len {
+        return Err(Error::corrupt(format!(
+            "blob {} is shorter than its descriptor says",
+            path.display()
+        )));
+    }
     f.seek(SeekFrom::Start(offset))
         .map_err(io_err("read blob", path))?;
-    if len <= CHUNK {
-        let mut buf = Vec::with_capacity(len as usize);
-        (&mut f)
-            .take(len)
-            .read_to_end(&mut buf)
-            .map_err(io_err("read blob", path))?;
-        if buf.len() as u64 != len {
-            return Err(Error::corrupt(format!(
-                "blob {} is shorter than its descriptor says",
-                path.display()
-            )));
-        }
-        return Ok(Body::from(buf));
-    }
-    let reader = std::io::BufReader::with_capacity(1 << 20, f.take(len));
-    Ok(Body::sized(reader, len))
+    Ok(UploadBody::new(f.take(len), len))
 }
 
 /// Finish an upload with one PUT carrying the bytes from `offset` to the end.
@@ -357,20 +343,19 @@ fn put_rest(
     let digest = desc.digest().to_string();
     let len = desc.size() - offset;
     let doing = format!("uploading blob {digest} to {}", target.name());
-    let resp = client.send(
+    let resp = client.send_body(
         &target.registry,
         &repo,
         scope,
         &doing,
-        Transfer::Upload,
         &|http, base| {
             let url = with_query(&absolute(base, location), "digest", &digest);
             Ok(http
                 .put(url)
                 .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_LENGTH, len)
-                .body(file_body(path, offset, len)?))
+                .header(CONTENT_LENGTH, len))
         },
+        &|| file_body(path, offset, len),
     )?;
     if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
         return Err(unexpected(&doing, resp));
@@ -477,20 +462,19 @@ fn upload_chunks(
                 size - offset
             };
             let (loc, from) = (location.clone(), offset);
-            let result = client.send_attempt(
+            let result = client.send_body_attempt(
                 &target.registry,
                 &repo,
                 scope,
                 &doing,
-                Transfer::Upload,
                 &|http, base| {
                     Ok(http
                         .patch(absolute(base, &loc))
                         .header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_LENGTH, len)
-                        .header(CONTENT_RANGE, format!("{from}-{}", from + len - 1))
-                        .body(file_body(path, from, len)?))
+                        .header(CONTENT_RANGE, format!("{from}-{}", from + len - 1)))
                 },
+                &|| file_body(path, from, len),
             );
             match result {
                 Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
@@ -771,19 +755,25 @@ impl LayerDestination for RegistryUpload<'_> {
             current: Vec::new(),
             pos: 0,
         };
-        let (http, request) = self.client.prepare(&registry, &repo, &scope, &|http, _| {
+        let (_, request) = self.client.prepare(&registry, &repo, &scope, &|http, _| {
             Ok(http
                 .patch(&url)
                 .header(CONTENT_TYPE, "application/octet-stream"))
         })?;
-        let mut request = request;
-        *request.body_mut() = Some(Body::new(reader));
+        let settings = self.client.watched_upload(&registry)?;
         let timeouts = self.client.timeouts();
         let (thread_registry, thread_what) = (registry.clone(), what.clone());
+        // The request ends when the registry takes no bytes, or sends no answer after the last
+        // one, for the read timeout.
         let request = std::thread::spawn(move || -> Result<String> {
-            let resp = http
-                .execute(request)
-                .map_err(|e| network_error(&thread_registry, &thread_what, timeouts, e))?;
+            let resp = watchdog::send(
+                &settings,
+                request,
+                UploadBody::stream(reader),
+                &thread_registry,
+                &thread_what,
+                &|e| network_error(&thread_registry, &thread_what, timeouts, e),
+            )?;
             if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
                 return Err(unexpected(&thread_what, resp));
             }
