@@ -389,6 +389,30 @@ fn pull_with_a_platform_fetches_only_that_platforms_manifest_and_blobs() {
     }
 }
 
+#[test]
+fn an_image_pulled_for_one_platform_is_refused_by_push_before_any_blob_is_sent() {
+    let reg = Registry::plain();
+    let env = Env::new();
+    let src = format!("{}/base/multi:latest", reg.host());
+    env.skopeo_push(&["--all"], &bases().multi(), &src);
+    env.modelcar(&["pull", &src, "--platform", "linux/arm64"])
+        .success();
+    let dest = format!("{}/copy/multi:latest", reg.host());
+    let out = env.modelcar(&["push", &src, &dest]).failure();
+    out.stderr_has(&[
+        "linux/amd64",
+        "pull --platform",
+        "hint: pull the image again",
+    ]);
+    // The registry logs every request's URI: the pull is there, nothing for the copy.
+    let log = reg.log();
+    assert!(log.contains("/v2/base/multi/"), "{log}");
+    assert!(
+        !log.contains("/v2/copy/multi/"),
+        "a request reached copy/multi: {log}"
+    );
+}
+
 // 3. Multi-platform images.
 
 #[test]

@@ -97,6 +97,36 @@ pub fn push_except(
         .into_iter()
         .filter(|d| !sent.contains(&d.digest().to_string()))
         .partition(|d| Document::classify(d.media_type()) != DocumentKind::Other);
+    // An index pulled for some of its platforms (`pull --platform`) names manifests the store
+    // never fetched; a registry refuses it (MANIFEST_BLOB_UNKNOWN) only after every blob went
+    // up, so it is refused here, before anything is sent.
+    for d in docs
+        .iter()
+        .filter(|d| Document::classify(d.media_type()) == DocumentKind::Index)
+    {
+        let index = crate::image::read_index(store, d)?;
+        let missing: Vec<String> = index
+            .manifests()
+            .iter()
+            .filter(|m| {
+                !store.has_blob(m.digest(), m.size()) && !sent.contains(&m.digest().to_string())
+            })
+            .map(|m| match m.platform() {
+                Some(p) => crate::image::platform_string(p),
+                None => m.digest().to_string(),
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::invalid(format!(
+                "cannot push {} to {}: its index {} names platforms the store does not hold ({}), as after `pull --platform`",
+                top.digest(),
+                target.name(),
+                d.digest(),
+                missing.join(", ")
+            ))
+            .with_hint("pull the image again without --platform to hold all its platforms, then push it"));
+        }
+    }
     let mut warnings = Vec::new();
     for (host, limit) in LAYER_LIMITS {
         if target.registry == host {
