@@ -28,8 +28,9 @@ TOOL_IMAGE    ?= $(or $(REGISTRY),$(shell sed -n 's/^registry *= *"\(.*\)"/\1/p'
 # The image's layer has the time of the last commit, so the same tree gives the same digest.
 TOOL_EPOCH    ?= $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),0)
 
-# Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
-PLACE    := $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(VERSION),--image-version $(VERSION))
+# Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise (stripped,
+# so the command lines make echoes read as they would be typed).
+PLACE    := $(strip $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(VERSION),--image-version $(VERSION)))
 BASE     := $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
 
 .PHONY: help bin static image push-image install build-all push-all all clean distclean test test-cargo lint e2e bench offline-base \
@@ -81,20 +82,20 @@ push-image: bin image ## Push modelcar's own image (REGISTRY/modelcar:VERSION)
 	$(MODELCAR) push $(TOOL_IMAGE)
 
 $(addprefix build-,$(IMAGES)): build-%: bin
-	$(MODELCAR) build $(PLACE) $(BASE) $*
+	$(MODELCAR) build $(strip $(PLACE) $(BASE) $*)
 
 build-all: bin ## Build all model images
-	$(MODELCAR) build $(PLACE) $(BASE) --all
+	$(MODELCAR) build $(strip $(PLACE) $(BASE) --all)
 
 $(addprefix push-,$(IMAGES)): push-%: bin
-	$(MODELCAR) push $(PLACE) $*
+	$(MODELCAR) push $(strip $(PLACE) $*)
 
 push-all: $(addprefix push-,$(IMAGES)) ## Push all images to the registry
 
 all: build-all push-all ## Build and push all images
 
 clean: bin ## Remove this REGISTRY/VERSION's project images from the local store
-	$(MODELCAR) clean $(PLACE)
+	$(MODELCAR) $(strip clean $(PLACE))
 	@echo "build/ and target/ are kept: make distclean deletes them too"
 
 # Only the repository's own target/: a CARGO_TARGET_DIR elsewhere may be shared (CI keeps one).

@@ -399,9 +399,14 @@ fn verify_fails_no_signature_another_key_a_tampered_payload_and_another_digest()
     cosign_verdict(&env, &b, &p1, 0);
 
     // Errors stay errors (2): an unreadable key, a registry that cannot be reached.
-    env.modelcar(&["verify", &a, "--sigstore-public-key", s(&env.path("missing.pub"))])
-        .failure()
-        .stderr_has(&["missing.pub"]);
+    env.modelcar(&[
+        "verify",
+        &a,
+        "--sigstore-public-key",
+        s(&env.path("missing.pub")),
+    ])
+    .failure()
+    .stderr_has(&["missing.pub"]);
     // Port 1 on loopback: nothing listens, the connection is refused.
     env.modelcar(&[
         "--retries",
