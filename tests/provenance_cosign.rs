@@ -485,6 +485,24 @@ fn bad_keys_and_passphrases_are_refused_before_anything_is_pushed() {
     env.modelcar(&["verify", &image, "--sigstore-public-key", s(&key)])
         .failure()
         .stderr_has(&["is not an ECDSA P-256 public key"]);
+    // A P-521 key sealed in cosign's format (as `cosign import-key-pair` keeps one): refused,
+    // saying which keys work, before anything is pushed; its public key cannot check either.
+    let p521 = env.path("p521");
+    check_ok(&["make-key", s(&p521), "right", "P-521"]);
+    push(&p521.with_extension("key"), &pass).stderr_has(&[
+        "p521.key",
+        "not an ECDSA P-256 key",
+        "P-256 keys only",
+        "generate-key",
+    ]);
+    env.modelcar(&[
+        "verify",
+        &image,
+        "--sigstore-public-key",
+        s(&p521.with_extension("pub")),
+    ])
+    .failure()
+    .stderr_has(&["p521.pub", "P-256 keys only"]);
     env.cmd()
         .build(&example_model("sklearn"), &image, &busybox())
         .args(["--sign-by-sigstore-private-key", s(&key)])
