@@ -931,6 +931,22 @@ mod tests {
     }
 
     #[test]
+    fn p521_signatures_are_rfc6979s() {
+        // RFC 6979, appendix A.2.7: P-521, SHA-512, message "sample".
+        let x = hex::decode("00FAD06DAA62BA3B25D2FB40133DA757205DE67F5BB0018FEE8C86E1B68C7E75CAA896EB32F1F47C70855836A6D16FCC1466F6D8FBEC67DB89EC0C08B0E996B83538").unwrap();
+        let key = SigningKey::P521(p521::ecdsa::SigningKey::from_slice(&x).unwrap());
+        let rs = hex::decode(concat!(
+            "00C328FAFCBD79DD77850370C46325D987CB525569FB63C5D3BC53950E6D4C5F174E25A1EE9017B5D450606ADD152B534931D7D4E8455CC91F9B15BF05EC36E377FA",
+            "00617CCE7CF5064806C467F678D3B4080D6F1CC50AF26CA209417308281B68AF282623EAA63E5B5C0723D8B8C37FF0777B1A20F8CCB1DCCC43997F1EE0E44DA4A67A"
+        ))
+        .unwrap();
+        let want = p521::ecdsa::Signature::from_slice(&rs).unwrap().to_der();
+        assert_eq!(key.sign(b"sample"), want.as_bytes());
+        assert!(key.verifying_key().verify(b"sample", want.as_bytes()));
+        assert!(!key.verifying_key().verify(b"other", want.as_bytes()));
+    }
+
+    #[test]
     fn a_signature_verifies_and_a_changed_statement_does_not() {
         let key = SigningKey::P256(p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap());
         let files = vec![
