@@ -19,17 +19,24 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 
 # modelcar's own image (make image, make push-image): a static glibc binary (no musl toolchain
-# is needed) on the offline busybox base, with the build machine's CA bundle.
-STATIC_TARGET ?= x86_64-unknown-linux-gnu
-STATIC        := $(TARGET)/$(STATIC_TARGET)/release/modelcar
+# is needed) per Rust target of STATIC_TARGETS, each on the base's platform of its architecture
+# (several targets give a multi-platform image and need a base with those platforms), with the
+# build machine's CA bundle. Another target needs its standard library (rustup target add) and
+# a linker for it (CARGO_TARGET_<TRIPLE>_LINKER): README, section CI.
+STATIC_TARGETS ?= $(or $(STATIC_TARGET),x86_64-unknown-linux-gnu)
+STATICS       := $(foreach t,$(STATIC_TARGETS),$(TARGET)/$(t)/release/modelcar)
+# The linker for arm64 binaries: Debian's gcc-aarch64-linux-gnu (with libc6-dev-arm64-cross for
+# the static glibc).
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER ?= aarch64-linux-gnu-gcc
 TOOL_BASE     ?= oci:build/base:busybox
 CA_BUNDLE     ?= /etc/ssl/certs/ca-certificates.crt
 TOOL_IMAGE    ?= $(or $(REGISTRY),$(shell sed -n 's/^registry *= *"\(.*\)"/\1/p' modelcar.toml))/modelcar:$(or $(VERSION),v$(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1))
 # The image's layer has the time of the last commit, so the same tree gives the same digest.
 TOOL_EPOCH    ?= $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null),0)
 
-# Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise.
-PLACE    := $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(VERSION),--image-version $(VERSION))
+# Only what the user set is passed on, so modelcar.toml keeps its defaults otherwise (stripped,
+# so the command lines make echoes read as they would be typed).
+PLACE    := $(strip $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(VERSION),--image-version $(VERSION)))
 BASE     := $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
 
 .PHONY: help bin static image push-image install build-all push-all all clean distclean test test-cargo lint e2e bench offline-base \
@@ -68,33 +75,33 @@ install: bin ## Install modelcar, its man pages and bash/zsh/fish completions un
 	$(MODELCAR) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/modelcar.fish
 
 static: ## Build a statically linked modelcar (glibc, crt-static) for the container image
-	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --quiet --target $(STATIC_TARGET)
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --locked --quiet $(foreach t,$(STATIC_TARGETS),--target $(t))
 
 build/base/index.json:
 	scripts/offline-base.sh build/base
 
 image: static $(if $(filter oci:build/base:busybox,$(TOOL_BASE)),build/base/index.json) ## Build modelcar's own image (TOOL_IMAGE) into the local store, with modelcar's library
 	$(CARGO) run --release --locked --quiet --example tool-image -- \
-		--base $(TOOL_BASE) --tag $(TOOL_IMAGE) --binary $(STATIC) --ca $(CA_BUNDLE) --epoch $(TOOL_EPOCH)
+		--base $(TOOL_BASE) --tag $(TOOL_IMAGE) $(foreach b,$(STATICS),--binary $(b)) --ca $(CA_BUNDLE) --epoch $(TOOL_EPOCH)
 
 push-image: bin image ## Push modelcar's own image (REGISTRY/modelcar:VERSION)
 	$(MODELCAR) push $(TOOL_IMAGE)
 
 $(addprefix build-,$(IMAGES)): build-%: bin
-	$(MODELCAR) build $(PLACE) $(BASE) $*
+	$(MODELCAR) build $(strip $(PLACE) $(BASE) $*)
 
 build-all: bin ## Build all model images
-	$(MODELCAR) build $(PLACE) $(BASE) --all
+	$(MODELCAR) build $(strip $(PLACE) $(BASE) --all)
 
 $(addprefix push-,$(IMAGES)): push-%: bin
-	$(MODELCAR) push $(PLACE) $*
+	$(MODELCAR) push $(strip $(PLACE) $*)
 
 push-all: $(addprefix push-,$(IMAGES)) ## Push all images to the registry
 
 all: build-all push-all ## Build and push all images
 
 clean: bin ## Remove this REGISTRY/VERSION's project images from the local store
-	$(MODELCAR) clean $(PLACE)
+	$(MODELCAR) $(strip clean $(PLACE))
 	@echo "build/ and target/ are kept: make distclean deletes them too"
 
 # Only the repository's own target/: a CARGO_TARGET_DIR elsewhere may be shared (CI keeps one).

@@ -7,7 +7,8 @@
 #     /etc/ssl/certs/ca-certificates.crt (a TLS registry started here);
 #   - under containerd (`ctr run`, the image's own user 1001:0) with a model directory, a base
 #     and a registry auth file mounted, it builds and pushes a model to the local registry;
-#     skopeo and `modelcar verify` check what arrived.
+#     skopeo and `modelcar verify` check what arrived;
+#   - the README's GitHub Actions steps, read from the README, run as the runner runs them.
 
 section "7. modelcar's own image (make image), run under containerd"
 
@@ -84,6 +85,71 @@ there=sha256:$(skopeo inspect --tls-verify=false --raw "docker://$FROM_IMAGE" 2>
 check "skopeo reads $FROM_IMAGE with the digest the container wrote" "$LOGS/tool-build.log" test "$there" = "$pushed"
 "$MC" --store "$TI/verify-store" verify "$FROM_IMAGE" >"$LOGS/tool-verify.log" 2>&1
 check "modelcar verify $FROM_IMAGE passes" "$LOGS/tool-verify.log" test $? = 0
+
+# The GitHub Actions steps of the README (section CI), read from it and run as the runner runs
+# them: the checkout is a workspace holding a model directory; a `run` step runs with bash as the
+# runner's UID 1001 in the workspace, with the secret it uses; a `docker://` step runs the image
+# under containerd with `args` as the command, the step's env, the workspace mounted at
+# /github/workspace as its working directory, as the image's user. Only two things differ from
+# GitHub: quay.io is this registry, and BASE_IMAGE names the busybox base (the default base,
+# UBI from registry.access.redhat.com, cannot be pulled here).
+GH=$TI/github
+mkdir -p "$GH/steps" "$GH/workspace" "$GH/home"
+cp -r "$REPO/models/mlserver/sklearn" "$GH/workspace/model"
+chown -R 1001:1001 "$GH/workspace" "$GH/home"
+GH_SECRET=$(printf '{"auths":{"localhost:%s":{"auth":"%s"}}}' "$REG_PORT" "$(printf 'ci:not-checked' | base64)")
+SECRET_REGISTRY_AUTH_JSON=$GH_SECRET "${TOOLS[@]}" github-steps "$REPO/README.md" "$GH/steps" >"$LOGS/github-steps.log" 2>&1
+rc=$?
+chmod -R a+rX "$GH/steps"
+check "the README's GitHub Actions steps: $(tr '\n' ';' <"$LOGS/github-steps.log")" "$LOGS/github-steps.log" test "$rc" = 0
+# The image the README's step names is the one `make push-image` pushes.
+made_as=$(env -u REGISTRY -u VERSION make -C "$REPO" --no-print-directory -n image 2>/dev/null | sed -n 's/.* --tag \([^ ]*\) .*/\1/p' | head -n 1)
+gh_docker_ran=0
+for kind_file in $(ls "$GH/steps"/*.kind 2>/dev/null | sort -V); do
+  n=$(basename "$kind_file" .kind)
+  kind=$(cat "$kind_file")
+  mapfile -d '' step_env <"$GH/steps/$n.env"
+  log=$LOGS/github-step-$n.log
+  case $kind in
+  checkout) ;; # the workspace made above
+  run)
+    (cd "$GH/workspace" && setpriv --reuid=1001 --regid=1001 --clear-groups \
+      env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$GH/home" CI=true GITHUB_WORKSPACE="$GH/workspace" \
+      "${step_env[@]}" bash --noprofile --norc -eo pipefail "$GH/steps/$n.script") >"$log" 2>&1
+    check "README step $n (run, as UID 1001 on the runner)" "$log" test $? = 0
+    ;;
+  docker)
+    image=$(cat "$GH/steps/$n.image")
+    check "README step $n uses the image make push-image pushes ($image)" "" test "$image" = "$made_as"
+    mapfile -d '' step_args <"$GH/steps/$n.args"
+    step_args=("${step_args[@]//quay.io\//localhost:$REG_PORT/}")
+    for i in "${!step_args[@]}"; do
+      case ${step_args[$i]} in
+      --tag) gh_tag=${step_args[$((i + 1))]} ;;
+      --digestfile) gh_digestfile=${step_args[$((i + 1))]} ;;
+      esac
+    done
+    env_args=()
+    for e in "${step_env[@]}" HOME=/github/home CI=true GITHUB_WORKSPACE=/github/workspace \
+      BASE_IMAGE=oci:/github/base:busybox; do env_args+=(--env "$e"); done
+    timeout 300 ctr --address "$CTD/containerd.sock" --namespace "$CTR_NS" run --rm --net-host \
+      --snapshotter "$SNAP" --cwd /github/workspace "${env_args[@]}" \
+      --mount "type=bind,src=$GH/workspace,dst=/github/workspace,options=rbind:rw" \
+      --mount "type=bind,src=$GH/home,dst=/github/home,options=rbind:rw" \
+      --mount "$(ro "$TI/base" /github/base)" \
+      "$TOOL_REF" "e2e-$RUN_ID-github-$n" "${step_args[@]}" >"$log" 2>&1
+    rc=$?
+    check "README step $n (docker://, in the image under containerd): ${step_args[*]}" "$log" test "$rc" = 0
+    gh_docker_ran=1
+    ;;
+  esac
+done
+check "the README's run step wrote the secret where its docker step reads it" "" \
+  test "$(cat "$GH/workspace/.auth.json" 2>/dev/null)" = "$GH_SECRET"
+gh_pushed=$(cat "$GH/workspace/${gh_digestfile:-?}" 2>/dev/null)
+gh_there=sha256:$(skopeo inspect --tls-verify=false --raw "docker://${gh_tag:-?}" 2>>"$LOGS/github-steps.log" | sha256sum | cut -d' ' -f1)
+check "the README's step pushed ${gh_tag:-?} and wrote its digest to ./${gh_digestfile:-?}" "$LOGS/github-steps.log" \
+  test "$gh_docker_ran" = 1 -a "${gh_pushed:0:7}" = "sha256:" -a "$gh_there" = "$gh_pushed"
 
 # TLS with the image's CA bundle: a registry whose certificate a private CA signed.
 if command -v openssl >/dev/null; then

@@ -4,6 +4,10 @@
 //! (0444), tagged in the local store. `make image` runs it; `modelcar push` and `modelcar
 //! export` take the result from there.
 //!
+//! Each `--binary` is put on the base's platform of its architecture, read from the binary's ELF
+//! header (x86_64, aarch64, ppc64le, s390x, riscv64): one binary gives an image manifest, several
+//! give an index with a manifest per platform. A binary whose platform the base lacks is refused.
+//!
 //! `modelcar build` writes model files under /models only, which is what a modelcar needs; a
 //! tool image needs files elsewhere, so this example composes the image from the same library
 //! parts the build uses (store, transport, image documents, canonical JSON) instead.
@@ -25,7 +29,7 @@ use clap::Parser;
 use modelcar::image;
 use modelcar::reference::{ImageRef, Location};
 use modelcar::store::Store;
-use oci_spec::image::{Descriptor, MediaType};
+use oci_spec::image::{Descriptor, ImageIndex, MediaType, Platform};
 use sha2::{Digest as _, Sha256};
 
 #[derive(Debug, Parser)]
@@ -36,9 +40,9 @@ struct Args {
     /// Reference to tag the image with in the store.
     #[arg(long)]
     tag: String,
-    /// The static modelcar binary.
-    #[arg(long)]
-    binary: PathBuf,
+    /// A static modelcar binary (repeat for more platforms: one per architecture).
+    #[arg(long, required = true)]
+    binary: Vec<PathBuf>,
     /// CA certificates bundle (PEM), installed as /etc/ssl/certs/ca-certificates.crt.
     #[arg(long, default_value = "/etc/ssl/certs/ca-certificates.crt")]
     ca: PathBuf,
@@ -70,25 +74,107 @@ fn main() -> anyhow::Result<()> {
     let base = modelcar::transport::resolve(&store, &base_location, None, None)
         .with_context(|| format!("reading the base {}", args.base))?;
     let images = image::platform_images(&store, &base.descriptor)?;
-    let [base_image] = images.as_slice() else {
-        anyhow::bail!("the base {} must have exactly one platform", args.base);
+    // (position of the platform in the base, platform, manifest)
+    let mut manifests: Vec<(usize, Platform, Descriptor)> = Vec::new();
+    for binary in &args.binary {
+        let arch = elf_architecture(binary)?;
+        let mut found = Vec::new();
+        let mut chosen = None;
+        for (pos, img) in images.iter().enumerate() {
+            let platform = match &img.platform {
+                Some(p) => Some(p.clone()),
+                None => modelcar::transport::platform_of_config(&image::read_config(
+                    &store,
+                    img.manifest.config(),
+                )?),
+            };
+            let Some(platform) = platform else { continue };
+            found.push(image::platform_string(&platform));
+            if platform.os().to_string() == "linux"
+                && platform.architecture().to_string() == arch
+                && chosen.is_none()
+            {
+                chosen = Some((pos, img, platform));
+            }
+        }
+        let Some((pos, base_image, platform)) = chosen else {
+            anyhow::bail!(
+                "{} is a linux/{arch} binary, and the base {} has no linux/{arch} platform (it has {}): give a base with every platform of the binaries (TOOL_BASE)",
+                binary.display(),
+                args.base,
+                if found.is_empty() { "none".to_string() } else { found.join(", ") }
+            );
+        };
+        if manifests
+            .iter()
+            .any(|(_, p, _)| p.architecture() == platform.architecture())
+        {
+            anyhow::bail!("two binaries for linux/{arch}: give one per architecture");
+        }
+        let desc = platform_manifest(&store, base_image, binary, &args.ca, epoch)?;
+        manifests.push((pos, platform, desc));
+    }
+    // In the base's order, whatever the order of the binaries.
+    manifests.sort_by_key(|(pos, _, _)| *pos);
+    let top = if manifests.len() == 1 {
+        manifests.remove(0).2
+    } else {
+        let mut index = ImageIndex::default();
+        index.set_schema_version(2);
+        index.set_media_type(Some(MediaType::ImageIndex));
+        index.set_manifests(
+            manifests
+                .into_iter()
+                .map(|(_, platform, mut d)| {
+                    d.set_platform(Some(platform));
+                    d
+                })
+                .collect(),
+        );
+        index.set_annotations(Some(std::collections::HashMap::from([
+            (
+                "org.opencontainers.image.created".to_string(),
+                modelcar::build::rfc3339(epoch),
+            ),
+            (
+                "org.opencontainers.image.title".to_string(),
+                "modelcar".to_string(),
+            ),
+            (
+                "org.opencontainers.image.base.digest".to_string(),
+                base.descriptor.digest().to_string(),
+            ),
+        ])));
+        store.put_document(MediaType::ImageIndex, &modelcar::json::canonical(&index))?
     };
+    store.tag(&reference.tagged(), &top)?;
+    println!("{}@{}", reference.tagged(), top.digest());
+    Ok(())
+}
 
+/// The image of one platform: the base's manifest plus the layer with `binary` and `ca`.
+fn platform_manifest(
+    store: &Store,
+    base_image: &image::PlatformImage,
+    binary: &Path,
+    ca: &Path,
+    epoch: u64,
+) -> anyhow::Result<Descriptor> {
     let entries = [
         Entry::Dir("etc/", 0o755),
         Entry::Dir("etc/ssl/", 0o755),
         Entry::Dir("etc/ssl/certs/", 0o755),
-        Entry::File("etc/ssl/certs/ca-certificates.crt", &args.ca, 0o444),
+        Entry::File("etc/ssl/certs/ca-certificates.crt", ca, 0o444),
         Entry::Dir("tmp/", 0o1777),
         Entry::Dir("usr/", 0o755),
         Entry::Dir("usr/local/", 0o755),
         Entry::Dir("usr/local/bin/", 0o755),
-        Entry::File("usr/local/bin/modelcar", &args.binary, 0o555),
+        Entry::File("usr/local/bin/modelcar", binary, 0o555),
     ];
-    let (layer, diff_id) = write_layer(&store, &entries, epoch)?;
+    let (layer, diff_id) = write_layer(store, &entries, epoch)?;
 
     let created = modelcar::build::rfc3339(epoch);
-    let mut config = image::read_config(&store, base_image.manifest.config())?;
+    let mut config = image::read_config(store, base_image.manifest.config())?;
     let c = &mut config["config"];
     c["Env"] = serde_json::json!([
         "PATH=/usr/local/bin:/usr/bin:/bin",
@@ -141,13 +227,41 @@ fn main() -> anyhow::Result<()> {
         base_image.descriptor.digest().to_string(),
     );
     manifest.set_annotations(Some(annotations));
-    let top = store.put_document(
+    Ok(store.put_document(
         MediaType::ImageManifest,
         &modelcar::json::canonical(&manifest),
-    )?;
-    store.tag(&reference.tagged(), &top)?;
-    println!("{}@{}", reference.tagged(), top.digest());
-    Ok(())
+    )?)
+}
+
+/// The OCI architecture of an ELF executable, from its header.
+fn elf_architecture(path: &Path) -> anyhow::Result<&'static str> {
+    use std::io::Read as _;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .with_context(|| format!("reading the ELF header of {}", path.display()))?;
+    if &head[..4] != b"\x7fELF" {
+        anyhow::bail!("{} is not an ELF executable", path.display());
+    }
+    let (class64, little) = (head[4] == 2, head[5] == 1);
+    let machine = if little {
+        u16::from_le_bytes([head[18], head[19]])
+    } else {
+        u16::from_be_bytes([head[18], head[19]])
+    };
+    Ok(match (machine, class64, little) {
+        (62, true, true) => "amd64",
+        (183, true, true) => "arm64",
+        (21, true, true) => "ppc64le",
+        (22, true, false) => "s390x",
+        (243, true, true) => "riscv64",
+        _ => anyhow::bail!(
+            "{} is an ELF executable for machine {machine} ({}-bit, {} endian), not one of amd64, arm64, ppc64le, s390x, riscv64",
+            path.display(),
+            if class64 { 64 } else { 32 },
+            if little { "little" } else { "big" }
+        ),
+    })
 }
 
 /// Write the layer (gzip) into the store; returns its descriptor and the hex SHA-256 of the

@@ -7,7 +7,8 @@
 //! a well-known file name. Each check passes, warns or fails with the reason and the fix, and
 //! is reported for every mode it concerns: the sidecar (`oci://`), an image volume
 //! (`oci+native://`) or the storage initializer's fetch (`oci+fetch://`); see [`modes`].
-//! Given a public key, the model's signature (`/models/model.sig`) is checked too.
+//! Given a public key, the model's signature (`/models/model.sig`) is checked too; the result of
+//! checking the image's cosign signature in its registry ([`CosignCheck`]) joins the report.
 
 use std::io::Read;
 
@@ -48,8 +49,60 @@ pub struct Report {
     pub image: String,
     pub digest: String,
     pub platforms: Vec<PlatformReport>,
-    /// Findings about the image as a whole (its name, for example).
+    /// Findings about the image as a whole (its name, its cosign signature).
     pub findings: Vec<Finding>,
+    /// The cosign signature check, when a public key was given for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cosign_signature: Option<CosignCheck>,
+}
+
+/// What checking an image's cosign signature in its registry found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CosignCheck {
+    /// `pass` when a signature by the key covers `digest`, else `fail`.
+    pub result: Severity,
+    /// The repository the signature was looked for in (host/path).
+    pub repository: String,
+    /// The digest the registry serves under the reference: the one a signature must cover.
+    pub digest: String,
+    /// The public key file.
+    pub key: String,
+    /// The signed payload's `critical.identity.docker-reference`, when one verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Why the check failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl CosignCheck {
+    /// The finding that carries the check into the report (and its exit code).
+    pub fn finding(&self) -> Finding {
+        let f = match &self.reason {
+            None => Finding::new(
+                Severity::Pass,
+                "cosign-signature",
+                format!(
+                    "{}@{} is signed by {} (identity {})",
+                    self.repository,
+                    self.digest,
+                    self.key,
+                    self.identity.as_deref().unwrap_or("")
+                ),
+            ),
+            Some(why) => Finding::new(
+                Severity::Fail,
+                "cosign-signature",
+                format!("no signature by {}: {why}", self.key),
+            ),
+        };
+        match &self.hint {
+            Some(h) => f.hint(h),
+            None => f,
+        }
+    }
 }
 
 impl Report {
@@ -451,6 +504,7 @@ pub fn verify_with(
         digest: top.digest().to_string(),
         platforms,
         findings,
+        cosign_signature: None,
     })
 }
 

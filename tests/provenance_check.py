@@ -7,7 +7,9 @@ package that cosign uses), with Python's `cryptography` and PyNaCl, and the Cycl
 `cyclonedx-python-lib`'s JSON schema validator. Nothing here shares code with modelcar.
 
 Commands:
-  make-key PREFIX PASSPHRASE          write PREFIX.key (cosign's encrypted format) and PREFIX.pub
+  make-key PREFIX PASSPHRASE [CURVE]  write PREFIX.key (cosign's encrypted format) and PREFIX.pub;
+                                      CURVE P-256 (the default, as cosign generate-key-pair), P-384
+                                      or P-521 (as cosign import-key-pair keeps such keys)
   open-key KEY PASSPHRASE PUB         decrypt KEY and check that its public key is PUB
   signatures REGISTRY REPO DIGEST PUB...
                                       print JSON: for each layer of REPO:sha256-<hex>.sig, which
@@ -53,8 +55,11 @@ def unpem(text):
     return lines[0][len("-----BEGIN ") : -5], base64.b64decode("".join(lines[1:-1]))
 
 
-def make_key(prefix, passphrase):
-    key = ec.generate_private_key(ec.SECP256R1())
+CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+
+
+def make_key(prefix, passphrase, curve="P-256"):
+    key = ec.generate_private_key(CURVES[curve]())
     der = key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,

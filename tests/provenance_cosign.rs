@@ -276,8 +276,45 @@ fn build_push_signs_the_index_of_a_multi_platform_image() {
     );
 }
 
+/// `verify REF --sigstore-public-key KEY --json`, which must exit with `code` (0: a signature
+/// covers the digest; 1: the image fails the check): the report's `cosign_signature`, after
+/// checking that its finding says the same and that the human report shows it.
+#[track_caller]
+fn cosign_verdict(env: &Env, image: &str, key: &Path, code: i32) -> Value {
+    let out = env.modelcar(&["verify", image, "--sigstore-public-key", s(key), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}\n{}\n{}",
+        out.command,
+        out.stdout,
+        out.stderr
+    );
+    let report = out.json();
+    let check = report["cosign_signature"].clone();
+    assert_eq!(check["key"], s(key), "{report}");
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "cosign-signature")
+        .unwrap_or_else(|| panic!("no cosign-signature finding: {report}"))
+        .clone();
+    assert_eq!(finding["severity"], check["result"], "{report}");
+    let human = env.modelcar(&["verify", image, "--sigstore-public-key", s(key)]);
+    assert_eq!(human.status.code(), Some(code), "{}", human.stdout);
+    let line = human
+        .stdout
+        .lines()
+        .find(|l| l.contains("cosign-signature"))
+        .unwrap_or_else(|| panic!("no cosign-signature line:\n{}", human.stdout));
+    let mark = if code == 0 { "pass" } else { "FAIL" };
+    assert!(line.trim_start().starts_with(mark), "{line}");
+    check
+}
+
 #[test]
-fn verify_refuses_no_signature_another_key_a_tampered_payload_and_another_digest() {
+fn verify_fails_no_signature_another_key_a_tampered_payload_and_another_digest() {
     let reg = Registry::plain();
     let env = Env::new();
     let a = format!("{}/models/iris:a", reg.host());
@@ -292,24 +329,44 @@ fn verify_refuses_no_signature_another_key_a_tampered_payload_and_another_digest
     let k1 = env.path("k1.key");
     let p1 = env.path("k1.pub");
     let p2 = env.path("k2.pub");
+    let repository = format!("{}/models/iris", reg.host());
     env.modelcar(&["push", &a]).success();
-    env.modelcar(&["verify", &a, "--sigstore-public-key", s(&p1)])
-        .failure()
-        .stderr_has(&["has no cosign signature", &digest_a.replace(':', "-")]);
+    // No signature: the image fails the check (1), it is not an error (2).
+    let unsigned = cosign_verdict(&env, &a, &p1, 1);
+    assert_eq!(unsigned["result"], "fail");
+    assert_eq!(unsigned["digest"], digest_a.as_str());
+    assert_eq!(unsigned["repository"], repository.as_str());
+    let why = unsigned["reason"].as_str().unwrap();
+    assert!(
+        why.contains("has no cosign signature") && why.contains(&digest_a.replace(':', "-")),
+        "{why}"
+    );
+    assert!(unsigned["hint"].as_str().unwrap().contains("modelcar sign"));
 
     env.modelcar(&["sign", &a, "--sign-by-sigstore-private-key", s(&k1)])
         .success();
-    env.modelcar(&["verify", &a, "--sigstore-public-key", s(&p1)])
-        .success();
-    env.modelcar(&["verify", &a, "--sigstore-public-key", s(&p2)])
-        .failure()
-        .stderr_has(&["no valid signature", "does not match the public key"]);
+    let signed = cosign_verdict(&env, &a, &p1, 0);
+    assert_eq!(signed["result"], "pass");
+    assert_eq!(signed["digest"], digest_a.as_str());
+    assert_eq!(signed["identity"], repository.as_str());
+    assert!(signed.get("reason").is_none(), "{signed}");
+    let other_key = cosign_verdict(&env, &a, &p2, 1);
+    let why = other_key["reason"].as_str().unwrap();
+    assert!(
+        why.contains("no valid signature") && why.contains("does not match the public key"),
+        "{why}"
+    );
 
     // A payload changed after signing (kept with its signature) no longer verifies.
     check_ok(&["tamper", &reg.host(), "models/iris", &digest_a]);
-    env.modelcar(&["verify", &a, "--sigstore-public-key", s(&p1)])
-        .failure()
-        .stderr_has(&["does not match the public key"]);
+    let tampered = cosign_verdict(&env, &a, &p1, 1);
+    assert!(
+        tampered["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the public key"),
+        "{tampered}"
+    );
 
     // A valid signature of another image, put where a's signatures belong.
     env.modelcar(&["push", &b, "--sign-by-sigstore-private-key", s(&k1)])
@@ -331,11 +388,35 @@ fn verify_refuses_no_signature_another_key_a_tampered_payload_and_another_digest
         ),
     ])
     .success();
-    env.modelcar(&["verify", &a, "--sigstore-public-key", s(&p1)])
-        .failure()
-        .stderr_has(&[&format!("the payload signs {digest_b}, not {digest_a}")]);
-    env.modelcar(&["verify", &b, "--sigstore-public-key", s(&p1)])
-        .success();
+    let moved = cosign_verdict(&env, &a, &p1, 1);
+    assert!(
+        moved["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the payload signs {digest_b}, not {digest_a}")),
+        "{moved}"
+    );
+    cosign_verdict(&env, &b, &p1, 0);
+
+    // Errors stay errors (2): an unreadable key, a registry that cannot be reached.
+    env.modelcar(&[
+        "verify",
+        &a,
+        "--sigstore-public-key",
+        s(&env.path("missing.pub")),
+    ])
+    .failure()
+    .stderr_has(&["missing.pub"]);
+    // Port 1 on loopback: nothing listens, the connection is refused.
+    env.modelcar(&[
+        "--retries",
+        "0",
+        "verify",
+        "127.0.0.1:1/models/iris:a",
+        "--sigstore-public-key",
+        s(&p1),
+    ])
+    .failure();
 }
 
 #[test]
@@ -404,6 +485,24 @@ fn bad_keys_and_passphrases_are_refused_before_anything_is_pushed() {
     env.modelcar(&["verify", &image, "--sigstore-public-key", s(&key)])
         .failure()
         .stderr_has(&["is not an ECDSA P-256 public key"]);
+    // A P-521 key sealed in cosign's format (as `cosign import-key-pair` keeps one): refused,
+    // saying which keys work, before anything is pushed; its public key cannot check either.
+    let p521 = env.path("p521");
+    check_ok(&["make-key", s(&p521), "right", "P-521"]);
+    push(&p521.with_extension("key"), &pass).stderr_has(&[
+        "p521.key",
+        "not an ECDSA P-256 key",
+        "P-256 keys only",
+        "generate-key",
+    ]);
+    env.modelcar(&[
+        "verify",
+        &image,
+        "--sigstore-public-key",
+        s(&p521.with_extension("pub")),
+    ])
+    .failure()
+    .stderr_has(&["p521.pub", "P-256 keys only"]);
     env.cmd()
         .build(&example_model("sklearn"), &image, &busybox())
         .args(["--sign-by-sigstore-private-key", s(&key)])

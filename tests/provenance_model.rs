@@ -396,7 +396,7 @@ fn bad_keys_and_a_model_signed_already_are_refused_before_anything_is_written() 
 
     for (file, says) in [
         (&public, "this is a public key"),
-        (&rsa, "not a P-256 or P-384"),
+        (&rsa, "not a P-256, P-384 or P-521"),
         (&encrypted, "the key is encrypted"),
         (&text, "is not a PEM file"),
         (&dir.path().join("missing.pem"), "cannot read the key file"),
@@ -473,6 +473,50 @@ fn p384_sec1_keys_sign_from_the_project_file() {
     let unpacked = unpack_models(&store, TAG, &dir.path().join("unpacked"));
     assert_reference_accepts(&unpacked.join("model.sig"), &public, &unpacked);
     verify(&store, &public).success();
+}
+
+#[test]
+fn p521_keys_sign_deterministically_in_pkcs8_and_sec1() {
+    let dir = temp();
+    let models = model_dir(dir.path());
+    let (pkcs8, public) = key_pair(dir.path(), "p521", "P-521");
+    // The same key in SEC1 (`EC PRIVATE KEY`), as `openssl ecparam -genkey` writes keys.
+    let sec1 = dir.path().join("p521-sec1.pem");
+    sh(&format!(
+        "openssl ec -in {} -out {} 2>/dev/null",
+        q(&pkcs8),
+        q(&sec1)
+    ));
+    assert!(fs::read_to_string(&sec1)
+        .unwrap()
+        .contains("BEGIN EC PRIVATE KEY"));
+
+    let store = dir.path().join("store");
+    let digest = signed_build(&store, &models, &pkcs8, &[]);
+    let signature = signature_of(&store, TAG);
+    let unpacked = unpack_models(&store, TAG, &dir.path().join("unpacked"));
+    assert_reference_accepts(&unpacked.join("model.sig"), &public, &unpacked);
+    assert_reference_accepts(&unpacked.join("model.sig"), &public, &models);
+    verify(&store, &public).success();
+    // A P-521 signature is DER of two integers of up to 66 bytes each, over SHA-512.
+    let bundle: Value = serde_json::from_slice(&signature).unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(
+            bundle["dsseEnvelope"]["signatures"][0]["sig"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(der.len() > 130, "{} bytes", der.len());
+
+    // RFC 6979: the same files and key give the same signature and image, from either encoding
+    // of the key and in a store that never saw the model.
+    let store2 = dir.path().join("store2");
+    assert_eq!(signed_build(&store2, &models, &sec1, &[]), digest);
+    assert_eq!(signature_of(&store2, TAG), signature);
+    let (_, other) = key_pair(dir.path(), "p521-other", "P-521");
+    let line = verify_fails(&store, &other);
+    assert!(line.contains("another key"), "{line}");
 }
 
 #[test]

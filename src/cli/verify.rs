@@ -1,5 +1,6 @@
 //! `modelcar verify`: will the image work as a KServe modelcar?
 
+use modelcar::error::Error;
 use modelcar::formats::{Finding, Mode, Severity};
 use modelcar::provenance::model_signing::VerifyingKey;
 use modelcar::registry::pull::PullPolicy;
@@ -37,19 +38,11 @@ fn modes(text: &str) -> anyhow::Result<Vec<Mode>> {
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
     let modes = modes(&args.mode)?;
-    if let Some(path) = &args.sigstore_public_key {
-        // The signature is checked first, against what the registry serves under the name.
-        let key = modelcar::provenance::cosign::load_public_key(path)?;
-        let (r, digest) = super::provenance::resolve_remote(ctx, &args.image)?;
-        let verified = modelcar::provenance::referrers::verify(ctx.client()?, &r, &digest, &key)?;
-        ctx.note(&format!(
-            "signature: {}@{} is signed by {} (identity {})",
-            verified.image,
-            verified.digest,
-            path.display(),
-            modelcar::text::Escaped(&verified.identity)
-        ));
-    }
+    let cosign = args
+        .sigstore_public_key
+        .as_deref()
+        .map(|path| check_cosign(ctx, &args.image, path))
+        .transpose()?;
     let model_key = args
         .model_key
         .as_deref()
@@ -57,13 +50,30 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         .transpose()?;
     let store = ctx.store()?;
     let resolved = super::locate(ctx, &store, &args.image, PullPolicy::Missing)?;
-    let report = verify::verify_with(
+    let mut report = verify::verify_with(
         &store,
         &resolved.descriptor,
         &resolved.name,
         &modes,
         model_key.as_ref(),
     )?;
+    if let Some(mut check) = cosign {
+        if check.reason.is_none() && check.digest != report.digest {
+            // The signature covers what the registry serves; the checks above judged a copy in
+            // the store that is another image.
+            check.result = Severity::Fail;
+            check.reason = Some(format!(
+                "the registry serves {} under {}, but the image checked here (the local store's copy) is {}",
+                check.digest, args.image, report.digest
+            ));
+            check.hint = Some(format!(
+                "pull the image again (modelcar pull {}) or verify it by digest",
+                args.image
+            ));
+        }
+        report.findings.insert(0, check.finding());
+        report.cosign_signature = Some(check);
+    }
     if args.json {
         super::print_json(&report)?;
     } else {
@@ -76,6 +86,43 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// Check the image's cosign signature in its registry with the public key in `path`. A missing
+/// signature, one by another key or over another digest is a failed check (exit code 1); a key
+/// that cannot be read or a registry that cannot be asked is an error (exit code 2).
+fn check_cosign(
+    ctx: &Context,
+    image: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<verify::CosignCheck> {
+    let key = modelcar::provenance::cosign::load_public_key(path)?;
+    let (r, digest) = super::provenance::resolve_remote(ctx, image)?;
+    let mut check = verify::CosignCheck {
+        result: Severity::Pass,
+        repository: r.name(),
+        digest: digest.clone(),
+        key: path.display().to_string(),
+        identity: None,
+        reason: None,
+        hint: None,
+    };
+    match modelcar::provenance::referrers::verify(ctx.client()?, &r, &digest, &key) {
+        Ok(v) => check.identity = Some(v.identity),
+        Err(Error::Invalid { what, hint }) => {
+            check.result = Severity::Fail;
+            check.reason = Some(what);
+            check.hint = hint;
+        }
+        // A signature manifest or payload that does not parse, or that does not match its
+        // digest, is no valid signature.
+        Err(Error::Corrupt { what }) => {
+            check.result = Severity::Fail;
+            check.reason = Some(what);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(check)
 }
 
 /// The verdict that an image fails a check: exit code 1, told apart from an error (2).

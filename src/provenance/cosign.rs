@@ -236,7 +236,7 @@ impl PrivateKey {
         let key = SigningKey::from_pkcs8_der(&der).map_err(|e| {
             bad_key(
                 file,
-                format!("the decrypted key is not an ECDSA P-256 key ({e}); modelcar signs with P-256 keys only"),
+                format!("the decrypted key is not an ECDSA P-256 key ({e}); modelcar signs for cosign with P-256 keys only, the keys `cosign generate-key-pair` and `modelcar generate-key` make (a P-384 or P-521 key that `cosign import-key-pair` sealed is not used: which hash cosign pairs with those curves differs between its releases)"),
             )
         })?;
         Ok(PrivateKey { key })
@@ -275,7 +275,7 @@ impl PublicKey {
     pub fn from_pem(text: &str, file: &str) -> Result<PublicKey> {
         let key = VerifyingKey::from_public_key_pem(text.trim()).map_err(|e| {
             Error::invalid(format!(
-                "{file} is not an ECDSA P-256 public key in PEM (PUBLIC KEY): {e}"
+                "{file} is not an ECDSA P-256 public key in PEM (PUBLIC KEY): {e}; cosign signatures are checked with P-256 keys only"
             ))
             .with_hint("give the .pub file written by `modelcar generate-key` or `cosign generate-key-pair`")
         })?;

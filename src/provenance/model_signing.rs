@@ -6,8 +6,9 @@
 //! statement. The statement's predicate (`https://model_signing/signature/v1.0`) lists every model
 //! file by its path relative to the model directory, sorted by path components, with its SHA-256;
 //! its subject is the model's name and the SHA-256 of all those digests in that order. The
-//! envelope's pre-authentication encoding is signed with ECDSA, P-256 with SHA-256 or P-384 with
-//! SHA-384, deterministically (RFC 6979): the same files and key always give the same bytes, and
+//! envelope's pre-authentication encoding is signed with ECDSA, P-256 with SHA-256, P-384 with
+//! SHA-384 or P-521 with SHA-512, deterministically (RFC 6979): the same files and key always give
+//! the same bytes, and
 //! the format holds no timestamp. The bundle names the key by a hint (the SHA-256 of its public
 //! key in PEM) and carries no certificate or transparency-log entry.
 //!
@@ -63,6 +64,7 @@ const MAKE_KEY_HINT: &str = "make a P-256 key with `openssl ecparam -name prime2
 pub enum SigningKey {
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
 }
 
 /// An elliptic-curve public key to check signatures with.
@@ -97,9 +99,11 @@ fn read_pem(path: &Path) -> Result<(String, String)> {
 }
 
 impl SigningKey {
-    /// Read a P-256 or P-384 private key in PEM: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
+    /// Read a P-256, P-384 or P-521 private key in PEM: PKCS#8 (`PRIVATE KEY`) or SEC1
+    /// (`EC PRIVATE KEY`).
     pub fn from_pem_file(path: &Path) -> Result<SigningKey> {
         use p256::pkcs8::DecodePrivateKey;
+        use p521::pkcs8::DecodePrivateKey as _;
         let (text, label) = read_pem(path)?;
         let bad = |what: String| {
             Error::invalid(format!("signing key {}: {what}", path.display()))
@@ -109,13 +113,23 @@ impl SigningKey {
             "PRIVATE KEY" => p256::ecdsa::SigningKey::from_pkcs8_pem(&text)
                 .map(SigningKey::P256)
                 .or_else(|_| p384::ecdsa::SigningKey::from_pkcs8_pem(&text).map(SigningKey::P384))
-                .ok(),
+                .ok()
+                .or_else(|| {
+                    p521::ecdsa::SigningKey::from_pkcs8_pem(&text)
+                        .map(SigningKey::P521)
+                        .ok()
+                }),
             "EC PRIVATE KEY" => p256::SecretKey::from_sec1_pem(&text)
                 .map(|k| SigningKey::P256(k.into()))
                 .or_else(|_| {
                     p384::SecretKey::from_sec1_pem(&text).map(|k| SigningKey::P384(k.into()))
                 })
-                .ok(),
+                .ok()
+                .or_else(|| {
+                    p521::SecretKey::from_sec1_pem(&text)
+                        .map(|k| SigningKey::P521(k.into()))
+                        .ok()
+                }),
             "ENCRYPTED PRIVATE KEY" => {
                 return Err(bad("the key is encrypted".into()).with_hint(format!(
                     "write it unencrypted for the build: openssl pkey -in {} -out plain.pem",
@@ -134,7 +148,7 @@ impl SigningKey {
             }
         };
         key.ok_or_else(|| {
-            bad("not a P-256 or P-384 elliptic-curve private key (RSA, Ed25519 and P-521 keys cannot sign here: P-521 has no deterministic signer)".into())
+            bad("not a P-256, P-384 or P-521 elliptic-curve private key (the curves model signatures made with keys use; RSA and Ed25519 keys are not)".into())
         })
     }
 
@@ -150,6 +164,11 @@ impl SigningKey {
                 let s: p384::ecdsa::Signature = k.sign(message);
                 s.to_der().as_bytes().to_vec()
             }
+            SigningKey::P521(k) => {
+                use p521::ecdsa::signature::Signer as _;
+                let s: p521::ecdsa::Signature = k.sign(message);
+                s.to_der().as_bytes().to_vec()
+            }
         }
     }
 
@@ -158,6 +177,7 @@ impl SigningKey {
         match self {
             SigningKey::P256(k) => VerifyingKey::P256(*k.verifying_key()),
             SigningKey::P384(k) => VerifyingKey::P384(*k.verifying_key()),
+            SigningKey::P521(k) => VerifyingKey::P521(*k.verifying_key()),
         }
     }
 }
@@ -185,15 +205,14 @@ impl VerifyingKey {
         p256::ecdsa::VerifyingKey::from_public_key_pem(&text)
             .map(VerifyingKey::P256)
             .or_else(|_| p384::ecdsa::VerifyingKey::from_public_key_pem(&text).map(VerifyingKey::P384))
-            .or_else(|_| {
-                p521::PublicKey::from_public_key_pem(&text)
-                    .map_err(|_| ())
-                    .and_then(|k| {
-                        p521::ecdsa::VerifyingKey::from_affine(*k.as_affine()).map_err(|_| ())
-                    })
+            .ok()
+            .or_else(|| {
+                use p521::pkcs8::DecodePublicKey as _;
+                p521::ecdsa::VerifyingKey::from_public_key_pem(&text)
                     .map(VerifyingKey::P521)
+                    .ok()
             })
-            .map_err(|_| {
+            .ok_or_else(|| {
                 bad("not a P-256, P-384 or P-521 elliptic-curve public key (model signatures made with keys use these curves)".into())
             })
     }
@@ -203,11 +222,12 @@ impl VerifyingKey {
     fn pem(&self) -> String {
         use p256::pkcs8::{EncodePublicKey, LineEnding};
         let pem = match self {
-            VerifyingKey::P256(k) => k.to_public_key_pem(LineEnding::LF),
-            VerifyingKey::P384(k) => k.to_public_key_pem(LineEnding::LF),
-            VerifyingKey::P521(k) => p521::PublicKey::from_affine(*k.as_affine())
-                .map_err(|_| p256::pkcs8::spki::Error::KeyMalformed)
-                .and_then(|p| p.to_public_key_pem(LineEnding::LF)),
+            VerifyingKey::P256(k) => k.to_public_key_pem(LineEnding::LF).ok(),
+            VerifyingKey::P384(k) => k.to_public_key_pem(LineEnding::LF).ok(),
+            VerifyingKey::P521(k) => {
+                use p521::pkcs8::EncodePublicKey as _;
+                k.to_public_key_pem(p521::pkcs8::LineEnding::LF).ok()
+            }
         };
         pem.expect("a valid public key encodes")
     }
@@ -227,6 +247,7 @@ impl VerifyingKey {
                 p384::ecdsa::Signature::from_der(der).is_ok_and(|s| k.verify(message, &s).is_ok())
             }
             VerifyingKey::P521(k) => {
+                use p521::ecdsa::signature::Verifier as _;
                 p521::ecdsa::Signature::from_der(der).is_ok_and(|s| k.verify(message, &s).is_ok())
             }
         }
@@ -908,6 +929,22 @@ mod tests {
         assert!(is_ignored("model.sig", &ignored));
         assert!(!is_ignored(".gitx", &ignored));
         assert!(!is_ignored("sub/model.sig", &ignored));
+    }
+
+    #[test]
+    fn p521_signatures_are_rfc6979s() {
+        // RFC 6979, appendix A.2.7: P-521, SHA-512, message "sample".
+        let x = hex::decode("00FAD06DAA62BA3B25D2FB40133DA757205DE67F5BB0018FEE8C86E1B68C7E75CAA896EB32F1F47C70855836A6D16FCC1466F6D8FBEC67DB89EC0C08B0E996B83538").unwrap();
+        let key = SigningKey::P521(p521::ecdsa::SigningKey::from_slice(&x).unwrap());
+        let rs = hex::decode(concat!(
+            "00C328FAFCBD79DD77850370C46325D987CB525569FB63C5D3BC53950E6D4C5F174E25A1EE9017B5D450606ADD152B534931D7D4E8455CC91F9B15BF05EC36E377FA",
+            "00617CCE7CF5064806C467F678D3B4080D6F1CC50AF26CA209417308281B68AF282623EAA63E5B5C0723D8B8C37FF0777B1A20F8CCB1DCCC43997F1EE0E44DA4A67A"
+        ))
+        .unwrap();
+        let want = p521::ecdsa::Signature::from_slice(&rs).unwrap().to_der();
+        assert_eq!(key.sign(b"sample"), want.as_bytes());
+        assert!(key.verifying_key().verify(b"sample", want.as_bytes()));
+        assert!(!key.verifying_key().verify(b"other", want.as_bytes()));
     }
 
     #[test]
