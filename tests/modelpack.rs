@@ -25,53 +25,14 @@ const ARTIFACT_TYPE: &str = "application/vnd.cncf.model.manifest.v1+json";
 /// Files from 64 KiB get a layer of their own in these tests.
 const SPLIT: [&str; 2] = ["--layer-threshold", "64KiB"];
 
-/// The modelpack-client venv, made once per version of the requirements file and interpreter
-/// (under a lock: test processes run in parallel) under `~/.cache/modelcar-tests`, where it
-/// replaces the venvs of other versions. Fails, never skips, when it cannot be made (PyPI must
-/// be reachable the first time). Returns its python.
+/// The python of the modelpack-client venv.
 fn client_python() -> PathBuf {
-    let requirements = repo_root().join("tests/fixtures/modelpack-client-requirements.txt");
-    let python = tool_ok(
-        "python3",
-        ["-c", "import sys; print(sys.version, sys.executable)"],
-    );
-    let mut key = fs::read(&requirements).expect("the requirements file");
-    key.extend(python.bytes());
-    let home = std::env::var_os("HOME").expect("HOME");
-    let cache = Path::new(&home).join(".cache/modelcar-tests");
-    fs::create_dir_all(&cache).unwrap();
-    let venv = cache.join(format!("modelpack-client-{}", &sha256(&key)[7..23]));
-    let done = venv.join(".complete");
-    if !done.exists() {
-        let lock = fs::File::create(cache.join("modelpack-client.lock")).unwrap();
-        lock.lock().expect("lock the venv");
-        if !done.exists() {
-            for old in fs::read_dir(&cache).unwrap().flatten() {
-                let name = old.file_name().to_string_lossy().into_owned();
-                if name.starts_with("modelpack-client-") && !name.ends_with(".lock") {
-                    let _ = fs::remove_dir_all(old.path());
-                }
-            }
-            tool_ok("python3", ["-m", "venv", venv.to_str().unwrap()]);
-            tool_ok(
-                venv.join("bin/pip").to_str().unwrap(),
-                [
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                    "-r",
-                    requirements.to_str().unwrap(),
-                ],
-            );
-            tool_ok(
-                venv.join("bin/python").to_str().unwrap(),
-                ["-c", "import modelpack_client, jsonschema"],
-            );
-            fs::write(&done, b"").unwrap();
-        }
-    }
-    venv.join("bin/python")
+    support::venv::venv_bin(
+        "modelpack-client",
+        "tests/fixtures/modelpack-client-requirements.txt",
+        &["python", "-c", "import modelpack_client, jsonschema"],
+    )
+    .join("python")
 }
 
 /// `tests/modelpack_check.py ARGS...` in the modelpack-client venv.

@@ -20,58 +20,15 @@ use support::registries::Registry;
 
 const TAG: &str = "localhost/signed/model:v1";
 
-/// `model_signing` from a venv made once per version of the requirements file and interpreter
-/// (under a lock: test processes run in parallel), under `~/.cache/modelcar-tests`, where it
-/// replaces the venvs of other versions. Fails, never skips, when it cannot be made (PyPI must be
-/// reachable the first time).
+/// `model_signing`, the reference implementation.
 fn reference_tool() -> PathBuf {
-    let requirements = repo_root().join("tests/fixtures/model-signing-requirements.txt");
-    let python = tool_ok(
-        "python3",
-        ["-c", "import sys; print(sys.version, sys.executable)"],
-    );
-    let mut key = fs::read(&requirements).expect("the requirements file");
-    key.extend(python.bytes());
-    let home = std::env::var_os("HOME").expect("HOME");
-    let cache = Path::new(&home).join(".cache/modelcar-tests");
-    fs::create_dir_all(&cache).unwrap();
-    let venv = cache.join(format!("model-signing-{}", &sha256(&key)[7..23]));
-    let done = venv.join(".complete");
-    if !done.exists() {
-        let lock = fs::File::create(cache.join("model-signing.lock")).unwrap();
-        lock.lock().expect("lock the venv");
-        if !done.exists() {
-            // Venvs of other versions of the requirements go.
-            for old in fs::read_dir(&cache).unwrap().flatten() {
-                let name = old.file_name().to_string_lossy().into_owned();
-                if name.starts_with("model-signing-") && !name.ends_with(".lock") {
-                    let _ = fs::remove_dir_all(old.path());
-                }
-            }
-            tool_ok(
-                "python3",
-                [OsArg::from("-m"), "venv".into(), venv.as_os_str().into()],
-            );
-            let pip = venv.join("bin/pip");
-            tool_ok(
-                pip.to_str().unwrap(),
-                [
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                    "-r",
-                    requirements.to_str().unwrap(),
-                ],
-            );
-            tool_ok(venv.join("bin/model_signing").to_str().unwrap(), ["--help"]);
-            fs::write(&done, b"").unwrap();
-        }
-    }
-    venv.join("bin/model_signing")
+    support::venv::venv_bin(
+        "model-signing",
+        "tests/fixtures/model-signing-requirements.txt",
+        &["model_signing", "--help"],
+    )
+    .join("model_signing")
 }
-
-type OsArg = std::ffi::OsString;
 
 /// `model_signing verify key --signature SIG --public_key KEY --allow_symlinks DIR`.
 fn reference_verify(signature: &Path, key: &Path, dir: &Path) -> std::process::Output {

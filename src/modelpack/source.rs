@@ -735,8 +735,7 @@ impl<'a> Artifact<'a> {
                         list_tar(
                             &artifact.blobs,
                             &name,
-                            desc,
-                            packing,
+                            (desc, packing),
                             settings,
                             names_models,
                             heads_left,
@@ -1511,8 +1510,7 @@ type Heads = Vec<(String, Vec<u8>)>;
 fn list_tar(
     blobs: &Blobs<'_>,
     name: &str,
-    desc: &Descriptor,
-    packing: Packing,
+    (desc, packing): (&Descriptor, Packing),
     settings: &EntrySettings,
     names_models: bool,
     mut heads_left: usize,

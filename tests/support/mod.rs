@@ -11,7 +11,8 @@
 //! - [`kserve`]: validating KServe manifests against KServe's CRDs, strictly;
 //! - [`snapshot`]: store snapshots that prove a failed command changed nothing;
 //! - [`registries`], [`token`], [`proxy`] and [`http`]: real registries, a token service and a
-//!   fault-injecting proxy.
+//!   fault-injecting proxy;
+//! - [`venv`]: Python reference tools from PyPI, in venvs made once.
 //!
 //! Every test uses a store and a temporary directory of its own (tests run in parallel under
 //! `cargo test` and in separate processes under `cargo nextest`); the fixtures are made once and
@@ -31,3 +32,4 @@ pub mod proxy;
 pub mod registries;
 pub mod snapshot;
 pub mod token;
+pub mod venv;
