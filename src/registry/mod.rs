@@ -12,5 +12,8 @@ pub mod auth;
 mod client;
 pub mod pull;
 pub mod push;
+mod upload;
 
-pub use client::{network_error, Client, Options, Scope, Timeouts, Transfer};
+pub use client::{
+    network_error, Client, Options, PreparedUpload, Scope, Timeouts, Transfer, UploadBody,
+};

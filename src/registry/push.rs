@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use oci_spec::image::{Descriptor, Digest};
 use reqwest::blocking::Body;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::StatusCode;
 use serde::Serialize;
 
 use super::client::unexpected;
 use super::pull::parallel;
-use super::{network_error, Client, Scope, Timeouts, Transfer};
+use super::{network_error, Client, Scope, Timeouts, Transfer, UploadBody};
 use crate::digest::HashingWriter;
 use crate::error::{io_err, Error, RegistryError, RegistryErrorKind, Result};
 use crate::image::{Document, DocumentKind};
@@ -341,6 +341,69 @@ fn file_body(path: &std::path::Path, offset: u64, len: u64) -> Result<Body> {
     Ok(Body::sized(reader, len))
 }
 
+/// One attempt at a request carrying `len` bytes of the blob at `path` from `offset` (with
+/// `Content-Range` if given): through the uploader, which hands the file to the kernel, or
+/// through reqwest when a proxy is configured.
+#[allow(clippy::too_many_arguments)]
+fn send_blob_attempt(
+    client: &Client,
+    target: &ImageRef,
+    scope: &Scope,
+    doing: &str,
+    method: &'static str,
+    url: &dyn Fn(&str) -> String,
+    content_range: Option<String>,
+    (path, offset, len): (&std::path::Path, u64, u64),
+) -> Result<reqwest::blocking::Response> {
+    let repo = &target.repository;
+    let mut headers = vec![("Content-Type", "application/octet-stream".to_string())];
+    if let Some(r) = &content_range {
+        headers.push(("Content-Range", r.clone()));
+    }
+    if client.direct_uploads() {
+        return client.upload_attempt(
+            &target.registry,
+            repo,
+            scope,
+            doing,
+            method,
+            url,
+            &headers,
+            &|| {
+                let f = File::open(path).map_err(io_err("open blob", path))?;
+                let size = f.metadata().map_err(io_err("read blob", path))?.len();
+                if size < offset + len {
+                    return Err(Error::corrupt(format!(
+                        "blob {} is shorter than its descriptor says",
+                        path.display()
+                    )));
+                }
+                Ok(UploadBody::file(f, offset, len))
+            },
+        );
+    }
+    client.send_attempt(
+        &target.registry,
+        repo,
+        scope,
+        doing,
+        Transfer::Upload,
+        &|http, base| {
+            let mut rb = if method == "PUT" {
+                http.put(url(base))
+            } else {
+                http.patch(url(base))
+            };
+            for (k, v) in &headers {
+                rb = rb.header(*k, v.clone());
+            }
+            Ok(rb
+                .header(CONTENT_LENGTH, len)
+                .body(file_body(path, offset, len)?))
+        },
+    )
+}
+
 /// Finish an upload with one PUT carrying the bytes from `offset` to the end.
 #[allow(clippy::too_many_arguments)]
 fn put_rest(
@@ -353,25 +416,21 @@ fn put_rest(
     offset: u64,
     progress: &Progress,
 ) -> Result<()> {
-    let repo = target.repository.clone();
     let digest = desc.digest().to_string();
     let len = desc.size() - offset;
     let doing = format!("uploading blob {digest} to {}", target.name());
-    let resp = client.send(
-        &target.registry,
-        &repo,
-        scope,
-        &doing,
-        Transfer::Upload,
-        &|http, base| {
-            let url = with_query(&absolute(base, location), "digest", &digest);
-            Ok(http
-                .put(url)
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_LENGTH, len)
-                .body(file_body(path, offset, len)?))
-        },
-    )?;
+    let resp = client.retrying(|| {
+        send_blob_attempt(
+            client,
+            target,
+            scope,
+            &doing,
+            "PUT",
+            &|base| with_query(&absolute(base, location), "digest", &digest),
+            None,
+            (path, offset, len),
+        )
+    })?;
     if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
         return Err(unexpected(&doing, resp));
     }
@@ -477,20 +536,15 @@ fn upload_chunks(
                 size - offset
             };
             let (loc, from) = (location.clone(), offset);
-            let result = client.send_attempt(
-                &target.registry,
-                &repo,
+            let result = send_blob_attempt(
+                client,
+                target,
                 scope,
                 &doing,
-                Transfer::Upload,
-                &|http, base| {
-                    Ok(http
-                        .patch(absolute(base, &loc))
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, len)
-                        .header(CONTENT_RANGE, format!("{from}-{}", from + len - 1))
-                        .body(file_body(path, from, len)?))
-                },
+                "PATCH",
+                &|base| absolute(base, &loc),
+                Some(format!("{from}-{}", from + len - 1)),
+                (path, from, len),
             );
             match result {
                 Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
@@ -714,24 +768,45 @@ impl LayerDestination for RegistryUpload<'_> {
         let base = self.client.base_url(&registry)?;
         let url = absolute(&base, &location);
         let (tx, rx) = sync_channel::<Vec<u8>>(4);
-        let reader = ChannelReader {
-            rx,
-            current: Vec::new(),
-            pos: 0,
-        };
-        let (http, request) = self.client.prepare(&registry, &repo, &scope, &|http, _| {
-            Ok(http
-                .patch(&url)
-                .header(CONTENT_TYPE, "application/octet-stream"))
-        })?;
-        let mut request = request;
-        *request.body_mut() = Some(Body::new(reader));
         let timeouts = self.client.timeouts();
         let (thread_registry, thread_what) = (registry.clone(), what.clone());
+        let direct = self.client.prepare_upload(
+            &registry,
+            &repo,
+            &scope,
+            "PATCH",
+            &url,
+            &[("Content-Type", "application/octet-stream".to_string())],
+        )?;
+        let send: Box<dyn FnOnce() -> Result<reqwest::blocking::Response> + Send> = match direct {
+            // The pieces go to the socket as they are: 1 MiB writes, no copy on the way.
+            Some(prepared) => {
+                let w = thread_what.clone();
+                Box::new(move || prepared.send(&w, UploadBody::pieces(rx)))
+            }
+            None => {
+                let reader = ChannelReader {
+                    rx,
+                    current: Vec::new(),
+                    pos: 0,
+                };
+                let (http, request) =
+                    self.client.prepare(&registry, &repo, &scope, &|http, _| {
+                        Ok(http
+                            .patch(&url)
+                            .header(CONTENT_TYPE, "application/octet-stream"))
+                    })?;
+                let mut request = request;
+                *request.body_mut() = Some(Body::new(reader));
+                let (r, w) = (thread_registry.clone(), thread_what.clone());
+                Box::new(move || {
+                    http.execute(request)
+                        .map_err(|e| network_error(&r, &w, timeouts, e))
+                })
+            }
+        };
         let request = std::thread::spawn(move || -> Result<String> {
-            let resp = http
-                .execute(request)
-                .map_err(|e| network_error(&thread_registry, &thread_what, timeouts, e))?;
+            let resp = send()?;
             if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
                 return Err(unexpected(&thread_what, resp));
             }
