@@ -420,6 +420,7 @@ pub fn build(
         store,
         spec,
         &tree,
+        &layers,
         &format,
         base_name.as_deref(),
         base.descriptor.digest().as_ref(),
@@ -527,7 +528,6 @@ fn write_layers_parallel<D: layer::LayerDestination>(
                         layer::Codec {
                             choice: spec.compression,
                             threads: spec.threads.max(1),
-                            file_digests: spec.sign_model.is_some(),
                         },
                         &tick,
                     )
