@@ -552,3 +552,31 @@ fn a_build_push_whose_registry_stops_reading_fails_within_the_read_timeout() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_push_whose_registry_stops_reading_fails_within_the_read_timeout() {
+    let env = Env::new();
+    let reg = FakeRegistry::start(Misbehaviour::StallUploads, false, None);
+    let models = sklearn_models(&env.path("models"));
+    // Larger than what socket buffers hold, and than the one-PUT size.
+    write_random(&models.join("weights.bin"), 40 << 20, 3);
+    let dest = format!("{}/hostile/stalled:v1", reg.host());
+    env.build(
+        &models,
+        &dest,
+        &bases().busybox(),
+        &["--layers", "single", "--compression", "none"],
+    );
+    let started = Instant::now();
+    env.cmd()
+        .args(["--read-timeout", "1", "--retries", "0", "push", &dest])
+        .run()
+        .failure()
+        // The large blob stalls while sent; small ones are taken whole and never answered.
+        .stderr_has(&[&reg.host(), "no bytes for 1 s", "uploading blob"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

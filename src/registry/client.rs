@@ -84,7 +84,7 @@ impl UploadBody {
         UploadBody(upload::Body::File { file, offset, len })
     }
     /// Pieces as a channel brings them, sent chunked.
-    pub fn pieces(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> UploadBody {
+    pub fn pieces(rx: std::sync::mpsc::Receiver<upload::Piece>) -> UploadBody {
         UploadBody(upload::Body::Pieces(rx))
     }
 }

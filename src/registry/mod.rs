@@ -13,6 +13,7 @@ mod client;
 pub mod pull;
 pub mod push;
 mod upload;
+pub use upload::Piece;
 
 pub use client::{
     network_error, Client, Options, PreparedUpload, Scope, Timeouts, Transfer, UploadBody,

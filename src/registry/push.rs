@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::client::unexpected;
 use super::pull::parallel;
-use super::{network_error, Client, Scope, Timeouts, Transfer, UploadBody};
+use super::{network_error, Client, Piece, Scope, Timeouts, Transfer, UploadBody};
 use crate::digest::HashingWriter;
 use crate::error::{io_err, Error, RegistryError, RegistryErrorKind, Result};
 use crate::image::{Document, DocumentKind};
@@ -618,15 +618,20 @@ pub struct RegistryUpload<'a> {
 pub struct UploadWriter {
     hasher: HashingWriter<std::io::Sink>,
     buf: Vec<u8>,
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: Option<SyncSender<Piece>>,
     request: Option<JoinHandle<Result<String>>>,
+    /// Whether the request is sent by the uploader, which takes file ranges (`sendfile`).
+    direct: bool,
+    /// Files whose ranges were queued, with what `stat` said before: checked again once the
+    /// request is done, so that the bytes sent are known to be the bytes hashed.
+    appended: Vec<(File, std::path::PathBuf, crate::digest::FileState)>,
     registry: String,
     what: String,
     timeouts: Timeouts,
 }
 
 struct ChannelReader {
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<Piece>,
     current: Vec<u8>,
     pos: usize,
 }
@@ -635,9 +640,13 @@ impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.current.len() {
             match self.rx.recv() {
-                Ok(next) => {
+                Ok(Piece::Bytes(next)) => {
                     self.current = next;
                     self.pos = 0;
+                }
+                // Only the uploader is sent file ranges (see `append_file`).
+                Ok(Piece::File { .. }) => {
+                    return Err(std::io::Error::other("a file range on a reqwest body"))
                 }
                 Err(_) => return Ok(0),
             }
@@ -673,7 +682,12 @@ impl UploadWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let mut piece = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_PIECE));
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_PIECE));
+        self.send_piece(Piece::Bytes(piece))
+    }
+
+    /// Hand a piece to the request thread, as [`UploadWriter::send_buffer`] does.
+    fn send_piece(&mut self, mut piece: Piece) -> Result<()> {
         let started = Instant::now();
         loop {
             let Some(tx) = self.tx.as_ref() else {
@@ -722,7 +736,66 @@ impl Write for UploadWriter {
     }
 }
 
-impl crate::layer::AppendFile for UploadWriter {}
+/// A model file's range goes to the request thread as a file range, which the uploader hands
+/// to the kernel (`sendfile`): no copy of the bytes in this process on their way out. The bytes
+/// are read here once, for the layer's digest and the file's own.
+impl crate::layer::AppendFile for UploadWriter {
+    fn append_file(
+        &mut self,
+        part: crate::layer::FilePart<'_>,
+        tick: &dyn Fn(u64),
+    ) -> std::io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        if !self.direct {
+            return Ok(false);
+        }
+        self.send_buffer().map_err(Error::into_io)?;
+        let before = crate::digest::FileState::of(part.file)?;
+        let offset = part.file.stream_position()?;
+        self.appended
+            .push((part.file.try_clone()?, part.path.to_path_buf(), before));
+        self.send_piece(Piece::File {
+            file: part.file.try_clone()?,
+            offset,
+            len: part.len,
+        })
+        .map_err(Error::into_io)?;
+        let mut own = Vec::new();
+        let mut done = 0u64;
+        while done < part.len {
+            let mut buf = match part.also {
+                Some((feed, _)) => feed.buffer(),
+                None => {
+                    own.resize(STREAM_PIECE, 0);
+                    std::mem::take(&mut own)
+                }
+            };
+            let want = (part.len - done).min(buf.len() as u64) as usize;
+            let n = part.file.read_at(&mut buf[..want], offset + done)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "model file {} shrank while it was being read (truncated during the build); do not change model files during a build, and run it again",
+                        part.path.display()
+                    ),
+                ));
+            }
+            self.hasher.write_all(&buf[..n])?;
+            done += n as u64;
+            tick(n as u64);
+            match part.also {
+                Some((feed, key)) => feed.data(key, buf, n)?,
+                None => own = buf,
+            }
+        }
+        if let Some((feed, key)) = part.also {
+            feed.end(key)?;
+        }
+        part.file.seek(SeekFrom::Start(offset + part.len))?;
+        Ok(true)
+    }
+}
 
 // Every request here is one attempt: the build retries a whole layer (which cannot be sent
 // again without being written again) with `Client::retrying`, the one retry loop.
@@ -767,7 +840,7 @@ impl LayerDestination for RegistryUpload<'_> {
         let location = location_of(&start, &what)?;
         let base = self.client.base_url(&registry)?;
         let url = absolute(&base, &location);
-        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let (tx, rx) = sync_channel::<Piece>(4);
         let timeouts = self.client.timeouts();
         let (thread_registry, thread_what) = (registry.clone(), what.clone());
         let direct = self.client.prepare_upload(
@@ -778,6 +851,7 @@ impl LayerDestination for RegistryUpload<'_> {
             &url,
             &[("Content-Type", "application/octet-stream".to_string())],
         )?;
+        let is_direct = direct.is_some();
         let send: Box<dyn FnOnce() -> Result<reqwest::blocking::Response> + Send> = match direct {
             // The pieces go to the socket as they are: 1 MiB writes, no copy on the way.
             Some(prepared) => {
@@ -822,6 +896,8 @@ impl LayerDestination for RegistryUpload<'_> {
             buf: Vec::with_capacity(STREAM_PIECE),
             tx: Some(tx),
             request: Some(request),
+            direct: is_direct,
+            appended: Vec::new(),
             registry,
             what,
             timeouts,
@@ -835,6 +911,15 @@ impl LayerDestination for RegistryUpload<'_> {
             Some(Ok(r)) => r?,
             _ => return Err(w.failed()),
         };
+        for (file, path, before) in &w.appended {
+            if crate::digest::FileState::of(file).map_err(io_err("read", path))? != *before {
+                return Err(Error::invalid(format!(
+                    "model file {} changed while it was being sent",
+                    path.display()
+                ))
+                .with_hint("do not change model files during a build; run the build again"));
+            }
+        }
         let (_, digest, size) = w.hasher.finish();
         let repo = self.target.repository.clone();
         let d = digest.to_string();

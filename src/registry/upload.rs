@@ -12,8 +12,9 @@
 //! Every request gets a connection of its own (`Connection: close`): a blob upload takes seconds
 //! to hours, next to which a connection setup costs nothing. The connect timeout bounds the
 //! connection and TLS handshake; while the body is sent, a registry that takes no bytes for the
-//! read timeout ends the request (`SO_SNDTIMEO`, and `TCP_USER_TIMEOUT` for a peer that
-//! vanished); the answer after a whole body is waited for as long as the registry needs.
+//! read timeout ends the request (`SO_SNDTIMEO`: a send blocks as long whether the registry
+//! stopped reading or vanished and left the bytes unacknowledged), and so does an answer that
+//! does not start within the read timeout after the whole body.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -32,7 +33,14 @@ pub enum Body {
     /// `len` bytes of `file` from `offset`, with `Content-Length`.
     File { file: File, offset: u64, len: u64 },
     /// Pieces as they come, until the sender hangs up, with `Transfer-Encoding: chunked`.
-    Pieces(Receiver<Vec<u8>>),
+    Pieces(Receiver<Piece>),
+}
+
+/// A piece of a streamed body: bytes, or a range of a file (a chunk of its own, sent by
+/// `sendfile` on plain HTTP).
+pub enum Piece {
+    Bytes(Vec<u8>),
+    File { file: File, offset: u64, len: u64 },
 }
 
 /// How a request failed.
@@ -193,9 +201,10 @@ impl Connector {
                     .map_err(|e| Failure::Connect(io::Error::other(e)))?;
                 let conn = rustls::ClientConnection::new(config, name)
                     .map_err(|e| Failure::Connect(io::Error::other(e)))?;
-                let mut tls = rustls::StreamOwned::new(conn, sock);
+                let mut tls = rustls::StreamOwned::new(conn, Tracked::new(sock));
                 // The handshake, within the connect timeout.
                 tls.sock
+                    .sock
                     .set_read_timeout(Some(self.connect_timeout))
                     .map_err(Failure::Connect)?;
                 while tls.conn.is_handshaking() {
@@ -203,36 +212,93 @@ impl Connector {
                         .complete_io(&mut tls.sock)
                         .map_err(Failure::Connect)?;
                 }
-                tls.sock.set_read_timeout(None).map_err(Failure::Io)?;
                 let sent = send_tls_body(&mut tls, &head, body);
-                finish(sent, &mut tls, |t, d| t.sock.set_read_timeout(d))
+                let stalled = tls.sock.idle() >= self.read_timeout;
+                finish(sent, stalled, self.read_timeout, &mut tls, |t, d| {
+                    t.sock.sock.set_read_timeout(d)
+                })
             }
             _ => {
-                let mut sock = sock;
+                let mut sock = Tracked::new(sock);
                 let sent = send_plain_body(&mut sock, &head, body);
-                finish(sent, &mut sock, |s, d| s.set_read_timeout(d))
+                let stalled = sock.idle() >= self.read_timeout;
+                finish(sent, stalled, self.read_timeout, &mut sock, |s, d| {
+                    s.sock.set_read_timeout(d)
+                })
             }
         }
     }
 }
 
-/// After the body: the answer. A body cut short by the registry may still have been answered
-/// (a refusal sent before the whole body was read): that answer wins over the broken send.
+/// After the body: the answer, which must start within `idle`. A body cut short by the
+/// registry may still have been answered (a refusal sent before the whole body was read): that
+/// answer wins over the broken send. A send that failed after taking no bytes for `idle`
+/// (`stalled`: the send timeout, or the kernel dropping the connection) is a stall.
 fn finish<S: Read>(
     sent: io::Result<()>,
+    stalled: bool,
+    idle: Duration,
     stream: &mut S,
     set_timeout: impl Fn(&mut S, Option<Duration>) -> io::Result<()>,
 ) -> Result<http::Response<Vec<u8>>, Failure> {
     match sent {
-        Ok(()) => read_response(stream).map_err(Failure::Io),
+        Ok(()) => {
+            set_timeout(stream, Some(idle.max(Duration::from_millis(1)))).map_err(Failure::Io)?;
+            read_response(stream).map_err(|e| {
+                if is_stall(&e) {
+                    // No answer within the read timeout: worded as a wait that ran out.
+                    Failure::Io(io::Error::new(io::ErrorKind::TimedOut, e))
+                } else {
+                    Failure::Io(e)
+                }
+            })
+        }
         Err(e) => {
             let _ = set_timeout(stream, Some(Duration::from_secs(1)));
             match read_response(stream) {
                 Ok(r) => Ok(r),
-                Err(_) if is_stall(&e) => Err(Failure::Stalled),
+                Err(_) if stalled || is_stall(&e) => Err(Failure::Stalled),
                 Err(_) => Err(Failure::Io(e)),
             }
         }
+    }
+}
+
+/// A connection that remembers when it last took bytes.
+struct Tracked {
+    sock: TcpStream,
+    progress: std::time::Instant,
+}
+
+impl Tracked {
+    fn new(sock: TcpStream) -> Tracked {
+        Tracked {
+            sock,
+            progress: std::time::Instant::now(),
+        }
+    }
+    /// How long since bytes were last taken.
+    fn idle(&self) -> Duration {
+        self.progress.elapsed()
+    }
+}
+
+impl Read for Tracked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Tracked {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.sock.write(buf)?;
+        if n > 0 {
+            self.progress = std::time::Instant::now();
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
     }
 }
 
@@ -243,26 +309,12 @@ fn is_stall(e: &io::Error) -> bool {
     )
 }
 
-/// Socket options: a send that makes no progress for `idle` fails, and so does a connection
-/// whose sent bytes stay unacknowledged that long.
+/// Socket options: a send that makes no progress for `idle` fails. (No `TCP_USER_TIMEOUT`: the
+/// kernel would drop a connection whose window stayed closed that long before the send timeout
+/// could say so, and the send timeout covers a vanished peer too.)
 fn configure(s: &TcpStream, idle: Duration) -> io::Result<()> {
     s.set_nodelay(true)?;
     s.set_write_timeout(Some(idle.max(Duration::from_millis(1))))?;
-    let ms = libc::c_uint::try_from(idle.as_millis()).unwrap_or(libc::c_uint::MAX);
-    // SAFETY: setsockopt on a socket this process owns, with a pointer to a live value of the
-    // size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&ms as *const libc::c_uint).cast(),
-            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
     Ok(())
 }
 
@@ -300,45 +352,73 @@ fn shrank() -> io::Error {
     )
 }
 
+/// `len` bytes of `file` from `offset` into the socket, by the kernel.
+fn sendfile(sock: &mut Tracked, file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let mut off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+    let mut left = len;
+    while left > 0 {
+        let count = left.min(1 << 30) as usize;
+        // SAFETY: both descriptors are open for the duration of the call; `off` is a live
+        // offset the kernel advances.
+        let n = unsafe { libc::sendfile(sock.sock.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(shrank());
+        }
+        sock.progress = std::time::Instant::now();
+        left -= n as u64;
+    }
+    Ok(())
+}
+
 /// Head, then body: a file range by `sendfile`, pieces as chunks.
-fn send_plain_body(sock: &mut TcpStream, head: &[u8], body: Body) -> io::Result<()> {
+fn send_plain_body(sock: &mut Tracked, head: &[u8], body: Body) -> io::Result<()> {
     sock.write_all(head)?;
     match body {
-        Body::File { file, offset, len } => {
-            let mut off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
-            let mut left = len;
-            while left > 0 {
-                let count = left.min(1 << 30) as usize;
-                // SAFETY: both descriptors are open for the duration of the call; `off` is a
-                // live offset the kernel advances.
-                let n =
-                    unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
-                if n < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(e);
-                }
-                if n == 0 {
-                    return Err(shrank());
-                }
-                left -= n as u64;
-            }
-            Ok(())
-        }
+        Body::File { file, offset, len } => sendfile(sock, &file, offset, len),
         Body::Pieces(rx) => {
             for piece in rx {
-                if piece.is_empty() {
-                    continue;
+                match piece {
+                    Piece::Bytes(b) if b.is_empty() => {}
+                    Piece::Bytes(b) => {
+                        sock.write_all(format!("{:x}\r\n", b.len()).as_bytes())?;
+                        sock.write_all(&b)?;
+                        sock.write_all(b"\r\n")?;
+                    }
+                    Piece::File { len: 0, .. } => {}
+                    Piece::File { file, offset, len } => {
+                        sock.write_all(format!("{len:x}\r\n").as_bytes())?;
+                        sendfile(sock, &file, offset, len)?;
+                        sock.write_all(b"\r\n")?;
+                    }
                 }
-                sock.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
-                sock.write_all(&piece)?;
-                sock.write_all(b"\r\n")?;
             }
             sock.write_all(b"0\r\n\r\n")
         }
     }
+}
+
+/// `len` bytes of `file` from `offset` into a TLS stream, in 1 MiB reads.
+fn file_into<W: Write>(out: &mut W, file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; TLS_PIECE.min(len as usize)];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(buf.len() as u64) as usize;
+        let n = file.read_at(&mut buf[..want], offset + done)?;
+        if n == 0 {
+            return Err(shrank());
+        }
+        out.write_all(&buf[..n])?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// Head, then body, through TLS: the file read in 1 MiB pieces, written as full records.
@@ -349,28 +429,23 @@ fn send_tls_body<S: Read + Write>(
 ) -> io::Result<()> {
     tls.write_all(head)?;
     match body {
-        Body::File { file, offset, len } => {
-            use std::os::unix::fs::FileExt;
-            let mut buf = vec![0u8; TLS_PIECE];
-            let mut done = 0u64;
-            while done < len {
-                let want = (len - done).min(TLS_PIECE as u64) as usize;
-                let n = file.read_at(&mut buf[..want], offset + done)?;
-                if n == 0 {
-                    return Err(shrank());
-                }
-                tls.write_all(&buf[..n])?;
-                done += n as u64;
-            }
-        }
+        Body::File { file, offset, len } => file_into(tls, &file, offset, len)?,
         Body::Pieces(rx) => {
             for piece in rx {
-                if piece.is_empty() {
-                    continue;
+                match piece {
+                    Piece::Bytes(b) if b.is_empty() => {}
+                    Piece::Bytes(b) => {
+                        tls.write_all(format!("{:x}\r\n", b.len()).as_bytes())?;
+                        tls.write_all(&b)?;
+                        tls.write_all(b"\r\n")?;
+                    }
+                    Piece::File { len: 0, .. } => {}
+                    Piece::File { file, offset, len } => {
+                        tls.write_all(format!("{len:x}\r\n").as_bytes())?;
+                        file_into(tls, &file, offset, len)?;
+                        tls.write_all(b"\r\n")?;
+                    }
                 }
-                tls.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
-                tls.write_all(&piece)?;
-                tls.write_all(b"\r\n")?;
             }
             tls.write_all(b"0\r\n\r\n")?;
         }
