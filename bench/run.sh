@@ -88,6 +88,29 @@ for w in sorted({k[0] for k in data}):
         other = e2e(tb, tp)
         if m and other:
             print(f"| {names.get(w, w)} | build+push | {label} vs modelcar | {other:.2f} vs {m:.2f} | | | {other / m:.1f}x | |")
+# Against the registry floors, in the same run: each push's wall and CPU time over curl's
+# single PUTs of the same files into the same kind of registry; for build --push, the CPU budget
+# of the targets (the hashing floor's CPU plus 1.5 times curl's).
+lines = []
+for w in sorted({k[0] for k in data}):
+    for step, floor_step, label in [("push", "push", "push, disk registry"),
+                                    ("push-tmpfs", "push-tmpfs", "push, tmpfs registry"),
+                                    ("build-push", "push", "build --push, disk registry"),
+                                    ("build-push-tmpfs", "push-tmpfs", "build --push, tmpfs registry")]:
+        mw, mc = med((w, step, "modelcar"), 0), med((w, step, "modelcar"), 1)
+        fw, fc = med((w, floor_step, "registry floor (curl PUT)"), 0), med((w, floor_step, "registry floor (curl PUT)"), 1)
+        if None in (mw, mc, fw, fc) or fw == 0 or fc == 0:
+            continue
+        budget = ""
+        hc = med((w, "floor", "openssl sha256"), 1)
+        if step.startswith("build-push") and hc is not None:
+            budget = f"{mc:.2f} of {hc + 1.5 * fc:.2f}"
+        lines.append(f"| {names.get(w, w)} | {label} | {mw:.2f} vs {fw:.2f} | {mw / fw:.2f} | {mc:.2f} vs {fc:.2f} | {mc / fc:.2f} | {budget} |")
+if lines:
+    print()
+    print("| workload | step | wall s, modelcar vs curl | wall ratio | CPU s, modelcar vs curl | CPU ratio | build --push CPU vs hash + 1.5 x curl |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    print("\n".join(lines))
 # What the format check reads (format_read_bytes), when measured.
 reads = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "format-read.tsv")
 for line in open(reads) if os.path.exists(reads) else []:
@@ -135,8 +158,16 @@ reg_pid=""
 # store's copy and the registry's would need 24 GiB of disk at once.
 reg_dir="$work/registry"
 shm_reg_dir="/dev/shm/modelcar-bench-registry"
+# A second registry that keeps its data in memory (/dev/shm), for the registry floor where
+# storage costs nothing: what the registry's own work (HTTP, hashing) allows. The push targets
+# are checked against it.
+port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+fast="127.0.0.1:$port2"
+fast_pid=""
+fast_dir="/dev/shm/modelcar-bench-fast-registry"
+stop_fast() { [ -z "$fast_pid" ] || { kill "$fast_pid" 2>/dev/null || true; wait "$fast_pid" 2>/dev/null || true; }; fast_pid=""; rm -rf "$fast_dir"; }
 cleanup() { [ -z "$reg_pid" ] || kill "$reg_pid" 2>/dev/null || true; }
-trap 'cleanup; rm -rf "$shm_reg_dir"' EXIT
+trap 'cleanup; stop_fast; rm -rf "$shm_reg_dir"' EXIT
 if [ ! -d "$work/bases/layout" ]; then
   "$repo/tests/fixtures/make-bases.sh" "$work/bases" >/dev/null
 fi
@@ -155,6 +186,19 @@ fresh_registry() {
   reg_pid=$!
   for _ in $(seq 50); do curl -fs "http://$reg/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
   skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$reg/base/busybox:latest"
+}
+
+# A fresh, empty in-memory registry holding only the base (one image in it at a time, so that
+# memory holds at most one copy of a workload).
+fresh_fast_registry() {
+  stop_fast
+  mkdir -p "$fast_dir"
+  printf '%s\n' "version: 0.1" "storage:" "  filesystem:" "    rootdirectory: $fast_dir/data" \
+    "http:" "  addr: $fast" "log:" "  level: error" > "$fast_dir/config.yml"
+  docker-registry serve "$fast_dir/config.yml" > "$fast_dir/log" 2>&1 &
+  fast_pid=$!
+  for _ in $(seq 50); do curl -fs "http://$fast/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+  skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$fast/base/busybox:latest"
 }
 
 # --- workloads -------------------------------------------------------------------------------
@@ -264,7 +308,7 @@ measure() {
 # What the registry itself can take in: each model file uploaded by curl in one PUT to a fresh
 # repository (digests computed beforehand, outside the timing).
 registry_floor() {
-  local model=$1 repo=$2 script="$work/registry-floor.sh"
+  local model=$1 repo=$2 reg=${3:-$reg} script="$work/registry-floor.sh"
   {
     echo "set -e"
     find "$model" -type f | sort | while read -r f; do
@@ -357,6 +401,12 @@ bench_workload() {
       measure push modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
       if [ "$w" != 3 ]; then
         measure push "registry floor (curl PUT)" "$w" -- sh "$(registry_floor "$model" "floor/w$w-r$run")"
+        # The same push and floor into the in-memory registry, each into an empty one.
+        fresh_fast_registry
+        measure push-tmpfs modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag" "$fast/mc/w$w-r$run:v1"
+        fresh_fast_registry
+        measure push-tmpfs "registry floor (curl PUT)" "$w" -- sh "$(registry_floor "$model" "floor/w$w-r$run" "$fast")"
+        stop_fast
       fi
       measure push-again modelcar "$w" -- "$modelcar" -q --store "$store" push "$tag"
       find "$model" -type f -exec touch {} +
@@ -364,6 +414,12 @@ bench_workload() {
       measure rebuild-unchanged modelcar "$w" -- "$modelcar" -q --store "$store" build --models "$model" --tag "$tag" --base "$base_oci" "${fmt[@]}"
       rm -rf "$store"
       measure build-push modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$reg/mc/w$w-bp-r$run:v1" --base "$base_oci" "${fmt[@]}"
+      if [ "$w" != 3 ]; then
+        rm -rf "$store"
+        fresh_fast_registry
+        measure build-push-tmpfs modelcar "$w" -- "$modelcar" -q --store "$store" build --push --models "$model" --tag "$fast/mc/w$w-bp-r$run:v1" --base "$base_oci" "${fmt[@]}"
+        stop_fast
+      fi
     fi
     rm -rf "$store"
 

@@ -408,7 +408,6 @@ pub fn build(
         let codec = layer::Codec {
             choice: spec.compression,
             threads: spec.threads.max(1),
-            file_digests: false,
         };
         let (tree, format) = (&tree, &format);
         Some(match push {
@@ -527,7 +526,7 @@ pub fn build(
     // only once its checks passed, so a refused build leaves the store's index as it was.
     let file_digests = match &artifact {
         Some(a) => a.file_digests(),
-        None => crate::provenance::bom::file_digests(store, &tree)?,
+        None => crate::provenance::bom::file_digests(store, &tree, &layers)?,
     };
     let bom = crate::provenance::bom::for_build(
         spec,
@@ -641,7 +640,6 @@ fn write_layers_parallel<D: layer::LayerDestination>(
                         layer::Codec {
                             choice: spec.compression,
                             threads: spec.threads.max(1),
-                            file_digests: spec.sign_model.is_some(),
                         },
                         &tick,
                     )

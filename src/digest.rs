@@ -135,19 +135,21 @@ enum Piece {
         path: std::path::PathBuf,
         offset: u64,
         len: u64,
+        /// Where the bytes go too, for the file's own digest (under this key).
+        also: Option<(FileFeed, usize)>,
     },
 }
 
 /// The `stat` fields that change whenever a file's contents do.
 #[derive(Debug, PartialEq, Eq)]
-struct FileState {
+pub(crate) struct FileState {
     len: u64,
     mtime: (i64, i64),
     ctime: (i64, i64),
 }
 
 impl FileState {
-    fn of(file: &std::fs::File) -> io::Result<FileState> {
+    pub(crate) fn of(file: &std::fs::File) -> io::Result<FileState> {
         use std::os::unix::fs::MetadataExt;
         let m = file.metadata()?;
         Ok(FileState {
@@ -189,11 +191,15 @@ impl<W: Write> ThreadedHashingWriter<W> {
                         path,
                         offset,
                         len,
+                        also,
                     } => {
                         use std::os::unix::fs::FileExt;
-                        buf.resize(PIECE, 0);
                         let mut done = 0u64;
                         while done < len {
+                            if let Some((feed, _)) = &also {
+                                buf = feed.buffer();
+                            }
+                            buf.resize(PIECE, 0);
                             let want = (len - done).min(PIECE as u64) as usize;
                             let n = file.read_at(&mut buf[..want], offset + done)?;
                             if n == 0 {
@@ -201,6 +207,13 @@ impl<W: Write> ThreadedHashingWriter<W> {
                             }
                             h.update(&buf[..n]);
                             done += n as u64;
+                            if let Some((feed, key)) = &also {
+                                // The file's own digest, on the file hashing thread.
+                                feed.data(*key, std::mem::take(&mut buf), n)?;
+                            }
+                        }
+                        if let Some((feed, key)) = &also {
+                            feed.end(*key)?;
                         }
                     }
                 }
@@ -274,12 +287,16 @@ impl ThreadedHashingWriter<tempfile::NamedTempFile> {
     /// the hashing thread reading the same range; `tick` is told of progress. A file that
     /// changes meanwhile makes [`finish`](Self::finish) fail, so no blob is ever named after
     /// bytes other than its own.
+    ///
+    /// With `also`, the hashing thread hands the bytes it reads to a [`FileHashes`] too, for the
+    /// file's own digest under the key given: the range is read once for both digests.
     pub fn append_file(
         &mut self,
         src: &mut std::fs::File,
         path: &std::path::Path,
         len: u64,
         tick: &dyn Fn(u64),
+        also: Option<(&FileFeed, usize)>,
     ) -> io::Result<()> {
         use std::io::Seek;
         self.ship()?;
@@ -292,6 +309,7 @@ impl ThreadedHashingWriter<tempfile::NamedTempFile> {
             path: path.to_path_buf(),
             offset,
             len,
+            also: also.map(|(f, k)| (f.clone_feed(), k)),
         })?;
         let mut left = len;
         while left > 0 {
@@ -322,6 +340,117 @@ impl<W: Write> Write for ThreadedHashingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         // Buffered bytes go out (and into the hash, in order) with the next piece or `finish`.
         Ok(())
+    }
+}
+
+/// SHA-256s of whole files, taken on a thread of their own from the buffers the threads that
+/// read the files hand over (and get back), so that a file's digest costs no extra read and no
+/// time on the reading thread. Files are told apart by a key; pieces of one key arrive in order.
+pub struct FileHashes {
+    tx: std::sync::mpsc::SyncSender<FileMsg>,
+    hasher: std::thread::JoinHandle<std::collections::BTreeMap<usize, String>>,
+}
+
+/// What the file hashing thread is sent.
+enum FileMsg {
+    /// The next `n` bytes of file `key`, in `buf`, which goes back through `back`.
+    Data {
+        key: usize,
+        buf: Vec<u8>,
+        n: usize,
+        back: std::sync::mpsc::SyncSender<Vec<u8>>,
+    },
+    /// File `key` is complete.
+    End { key: usize },
+}
+
+/// A handle for handing file pieces to [`FileHashes`], with buffers of its own to hand out.
+pub struct FileFeed {
+    tx: std::sync::mpsc::SyncSender<FileMsg>,
+    back_tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    back: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl FileHashes {
+    pub fn new() -> FileHashes {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<FileMsg>(4);
+        let hasher = std::thread::spawn(move || {
+            let mut open: std::collections::HashMap<usize, Sha256> = Default::default();
+            let mut done = std::collections::BTreeMap::new();
+            for msg in rx {
+                match msg {
+                    FileMsg::Data { key, buf, n, back } => {
+                        open.entry(key).or_default().update(&buf[..n]);
+                        let _ = back.try_send(buf);
+                    }
+                    FileMsg::End { key } => {
+                        let h = open.remove(&key).unwrap_or_default();
+                        done.insert(key, hex::encode(h.finalize()));
+                    }
+                }
+            }
+            done
+        });
+        FileHashes { tx, hasher }
+    }
+
+    /// A feed for one reading thread.
+    pub fn feed(&self) -> FileFeed {
+        let (back_tx, back) = std::sync::mpsc::sync_channel(8);
+        FileFeed {
+            tx: self.tx.clone(),
+            back_tx,
+            back,
+        }
+    }
+
+    /// The hex SHA-256 of each file completed, by key, once every feed is dropped.
+    pub fn finish(self) -> io::Result<std::collections::BTreeMap<usize, String>> {
+        drop(self.tx);
+        self.hasher
+            .join()
+            .map_err(|_| io::Error::other("the file hashing thread panicked"))
+    }
+}
+
+impl Default for FileHashes {
+    fn default() -> Self {
+        FileHashes::new()
+    }
+}
+
+impl FileFeed {
+    /// A buffer of [`PIECE`] bytes to read into (one given back, or a new one).
+    pub fn buffer(&self) -> Vec<u8> {
+        self.back.try_recv().unwrap_or_else(|_| vec![0u8; PIECE])
+    }
+
+    /// Hand over the next `n` bytes of file `key`, held in `buf`.
+    pub fn data(&self, key: usize, buf: Vec<u8>, n: usize) -> io::Result<()> {
+        self.tx
+            .send(FileMsg::Data {
+                key,
+                buf,
+                n,
+                back: self.back_tx.clone(),
+            })
+            .map_err(|_| io::Error::other("the file hashing thread stopped"))
+    }
+
+    /// File `key` is complete (an empty file needs only this).
+    pub fn end(&self, key: usize) -> io::Result<()> {
+        self.tx
+            .send(FileMsg::End { key })
+            .map_err(|_| io::Error::other("the file hashing thread stopped"))
+    }
+
+    fn clone_feed(&self) -> FileFeed {
+        let (back_tx, back) = std::sync::mpsc::sync_channel(8);
+        FileFeed {
+            tx: self.tx.clone(),
+            back_tx,
+            back,
+        }
     }
 }
 
@@ -412,9 +541,15 @@ mod tests {
         let mut w = ThreadedHashingWriter::new(tempfile::NamedTempFile::new_in(&dir).unwrap());
         w.write_all(b"header").unwrap();
         let ticks = std::cell::Cell::new(0);
-        w.append_file(&mut src, &src_path, 2_000_000, &|n| {
-            ticks.set(ticks.get() + n)
-        })
+        let files = FileHashes::new();
+        let feed = files.feed();
+        w.append_file(
+            &mut src,
+            &src_path,
+            2_000_000,
+            &|n| ticks.set(ticks.get() + n),
+            Some((&feed, 7)),
+        )
         .unwrap();
         w.write_all(b"trailer").unwrap();
         let (tmp, d, n) = w.finish().unwrap();
@@ -422,11 +557,19 @@ mod tests {
         assert_eq!(std::fs::read(tmp.path()).unwrap(), expected);
         assert_eq!((d, n), (sha256_of(&expected), expected.len() as u64));
         assert_eq!(ticks.get(), 2_000_000);
+        drop(feed);
+        let own = files.finish().unwrap();
+        assert_eq!(
+            own.get(&7).map(String::as_str),
+            Some(hex_of(&sha256_of(&data[100..2_000_100]))),
+            "the file's own digest, from the same read"
+        );
 
         // A source that changes before the blob is finished fails it.
         let mut src = std::fs::File::open(&src_path).unwrap();
         let mut w = ThreadedHashingWriter::new(tempfile::NamedTempFile::new_in(&dir).unwrap());
-        w.append_file(&mut src, &src_path, 1000, &|_| {}).unwrap();
+        w.append_file(&mut src, &src_path, 1000, &|_| {}, None)
+            .unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(&src_path)
@@ -451,7 +594,7 @@ mod tests {
         let mut src = std::fs::File::open(&src_path).unwrap();
         let mut w = ThreadedHashingWriter::new(tempfile::NamedTempFile::new_in(&dir).unwrap());
         // The tar header promised 5000 bytes; the file holds 3000 by the time it is copied.
-        let err = match w.append_file(&mut src, &src_path, 5000, &|_| {}) {
+        let err = match w.append_file(&mut src, &src_path, 5000, &|_| {}, None) {
             Err(e) => e,
             Ok(()) => w.finish().map(|_| ()).unwrap_err(),
         };

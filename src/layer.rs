@@ -11,10 +11,12 @@
 //! A cache keyed on each file's path and `stat` fields lets an unchanged rebuild reuse a layer
 //! without reading the files again.
 //!
-//! When asked ([`Codec::file_digests`], for signing the model), the writer also takes each file's
-//! SHA-256 from the same read that puts the file into the layer, and the layer caches keep those
-//! digests with the layer, so a cache hit needs no read either. A cached layer without them is
-//! written again when they are asked for.
+//! The writer also takes each file's SHA-256 from the same read that puts the file into the layer
+//! (on a thread of its own, so the build stays at the speed of one hash), for the bill of
+//! materials and model signing; the layer caches keep those digests with the layer, so a cache
+//! hit needs no read either. A cached layer without them is written again. After `touch`, a file
+//! is read once and its SHA-256 compared with the one kept, instead of comparing the file with
+//! the stored layer (two reads).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -26,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::compress::{zstd_encoder, ParGzip};
-use crate::digest::HashingWriter;
+use crate::digest::{FileFeed, FileHashes, HashingWriter};
 use crate::error::{io_err, Error, Result};
 use crate::image::Compression;
 use crate::model::{EntryKind, ModelEntry, ModelTree};
@@ -75,23 +77,16 @@ impl std::str::FromStr for CompressionChoice {
 }
 
 /// How layer bytes are compressed: the choice, and how many threads a compressor may use (the
-/// bytes do not depend on the thread count); and whether each file's SHA-256 is taken on the way.
+/// bytes do not depend on the thread count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Codec {
     pub choice: CompressionChoice,
     pub threads: usize,
-    /// Take each file's SHA-256 ([`BuiltLayer::file_digests`]). Files then go through this
-    /// process rather than by an in-kernel copy, where they would not be seen.
-    pub file_digests: bool,
 }
 
 impl From<CompressionChoice> for Codec {
     fn from(choice: CompressionChoice) -> Self {
-        Codec {
-            choice,
-            threads: 1,
-            file_digests: false,
-        }
+        Codec { choice, threads: 1 }
     }
 }
 
@@ -211,7 +206,8 @@ pub struct BuiltLayer {
     pub files: Vec<String>,
     /// Uncompressed bytes of file content.
     pub content_bytes: u64,
-    /// Each model file's SHA-256 (hex) by relative path, when [`Codec::file_digests`] asked.
+    /// Each model file's SHA-256 (hex) by relative path, taken while the layer was written
+    /// (`None` only in caches written by earlier versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_digests: Option<BTreeMap<String, String>>,
     /// Whether the layer came from the cache without reading the files.
@@ -253,16 +249,18 @@ pub trait AppendFile: Write {
     }
 }
 
-/// The next `len` bytes of an open model file, and its path for messages.
+/// The next `len` bytes of an open model file, its path for messages, and where its bytes go
+/// for the file's own digest (under a key), if anywhere.
 pub struct FilePart<'a> {
     pub file: &'a mut File,
     pub path: &'a Path,
     pub len: u64,
+    pub also: Option<(&'a FileFeed, usize)>,
 }
 
 impl AppendFile for BlobWriter {
     fn append_file(&mut self, part: FilePart<'_>, tick: &dyn Fn(u64)) -> io::Result<bool> {
-        self.append_file(part.file, part.path, part.len, tick)?;
+        self.append_file(part.file, part.path, part.len, tick, part.also)?;
         Ok(true)
     }
 }
@@ -360,9 +358,8 @@ impl LayerDestination for Store {
 /// Two caches, both in `store`, let a rebuild skip writing a layer that `dest` already holds:
 /// - keyed on each file's path and `stat` fields: a hit reads nothing;
 /// - keyed on the paths and sizes alone (after `touch`, a fresh checkout or a copy of the model
-///   elsewhere): the files are read and compared with the stored layer, or hashed when the store
-///   does not hold it uncompressed, and the layer is reused only if every byte is the same. The
-///   comparison stops at the first difference and the layer is then written as usual.
+///   elsewhere): each file is read once and hashed, and the layer is reused only if every file
+///   has the SHA-256 kept with the layer; otherwise it is written as usual.
 pub fn write_layer<D: LayerDestination>(
     store: &Store,
     dest: &D,
@@ -387,12 +384,9 @@ pub fn write_layer<D: LayerDestination>(
             .digest
             .parse::<Digest>()
             .is_ok_and(|d| dest.has(&d, layer.size))
-            && (!codec.file_digests || layer.file_digests.is_some())
+            && layer.file_digests.is_some()
     };
     let unasked = |mut layer: BuiltLayer| {
-        if !codec.file_digests {
-            layer.file_digests = None;
-        }
         layer.cached = true;
         layer
     };
@@ -401,8 +395,13 @@ pub fn write_layer<D: LayerDestination>(
         return Ok(unasked(hit));
     }
     if let Some(candidate) = read_cache::<BuiltLayer>(&contents_file).filter(held) {
-        // Byte for byte the same files: the digests kept with the layer are theirs.
-        if same_contents(store, tree, plan, settings, &candidate, progress)? {
+        // The same paths, sizes and settings (the key): the same layer if every file still has
+        // the SHA-256 kept with it.
+        let kept = candidate
+            .file_digests
+            .as_ref()
+            .expect("held layers have them");
+        if same_files(tree, plan, kept, progress)? {
             write_cache(&stat_file, &candidate);
             return Ok(unasked(candidate));
         }
@@ -430,17 +429,35 @@ pub fn write_layer<D: LayerDestination>(
         })
     };
     let mut sink = Sink::new(dest.begin()?, compression, codec.threads)?;
+    let files = FileHashes::new();
+    let feed = files.feed();
     let written = write_tar(
         &mut sink,
         tree,
         plan,
         settings,
-        codec.file_digests,
+        Some(&feed),
         progress,
         &store_err,
     )?;
+    drop(feed);
     let (blob, diff) = sink.finish().map_err(store_err)?;
     let (digest, size) = dest.finish(blob)?;
+    // Every reader of the files is done: the kernel-copy path's hashing thread ended with the
+    // blob.
+    let file_digests: BTreeMap<String, String> = files
+        .finish()
+        .map_err(store_err)?
+        .into_iter()
+        .map(|(i, d)| (tree.entries[i].rel.clone(), d))
+        .collect();
+    if file_digests.len() != written.files.len() {
+        return Err(Error::corrupt(format!(
+            "{} of the {} files of a layer were hashed",
+            file_digests.len(),
+            written.files.len()
+        )));
+    }
     let diff_id = diff.map(|(d, _)| d).unwrap_or_else(|| digest.clone());
     let layer = BuiltLayer {
         media_type: compression.oci_media_type().to_string(),
@@ -450,7 +467,7 @@ pub fn write_layer<D: LayerDestination>(
         compression,
         files: written.files,
         content_bytes: written.content_bytes,
-        file_digests: written.digests,
+        file_digests: Some(file_digests),
         cached: false,
         reused: None,
     };
@@ -460,22 +477,20 @@ pub fn write_layer<D: LayerDestination>(
     Ok(layer)
 }
 
-/// Write the uncompressed tar stream of a layer, taking each file's SHA-256 if `digests`.
-/// `sink_err` turns a failed write into the error to report.
+/// Write the uncompressed tar stream of a layer, handing each file's bytes to `files` (keyed by
+/// the entry's index in the tree) for its own SHA-256. `sink_err` turns a failed write into the
+/// error to report.
 fn write_tar<W: AppendFile>(
     sink: &mut W,
     tree: &ModelTree,
     plan: &LayerPlan,
     settings: &EntrySettings,
-    digests: bool,
+    files: Option<&FileFeed>,
     progress: &(dyn Fn(u64) + Sync),
     sink_err: &dyn Fn(io::Error) -> Error,
 ) -> Result<Written> {
     let mut buf = vec![0u8; IO_BUFFER];
-    let mut out = Written {
-        digests: digests.then(BTreeMap::new),
-        ..Written::default()
-    };
+    let mut out = Written::default();
     let put = |sink: &mut W, h: Vec<u8>, out: &mut Written| -> Result<()> {
         sink.write_all(&h).map_err(sink_err)?;
         out.listing.push(listed(&h)?);
@@ -520,19 +535,15 @@ fn write_tar<W: AppendFile>(
                     settings,
                 )?;
                 put(sink, h, &mut out)?;
-                let mut hasher = out.digests.is_some().then(Sha256::new);
                 copy_file(
                     entry,
                     *size,
                     sink,
                     &mut buf,
-                    hasher.as_mut(),
+                    files.map(|f| (f, i)),
                     progress,
                     sink_err,
                 )?;
-                if let (Some(map), Some(h)) = (out.digests.as_mut(), hasher) {
-                    map.insert(entry.rel.clone(), hex::encode(h.finalize()));
-                }
                 pad(sink, *size).map_err(sink_err)?;
                 out.content_bytes += size;
                 out.files.push(entry.rel.clone());
@@ -553,8 +564,6 @@ struct Written {
     content_bytes: u64,
     /// Every entry as a reader of the layer sees it, read back from the header bytes written.
     listing: crate::rootfs::Listing,
-    /// Each file's SHA-256 (hex), when asked for.
-    digests: Option<BTreeMap<String, String>>,
 }
 
 /// The listing entry of a header written by [`header`], read back from its bytes by the same
@@ -570,97 +579,70 @@ pub(crate) fn listed(h: &[u8]) -> Result<(String, crate::rootfs::Node)> {
     }
 }
 
-/// Whether the layer the model files make now is byte for byte `layer`: compared with the stored
-/// blob when the store holds it uncompressed (stopping at the first difference), else by the
-/// SHA-256 of the uncompressed stream against its diff ID.
-fn same_contents(
-    store: &Store,
+/// Whether every file of `plan` has the SHA-256 `kept` says: each file read once, hashed on
+/// another thread while the next piece is read.
+fn same_files(
     tree: &ModelTree,
     plan: &LayerPlan,
-    settings: &EntrySettings,
-    layer: &BuiltLayer,
+    kept: &BTreeMap<String, String>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<bool> {
-    let digest: Digest = match layer.digest.parse() {
-        Ok(d) => d,
-        Err(_) => return Ok(false),
-    };
-    let blob = if layer.compression == Compression::None && store.has_blob(&digest, layer.size) {
-        store.open_blob(&digest).ok()
-    } else {
-        None
-    };
-    let sink_err = |e: io::Error| Error::Io {
-        op: "compare a layer with the store at",
-        path: store.root().to_path_buf(),
-        source: e,
-    };
-    match blob {
-        Some(file) => {
-            let mut cmp = CompareWriter {
-                blob: io::BufReader::with_capacity(IO_BUFFER, file),
-                differs: false,
-            };
-            let written = write_tar(&mut cmp, tree, plan, settings, false, progress, &sink_err)
-                .and_then(|_| cmp.at_end().map_err(sink_err));
-            match written {
-                Ok(()) => Ok(!cmp.differs),
-                Err(_) if cmp.differs => Ok(false),
-                Err(e) => Err(e),
+    let files = FileHashes::new();
+    let feed = files.feed();
+    let mut wanted = Vec::new();
+    for &i in &plan.items {
+        let entry = &tree.entries[i];
+        let EntryKind::File { size } = entry.kind else {
+            continue;
+        };
+        let Some(expected) = kept.get(&entry.rel) else {
+            return Ok(false);
+        };
+        wanted.push((i, expected));
+        let mut file =
+            File::open(&entry.source).map_err(io_err("open model file", &entry.source))?;
+        let mut total = 0u64;
+        loop {
+            let mut buf = feed.buffer();
+            let n = file
+                .read(&mut buf)
+                .map_err(io_err("read model file", &entry.source))?;
+            if n == 0 {
+                break;
             }
+            total += n as u64;
+            progress(n as u64);
+            feed.data(i, buf, n)
+                .map_err(io_err("hash model file", &entry.source))?;
         }
-        None => {
-            let mut h = crate::digest::ThreadedHashingWriter::new(io::sink());
-            write_tar(&mut h, tree, plan, settings, false, progress, &sink_err)?;
-            let (_, diff, _) = h.finish().map_err(sink_err)?;
-            Ok(diff.to_string() == layer.diff_id)
+        if total != size {
+            // Changed since the directory was read: not the layer kept.
+            return Ok(false);
         }
+        feed.end(i)
+            .map_err(io_err("hash model file", &entry.source))?;
     }
+    if wanted.len() != kept.len() {
+        return Ok(false);
+    }
+    drop(feed);
+    let got = files
+        .finish()
+        .map_err(io_err("hash model files in", &tree.root))?;
+    Ok(wanted
+        .iter()
+        .all(|(i, expected)| got.get(i) == Some(*expected)))
 }
 
-/// A writer that checks what it is given against a stored blob and fails at the first byte that
-/// differs (with `differs` set).
-struct CompareWriter {
-    blob: io::BufReader<File>,
-    differs: bool,
-}
-
-impl CompareWriter {
-    /// After the whole stream: the blob must end here too.
-    fn at_end(&mut self) -> io::Result<()> {
-        use io::BufRead;
-        if !self.blob.fill_buf()?.is_empty() {
-            self.differs = true;
-            return Err(io::Error::other("the stored layer is longer"));
-        }
-        Ok(())
-    }
-}
-
-impl Write for CompareWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        use io::BufRead;
-        let stored = self.blob.fill_buf()?;
-        let n = stored.len().min(data.len());
-        if n == 0 && !data.is_empty() || stored[..n] != data[..n] {
-            self.differs = true;
-            return Err(io::Error::other("the layer differs from the stored one"));
-        }
-        self.blob.consume(n);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Copy one file into the layer; with `hasher`, through this process and into the hasher too.
+/// Copy one file into the layer, handing its bytes to `files` under its key as well: by an
+/// in-kernel copy where the sink takes one (a thread of the sink then reads the file once for
+/// both digests), else through this process.
 fn copy_file<W: AppendFile>(
     entry: &ModelEntry,
     size: u64,
     sink: &mut W,
     buf: &mut [u8],
-    mut hasher: Option<&mut Sha256>,
+    files: Option<(&FileFeed, usize)>,
     progress: &(dyn Fn(u64) + Sync),
     sink_err: &dyn Fn(io::Error) -> Error,
 ) -> Result<()> {
@@ -670,17 +652,23 @@ fn copy_file<W: AppendFile>(
         file: &mut file,
         path: &entry.source,
         len: size,
+        also: files,
     };
-    if hasher.is_none()
-        && size >= KERNEL_COPY_MIN
-        && sink.append_file(part, progress).map_err(sink_err)?
-    {
+    let mut kernel = false;
+    if size >= KERNEL_COPY_MIN && sink.append_file(part, progress).map_err(sink_err)? {
         left = 0;
+        kernel = true;
     }
     while left > 0 {
-        let want = buf.len().min(left as usize);
+        // Through a buffer that then goes to the file hashing thread (and comes back).
+        let mut piece = files.map(|(f, _)| f.buffer());
+        let b: &mut [u8] = match piece.as_mut() {
+            Some(p) => p,
+            None => &mut *buf,
+        };
+        let want = b.len().min(left as usize);
         let n = file
-            .read(&mut buf[..want])
+            .read(&mut b[..want])
             .map_err(io_err("read model file", &entry.source))?;
         if n == 0 {
             return Err(Error::invalid(format!(
@@ -689,12 +677,15 @@ fn copy_file<W: AppendFile>(
             ))
             .with_hint("do not change model files during a build; run the build again"));
         }
-        sink.write_all(&buf[..n]).map_err(sink_err)?;
-        if let Some(h) = hasher.as_mut() {
-            h.update(&buf[..n]);
+        sink.write_all(&b[..n]).map_err(sink_err)?;
+        if let (Some((feed, key)), Some(p)) = (files, piece) {
+            feed.data(key, p, n).map_err(sink_err)?;
         }
         progress(n as u64);
         left -= n as u64;
+    }
+    if let (Some((feed, key)), false) = (files, kernel) {
+        feed.end(key).map_err(sink_err)?;
     }
     // A file that grew would make the layer differ from what its header says: refuse it.
     if file
@@ -817,8 +808,6 @@ impl<W: AppendFile> AppendFile for Sink<W> {
         }
     }
 }
-
-impl AppendFile for CompareWriter {}
 
 impl<W: Write> Write for Sink<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -1216,40 +1205,68 @@ mod tests {
 
     #[test]
     fn file_digests_come_from_the_write_and_stay_with_the_cached_layer() {
-        // 2 MiB: large enough for the in-kernel copy an uncompressed layer uses otherwise.
-        let (d, t) = tree_with(&[("weights.bin", 2 << 20), ("sub/config.json", 10)]);
-        let expected: BTreeMap<String, String> = ["weights.bin", "sub/config.json"]
-            .iter()
-            .map(|p| {
-                let bytes = fs::read(d.path().join(p)).unwrap();
-                (p.to_string(), hex::encode(Sha256::digest(&bytes)))
-            })
-            .collect();
-        let plan = &plan_layers(&t, LayerMode::Single, 1, 64)[0];
-        for choice in [CompressionChoice::None, CompressionChoice::Gzip] {
-            let sd = tempfile::tempdir().unwrap();
-            let store = Store::open(sd.path()).unwrap();
-            let write = |file_digests: bool| {
-                let codec = Codec {
-                    choice,
-                    threads: 1,
-                    file_digests,
+        // 2 MiB: large enough for the in-kernel copy of an uncompressed layer; an empty file;
+        // a small one written through this process.
+        let (d, t) = tree_with(&[
+            ("weights.bin", 2 << 20),
+            ("more.bin", (1 << 20) + 7),
+            ("sub/config.json", 10),
+            ("empty", 0),
+        ]);
+        let expected: BTreeMap<String, String> =
+            ["weights.bin", "more.bin", "sub/config.json", "empty"]
+                .iter()
+                .map(|p| {
+                    let bytes = fs::read(d.path().join(p)).unwrap();
+                    (p.to_string(), hex::encode(Sha256::digest(&bytes)))
+                })
+                .collect();
+        for mode in [LayerMode::Single, LayerMode::Split] {
+            let plans = plan_layers(&t, mode, 1 << 20, 64);
+            for choice in [CompressionChoice::None, CompressionChoice::Gzip] {
+                let sd = tempfile::tempdir().unwrap();
+                let store = Store::open(sd.path()).unwrap();
+                let write = |plan: &LayerPlan| {
+                    let codec = Codec { choice, threads: 2 };
+                    write_layer(&store, &store, &t, plan, &settings(), codec, &|_| {}).unwrap()
                 };
-                write_layer(&store, &store, &t, plan, &settings(), codec, &|_| {}).unwrap()
-            };
-            // Without the digests, then with: the cached layer has none, so it is written again.
-            let plain = write(false);
-            assert!(plain.file_digests.is_none());
-            let signed = write(true);
-            assert!(!signed.cached, "{choice:?}");
-            assert_eq!(signed.digest, plain.digest, "the layer bytes are the same");
-            assert_eq!(signed.file_digests.as_ref(), Some(&expected), "{choice:?}");
-            // Now the cache has them: a hit reads nothing and keeps them.
-            let again = write(true);
-            assert!(again.cached);
-            assert_eq!(again.file_digests.as_ref(), Some(&expected));
-            assert!(write(false).file_digests.is_none(), "only when asked");
+                let mut got = BTreeMap::new();
+                for plan in &plans {
+                    let layer = write(plan);
+                    assert!(!layer.cached);
+                    let digests = layer.file_digests.clone().unwrap();
+                    assert_eq!(
+                        digests.keys().collect::<Vec<_>>(),
+                        layer.files.iter().collect::<Vec<_>>()
+                    );
+                    got.extend(digests);
+                    // The cache keeps them: a hit reads nothing and still has them.
+                    let again = write(plan);
+                    assert!(again.cached);
+                    assert_eq!(again.file_digests, layer.file_digests);
+                }
+                assert_eq!(got, expected, "{mode:?} {choice:?}");
+            }
         }
+    }
+
+    #[test]
+    fn a_cached_layer_without_file_digests_is_written_again() {
+        let (_d, t) = tree_with(&[("weights.bin", 2 << 20)]);
+        let sd = tempfile::tempdir().unwrap();
+        let store = Store::open(sd.path()).unwrap();
+        let first = build(&store, &t, CompressionChoice::None);
+        // What an earlier version kept: the same layer, no digests.
+        for f in fs::read_dir(store.cache_dir().join("layers")).unwrap() {
+            let p = f.unwrap().path();
+            let mut l: BuiltLayer = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+            l.file_digests = None;
+            fs::write(&p, serde_json::to_vec(&l).unwrap()).unwrap();
+        }
+        let again = build(&store, &t, CompressionChoice::None);
+        assert!(!again.cached);
+        assert_eq!(again.digest, first.digest);
+        assert_eq!(again.file_digests, first.file_digests);
     }
 
     #[test]

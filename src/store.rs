@@ -626,8 +626,9 @@ impl BlobWriter {
         path: &Path,
         len: u64,
         tick: &dyn Fn(u64),
+        also: Option<(&crate::digest::FileFeed, usize)>,
     ) -> io::Result<()> {
-        self.inner.append_file(src, path, len, tick)
+        self.inner.append_file(src, path, len, tick, also)
     }
 }
 

@@ -621,6 +621,151 @@ fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
     (outcome, reads)
 }
 
+/// Bytes a modelcar run read into the process from each of `files` (read-family system calls
+/// seen by strace, summed by their results). In-kernel copies (`copy_file_range`, which writes a
+/// large file into its store blob) bring no byte into the process and are not counted.
+fn bytes_read_of(files: &[&Path], build: Modelcar) -> (Outcome, Vec<u64>) {
+    let cmd = build.command();
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut traced = std::process::Command::new("strace");
+    traced
+        .args(["-f", "-qq", "-y", "-o"])
+        .arg(trace.path())
+        .args([
+            "-e",
+            "trace=read,pread64,readv,preadv,preadv2",
+            "-e",
+            "signal=none",
+            "--",
+        ])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .current_dir(repo_root());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => traced.env(k, v),
+            None => traced.env_remove(k),
+        };
+    }
+    let outcome = run(traced, None);
+    let text = fs::read_to_string(trace.path()).unwrap();
+    let counts = files
+        .iter()
+        .map(|f| {
+            let needle = format!("<{}>", f.display());
+            let result = |l: &str| -> u64 {
+                l.rsplit_once(") = ")
+                    .and_then(|(_, r)| r.split(' ').next()?.parse().ok())
+                    .unwrap_or(0)
+            };
+            // A call that another thread's interrupts is split in two lines: `PID read(FD<path>,
+            // <unfinished ...>`, then `PID <... read resumed>..., N) = M`, without the path.
+            let mut pending = std::collections::HashSet::new();
+            let mut sum = 0;
+            for l in text.lines() {
+                let pid = l.split(' ').next().unwrap_or("");
+                if l.contains(&needle) {
+                    if l.ends_with("<unfinished ...>") {
+                        pending.insert(pid.to_string());
+                    } else {
+                        sum += result(l);
+                    }
+                } else if l.contains(" resumed>") && pending.remove(pid) {
+                    sum += result(l);
+                }
+            }
+            sum
+        })
+        .collect();
+    (outcome, counts)
+}
+
+#[test]
+fn a_build_reads_each_model_byte_once_for_its_layers_bom_and_signature() {
+    let dir = temp();
+    let models = dir.path().join("models");
+    fs::create_dir_all(&models).unwrap();
+    // A file for the in-kernel copy into its own layer, and one written through the process.
+    let big = models.join("weights.bin");
+    let small = models.join("tokenizer.bin");
+    write_random(&big, 3 * MIB, 11);
+    write_random(&small, 200 << 10, 12);
+    let sizes = vec![3 * MIB, 200 << 10];
+    let key = dir.path().join("signing.key");
+    tool_ok(
+        "openssl",
+        [
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            key.to_str().unwrap(),
+        ],
+    );
+    let base = bases().busybox();
+    let tag = "quay.io/t/m:v1";
+    for (i, (compression, sign)) in [("none", false), ("gzip", false), ("none", true)]
+        .into_iter()
+        .enumerate()
+    {
+        let store = dir.path().join(format!("store-{i}"));
+        let build = || {
+            let mut b = modelcar(&store).build(&models, tag, &base).args([
+                "--format",
+                "weights",
+                "--custom-format",
+                "--layer-threshold",
+                "1MiB",
+                "--compression",
+                compression,
+            ]);
+            if sign {
+                b = b.arg("--sign-model").arg(&key);
+            }
+            b
+        };
+        let (out, read) = bytes_read_of(&[&big, &small], build().arg("--json"));
+        let first = out.success().json();
+        assert_eq!(
+            read, sizes,
+            "{compression}, signed {sign}: every model byte read once, for layers, BOM and signature"
+        );
+        // The BOM lists each file with the SHA-256 of its bytes.
+        let bom: Value =
+            serde_json::from_str(&modelcar(&store).args(["sbom", tag]).run().success().stdout)
+                .unwrap();
+        for f in [&big, &small] {
+            let name = f.file_name().unwrap().to_str().unwrap();
+            let listed = bom["components"][0]["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .unwrap_or_else(|| panic!("{name} is not in the BOM: {bom}"));
+            assert_eq!(
+                listed["hashes"][0]["content"].as_str().unwrap(),
+                &sha256(&fs::read(f).unwrap())[7..]
+            );
+        }
+        // After `touch`, each file is read once more to prove it unchanged, and nothing else.
+        for f in [&big, &small] {
+            fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(std::time::SystemTime::now() + Duration::from_secs(3))
+                .unwrap();
+        }
+        let (out, read) = bytes_read_of(&[&big, &small], build().arg("--json"));
+        let again = out.success().json();
+        // Read once (a layer written again would read them twice), and the same image.
+        assert_eq!(read, sizes, "{compression}: touched files read once");
+        assert_eq!(again[0]["digest"], first[0]["digest"]);
+    }
+}
+
 #[test]
 fn an_unchanged_rebuild_reuses_its_layers_without_reading_the_files_again() {
     let dir = temp();

@@ -645,7 +645,7 @@ fn a_build_push_whose_registry_takes_the_bytes_and_never_answers_fails_within_th
         .failure()
         .stderr_has(&[
             &reg.host(),
-            "took no bytes and sent no answer for 1 s",
+            "took the whole body and sent no answer for 1 s",
             "uploading a layer",
         ]);
     assert!(
@@ -719,7 +719,7 @@ fn a_push_whose_registry_takes_the_bytes_and_never_answers_fails_within_the_read
     let (out, reg, took) = push_to_stalling(Misbehaviour::SilentAfterUploads, 2 << 20);
     out.stderr_has(&[
         &reg.host(),
-        "took no bytes and sent no answer for 1 s",
+        "took the whole body and sent no answer for 1 s",
         "uploading blob sha256:",
     ]);
     assert!(took < Duration::from_secs(20), "took {took:?}");

@@ -6,6 +6,7 @@
 //! are listed by their path relative to the model directory, and the base by its reference, so
 //! the same inputs give the same bytes and no path or credential of the build machine appears.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use serde::Serialize;
@@ -14,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{io_err, Result};
 use crate::formats::FormatReport;
+use crate::layer::BuiltLayer;
 use crate::model::ModelTree;
 use crate::store::{read_cache, write_cache, Store};
 
@@ -48,14 +50,33 @@ pub struct BomInput<'a> {
     pub epoch: u64,
 }
 
-/// SHA-256 and size of every regular file of a model tree, in the tree's order.
+/// SHA-256 and size of every regular file of a model tree, in the tree's order: as the layer
+/// writer took them while writing `layers` (so the build reads no model byte for the BOM), else
+/// read.
 ///
-/// A file's digest is cached in the store under its path and `stat` fields (as the layer cache
-/// does), so an unchanged rebuild reads no model file.
-pub fn file_digests(store: &Store, tree: &ModelTree) -> Result<Vec<FileDigest>> {
+/// A file's digest read here is cached in the store under its path and `stat` fields (as the
+/// layer cache does), so an unchanged rebuild reads no model file.
+pub fn file_digests(
+    store: &Store,
+    tree: &ModelTree,
+    layers: &[BuiltLayer],
+) -> Result<Vec<FileDigest>> {
+    let kept: BTreeMap<&str, &str> = layers
+        .iter()
+        .flat_map(|l| l.file_digests.iter().flatten())
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let cache = store.cache_dir().join("file-digests");
     let mut out = Vec::new();
     for (entry, size) in tree.files() {
+        if let Some(d) = kept.get(entry.rel.as_str()) {
+            out.push(FileDigest {
+                path: entry.rel.clone(),
+                sha256: d.to_string(),
+                size,
+            });
+            continue;
+        }
         let mut key = Sha256::new();
         key.update(entry.source.as_os_str().as_encoded_bytes());
         key.update(serde_json::to_vec(&entry.stat).unwrap_or_default());

@@ -18,7 +18,7 @@
 //! `.gitignore` at the top are left out, and listed in the statement as ignored.
 //!
 //! A build takes each file's SHA-256 from the read that writes the file into its layer
-//! ([`crate::layer::Codec::file_digests`]), so signing reads no model byte twice; the digests are
+//! ([`crate::layer::BuiltLayer::file_digests`]), so signing reads no model byte twice; the digests are
 //! also kept per layer digest in the store's cache, where checking an image finds them instead of
 //! reading the layer again.
 

@@ -19,7 +19,7 @@ use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 
 use super::auth::{self, Challenge, Credential};
-use super::watchdog::{self, UploadBody};
+use super::upload;
 use crate::error::{io_err, Error, RegistryCode, RegistryError, RegistryErrorKind as Kind, Result};
 use crate::limits;
 
@@ -68,11 +68,25 @@ pub enum Transfer {
     /// A request with no body or a small one: the wait for the answer is bounded by the read
     /// timeout.
     Small,
-    /// A request that carries a blob: sending it may take hours, so it has no deadline as a
-    /// whole. It is built with this client and sent under an idle watchdog instead
-    /// ([`Client::send_body`], or [`Client::prepare`] with [`Client::watched_upload`]): the
-    /// registry must take bytes of the body, and then answer, within the read timeout.
+    /// A request that carries a blob: sending it may take hours, so the wait for the answer
+    /// is not bounded as a whole. `TCP_USER_TIMEOUT` (the read timeout) has the kernel drop a
+    /// connection whose sent bytes stay unacknowledged that long (a vanished peer); a registry
+    /// that keeps the connection open and stops reading is not detected here.
     Upload,
+}
+
+/// The body of a request sent by [`Client::upload_attempt`].
+pub struct UploadBody(pub(super) upload::Body);
+
+impl UploadBody {
+    /// `len` bytes of `file` from `offset`.
+    pub fn file(file: std::fs::File, offset: u64, len: u64) -> UploadBody {
+        UploadBody(upload::Body::File { file, offset, len })
+    }
+    /// Pieces as a channel brings them, sent chunked.
+    pub fn pieces(rx: std::sync::mpsc::Receiver<upload::Piece>) -> UploadBody {
+        UploadBody(upload::Body::Pieces(rx))
+    }
 }
 
 /// The access a request needs on a repository.
@@ -145,7 +159,8 @@ pub struct Timeouts {
 pub struct Client {
     secure: Clients,
     insecure: Clients,
-    certificates: Vec<reqwest::Certificate>,
+    /// Sends the requests that carry blobs, unless a proxy is configured.
+    uploader: Option<std::sync::Arc<upload::Connector>>,
     opts: Options,
     endpoints: Mutex<HashMap<String, Endpoint>>,
     challenges: Mutex<HashMap<String, Challenge>>,
@@ -154,10 +169,12 @@ pub struct Client {
     ping: Mutex<()>,
 }
 
-fn read_certificates(opts: &Options) -> Result<Vec<reqwest::Certificate>> {
+/// The certificates of `--cert-dir`, parsed, and as the PEM text they came as.
+fn read_certificates(opts: &Options) -> Result<(Vec<reqwest::Certificate>, Vec<Vec<u8>>)> {
     let mut certs = Vec::new();
+    let mut pems = Vec::new();
     let Some(dir) = &opts.cert_dir else {
-        return Ok(certs);
+        return Ok((certs, pems));
     };
     let entries = std::fs::read_dir(dir).map_err(io_err("read the certificate directory", dir))?;
     for e in entries.flatten() {
@@ -167,9 +184,10 @@ fn read_certificates(opts: &Options) -> Result<Vec<reqwest::Certificate>> {
             certs.extend(reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 Error::invalid(format!("{} is not a PEM certificate: {e}", p.display()))
             })?);
+            pems.push(pem);
         }
     }
-    Ok(certs)
+    Ok((certs, pems))
 }
 
 fn http_client(
@@ -300,7 +318,8 @@ pub fn network_error(
     };
     let timed_out =
         reqwest_flag(reqwest::Error::is_timeout) || io_kind(std::io::ErrorKind::TimedOut);
-    let connect = reqwest_flag(reqwest::Error::is_connect);
+    let connect = reqwest_flag(reqwest::Error::is_connect)
+        || any_cause(&e, &|c| c.is::<upload::ConnectFailed>());
     let certificate = certificate_problem(&chain_text(&e));
     let (kind, message, hint) = if timed_out && connect {
         (
@@ -439,17 +458,35 @@ fn error_codes(body: &[u8]) -> Vec<RegistryCode> {
 
 impl Client {
     pub fn new(opts: Options) -> Result<Client> {
-        let certs = read_certificates(&opts)?;
+        let (certs, pems) = read_certificates(&opts)?;
         let clients = |verify| -> Result<Clients> {
             Ok(Clients {
                 small: http_client(verify, Transfer::Small, &opts, &certs)?,
                 upload: http_client(verify, Transfer::Upload, &opts, &certs)?,
             })
         };
+        // reqwest reaches a registry through the proxy the environment names; the uploader
+        // does not speak to proxies, so there every request stays with reqwest.
+        let proxied = [
+            "http_proxy",
+            "HTTP_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
         Ok(Client {
             secure: clients(true)?,
             insecure: clients(false)?,
-            certificates: certs,
+            uploader: (!proxied).then(|| {
+                std::sync::Arc::new(upload::Connector::new(
+                    opts.connect_timeout,
+                    opts.read_timeout,
+                    pems,
+                ))
+            }),
             opts,
             endpoints: Mutex::new(HashMap::new()),
             challenges: Mutex::new(HashMap::new()),
@@ -885,57 +922,6 @@ impl Client {
         transfer: Transfer,
         make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
     ) -> Result<Response> {
-        self.attempt(registry, repository, scope, what, transfer, make, None)
-    }
-
-    /// [`Client::send`] for a request that carries a blob up: `make` builds the request without
-    /// its body, `body` gives the body (called again for each attempt). The request is cut off
-    /// when the registry takes no bytes of the body, or sends no answer after it, for the read
-    /// timeout; never for its length.
-    pub fn send_body(
-        &self,
-        registry: &str,
-        repository: &str,
-        scope: &Scope,
-        what: &str,
-        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
-        body: &dyn Fn() -> Result<UploadBody>,
-    ) -> Result<Response> {
-        self.retrying(|| self.send_body_attempt(registry, repository, scope, what, make, body))
-    }
-
-    /// One attempt of [`Client::send_body`].
-    pub fn send_body_attempt(
-        &self,
-        registry: &str,
-        repository: &str,
-        scope: &Scope,
-        what: &str,
-        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
-        body: &dyn Fn() -> Result<UploadBody>,
-    ) -> Result<Response> {
-        self.attempt(
-            registry,
-            repository,
-            scope,
-            what,
-            Transfer::Upload,
-            make,
-            Some(body),
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn attempt(
-        &self,
-        registry: &str,
-        repository: &str,
-        scope: &Scope,
-        what: &str,
-        transfer: Transfer,
-        make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
-        body: Option<&dyn Fn() -> Result<UploadBody>>,
-    ) -> Result<Response> {
         let endpoint = self.endpoint(registry)?;
         let http = self.http(endpoint.verify, transfer);
         let mut authenticated = false;
@@ -949,18 +935,9 @@ impl Client {
             }
             let request =
                 self.authorized(registry, scope, &endpoint.base, make(http, &endpoint.base)?)?;
-            let failed = |e| network_error(registry, what, self.timeouts(), e);
-            let resp = match body {
-                None => http.execute(request).map_err(failed)?,
-                Some(body) => watchdog::send(
-                    &self.upload_settings(endpoint.verify),
-                    request,
-                    body()?,
-                    registry,
-                    what,
-                    &failed,
-                )?,
-            };
+            let resp = http
+                .execute(request)
+                .map_err(|e| network_error(registry, what, self.timeouts(), e))?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !authenticated {
                 let challenge = resp
@@ -1044,8 +1021,7 @@ impl Client {
 
     /// A request of `make` with everything needed to send it outside [`Client::send`] (for a
     /// streamed body, which cannot be replayed): authenticated for `scope` when it goes to the
-    /// registry itself, built with the upload client. It is sent with what
-    /// [`Client::watched_upload`] gives, under the idle watchdog.
+    /// registry itself, through the upload client.
     pub fn prepare(
         &self,
         registry: &str,
@@ -1070,19 +1046,158 @@ impl Client {
         Ok((http, request))
     }
 
-    fn upload_settings(&self, verify: bool) -> watchdog::Settings {
-        watchdog::Settings {
-            verify,
-            connect_timeout: self.opts.connect_timeout,
-            read_timeout: self.opts.read_timeout,
-            certificates: self.certificates.clone(),
+    /// Whether requests carrying blobs go through the uploader ([`Client::upload_attempt`]);
+    /// not when a proxy is configured, which only reqwest reaches.
+    pub fn direct_uploads(&self) -> bool {
+        self.uploader.is_some()
+    }
+
+    /// One attempt at a request that carries a blob (`method` to the URL `url` makes from the
+    /// registry's base URL, with `headers` and `body`), sent by the uploader
+    /// (`src/registry/upload.rs`) rather than by reqwest, with the same authentication, rules
+    /// on which origins get credentials, and error kinds as [`Client::send_attempt`]. `body` is
+    /// called once per request sent (a 401 answer sends it again, authenticated).
+    #[allow(clippy::too_many_arguments)]
+    pub fn upload_attempt(
+        &self,
+        registry: &str,
+        repository: &str,
+        scope: &Scope,
+        what: &str,
+        method: &str,
+        url: &dyn Fn(&str) -> String,
+        headers: &[(&str, String)],
+        body: &dyn Fn() -> Result<UploadBody>,
+    ) -> Result<Response> {
+        let uploader = self.uploader.as_ref().ok_or_else(|| {
+            Error::from(RegistryError::new(
+                registry,
+                Kind::Protocol,
+                "uploads go through the proxy".to_string(),
+            ))
+        })?;
+        let endpoint = self.endpoint(registry)?;
+        let mut authenticated = false;
+        loop {
+            if !authenticated && self.cached_auth(registry, scope).is_none() {
+                let known = self.challenges.lock().expect("lock").get(registry).cloned();
+                if let Some(c) = known {
+                    self.authenticate(registry, scope, &c, Some(repository))?;
+                    authenticated = true;
+                }
+            }
+            let target = url(&endpoint.base);
+            let parsed = Url::parse(&target).map_err(|e| {
+                Error::from(
+                    RegistryError::new(
+                        registry,
+                        Kind::Protocol,
+                        format!("registry {registry} named a location that is not a usable URL"),
+                    )
+                    .with_source(e),
+                )
+            })?;
+            let mut all: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            if same_origin(&parsed, &endpoint.base) {
+                if let Some(h) = self.cached_auth(registry, scope) {
+                    all.push(("Authorization".to_string(), header_value(registry, h)?));
+                }
+            } else {
+                tracing::debug!(
+                    "{registry}: no credentials sent to {}, another host",
+                    authority(&parsed)
+                );
+            }
+            let request = upload::Request {
+                method,
+                url: &parsed,
+                headers: &all,
+            };
+            let answer = uploader.send(endpoint.verify, &request, body()?.0);
+            let resp = answered(registry, what, self.timeouts(), &parsed, answer)?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !authenticated {
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(auth::parse_challenge);
+                if let Some(c) = challenge {
+                    self.challenges
+                        .lock()
+                        .expect("lock")
+                        .insert(registry.to_string(), c.clone());
+                    self.authenticate(registry, scope, &c, Some(repository))?;
+                    authenticated = true;
+                    continue;
+                }
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                let hint = format!(
+                    "log in with `modelcar login {registry}` and check your access to {repository}"
+                );
+                return Err(unexpected(what, resp).with_hint(hint));
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                return Err(unexpected(what, resp));
+            }
+            return Ok(resp);
         }
     }
 
-    /// What [`watchdog::send`] needs to send a request to `registry` outside
-    /// [`Client::send_body`] (for a body streamed as it is made, which cannot be replayed).
-    pub fn watched_upload(&self, registry: &str) -> Result<watchdog::Settings> {
-        Ok(self.upload_settings(self.endpoint(registry)?.verify))
+    /// A request carrying a blob, made ready to be sent by [`PreparedUpload::send`] on
+    /// another thread (a streamed body, which cannot be sent twice): authenticated for `scope`
+    /// when `url` is on the registry's own origin. `None` when a proxy is configured.
+    pub fn prepare_upload(
+        &self,
+        registry: &str,
+        repository: &str,
+        scope: &Scope,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Option<PreparedUpload>> {
+        let Some(uploader) = self.uploader.clone() else {
+            return Ok(None);
+        };
+        let endpoint = self.endpoint(registry)?;
+        if self.cached_auth(registry, scope).is_none() {
+            let known = self.challenges.lock().expect("lock").get(registry).cloned();
+            if let Some(c) = known {
+                self.authenticate(registry, scope, &c, Some(repository))?;
+            }
+        }
+        let parsed = Url::parse(url).map_err(|e| {
+            Error::from(
+                RegistryError::new(
+                    registry,
+                    Kind::Protocol,
+                    format!("registry {registry} named a location that is not a usable URL"),
+                )
+                .with_source(e),
+            )
+        })?;
+        let mut all: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        if same_origin(&parsed, &endpoint.base) {
+            if let Some(h) = self.cached_auth(registry, scope) {
+                all.push(("Authorization".to_string(), header_value(registry, h)?));
+            }
+        }
+        Ok(Some(PreparedUpload {
+            uploader,
+            verify: endpoint.verify,
+            registry: registry.to_string(),
+            method,
+            url: parsed,
+            headers: all,
+            timeouts: self.timeouts(),
+        }))
     }
 
     /// The registry's base URL (`https://host:port`), once it answered.
@@ -1111,6 +1226,92 @@ impl Client {
             )
         }
     }
+}
+
+/// A request carrying a streamed blob, ready to send ([`Client::prepare_upload`]).
+pub struct PreparedUpload {
+    uploader: std::sync::Arc<upload::Connector>,
+    verify: bool,
+    registry: String,
+    method: &'static str,
+    url: Url,
+    headers: Vec<(String, String)>,
+    timeouts: Timeouts,
+}
+
+impl PreparedUpload {
+    /// Send the request with `body`; one attempt. `what` says what it is for, in messages.
+    pub fn send(self, what: &str, body: UploadBody) -> Result<Response> {
+        let request = upload::Request {
+            method: self.method,
+            url: &self.url,
+            headers: &self.headers,
+        };
+        let answer = self.uploader.send(self.verify, &request, body.0);
+        answered(&self.registry, what, self.timeouts, &self.url, answer)
+    }
+}
+
+/// A header value that cannot end the header it is in.
+fn header_value(registry: &str, value: String) -> Result<String> {
+    if value.contains(['\r', '\n']) {
+        return Err(RegistryError::new(
+            registry,
+            Kind::Protocol,
+            format!("the token for registry {registry} is not a valid header value"),
+        )
+        .into());
+    }
+    Ok(value)
+}
+
+/// The uploader's answer as a reqwest answer (what the rest of the client reads), or its
+/// failure as a registry error worded as [`network_error`] words reqwest's.
+fn answered(
+    registry: &str,
+    what: &str,
+    timeouts: Timeouts,
+    url: &Url,
+    answer: std::result::Result<http::Response<Vec<u8>>, upload::Failure>,
+) -> Result<Response> {
+    let answer = match answer {
+        Ok(a) => a,
+        Err(upload::Failure::Connect(e)) => {
+            return Err(network_error(
+                registry,
+                what,
+                timeouts,
+                upload::ConnectFailed(e),
+            ))
+        }
+        Err(upload::Failure::Io(e)) => return Err(network_error(registry, what, timeouts, e)),
+        Err(e @ (upload::Failure::Stalled | upload::Failure::Unanswered)) => {
+            let waited = if matches!(e, upload::Failure::Stalled) {
+                "took no bytes"
+            } else {
+                "took the whole body and sent no answer"
+            };
+            return Err(RegistryError::new(
+                registry,
+                Kind::TimedOut,
+                format!(
+                    "registry {registry} {waited} for {} s while {what}",
+                    timeouts.read.as_secs_f64()
+                ),
+            )
+            .with_hint(
+                "the registry or the network stalled; try again later, or raise --read-timeout",
+            )
+            .into());
+        }
+    };
+    let (parts, body) = answer.into_parts();
+    let mut r = reqwest::ResponseBuilderExt::url(http::Response::builder(), url.clone())
+        .status(parts.status)
+        .body(body)
+        .expect("a status and a URL make a valid answer");
+    *r.headers_mut() = parts.headers;
+    Ok(Response::from(r))
 }
 
 /// Turn an unexpected answer into a registry error naming the request, with the status, the

@@ -12,7 +12,10 @@ pub mod auth;
 mod client;
 pub mod pull;
 pub mod push;
-mod watchdog;
+mod upload;
+pub use upload::Piece;
 
-pub use client::{network_error, unexpected, Client, Options, Scope, Timeouts, Transfer};
-pub use watchdog::UploadBody;
+pub use client::{
+    network_error, unexpected, Client, Options, PreparedUpload, Scope, Timeouts, Transfer,
+    UploadBody,
+};

@@ -17,13 +17,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use oci_spec::image::{Descriptor, Digest};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::blocking::Body;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::StatusCode;
 use serde::Serialize;
 
 use super::client::unexpected;
 use super::pull::parallel;
-use super::{network_error, watchdog, Client, Scope, Timeouts, Transfer, UploadBody};
+use super::{network_error, Client, Piece, Scope, Timeouts, Transfer, UploadBody};
 use crate::digest::HashingWriter;
 use crate::error::{io_err, Error, RegistryError, RegistryErrorKind, Result};
 use crate::image::{Document, DocumentKind};
@@ -35,8 +36,8 @@ use crate::transport;
 
 /// Blobs up to this size go in one PUT; larger ones in a PATCH (resumable in chunks).
 pub const MONOLITHIC_MAX: u64 = CHUNK;
-/// Chunk size after a dropped connection, unless the registry asks for more
-/// (`OCI-Chunk-Min-Length`). Bodies are streamed from disk whatever their size.
+/// Chunk size, unless the registry asks for more (`OCI-Chunk-Min-Length`). A chunk is read into
+/// memory and sent as one buffer (see [`file_body`]), so this bounds memory per upload.
 pub const CHUNK: u64 = 16 << 20;
 /// Layer sizes registries are known to refuse above.
 const LAYER_LIMITS: [(&str, u64); 1] = [("ghcr.io", 10_000_000_000)];
@@ -342,19 +343,95 @@ fn push_blob(
     Ok(())
 }
 
-/// A body of `len` bytes of `path` from `offset`, streamed from disk (memory stays bounded).
-fn file_body(path: &std::path::Path, offset: u64, len: u64) -> Result<UploadBody> {
+/// A body of `len` bytes of `path` from `offset`.
+///
+/// Up to [`CHUNK`] bytes are read into one buffer, which goes out in large writes: reqwest's
+/// blocking client moves a reader body through its runtime 8 KiB at a time, a wakeup and a socket
+/// write each. Longer bodies (a whole blob) are streamed from disk that way all the same, so that
+/// memory stays bounded; it costs CPU but not time, as the registry is slower than that path.
+fn file_body(path: &std::path::Path, offset: u64, len: u64) -> Result<Body> {
     let mut f = File::open(path).map_err(io_err("open blob", path))?;
-    let size = f.metadata().map_err(io_err("read blob", path))?.len();
-    if size < offset + len {
-        return Err(Error::corrupt(format!(
-            "blob {} is shorter than its descriptor says",
-            path.display()
-        )));
-    }
     f.seek(SeekFrom::Start(offset))
         .map_err(io_err("read blob", path))?;
-    Ok(UploadBody::new(f.take(len), len))
+    if len <= CHUNK {
+        let mut buf = Vec::with_capacity(len as usize);
+        (&mut f)
+            .take(len)
+            .read_to_end(&mut buf)
+            .map_err(io_err("read blob", path))?;
+        if buf.len() as u64 != len {
+            return Err(Error::corrupt(format!(
+                "blob {} is shorter than its descriptor says",
+                path.display()
+            )));
+        }
+        return Ok(Body::from(buf));
+    }
+    let reader = std::io::BufReader::with_capacity(1 << 20, f.take(len));
+    Ok(Body::sized(reader, len))
+}
+
+/// One attempt at a request carrying `len` bytes of the blob at `path` from `offset` (with
+/// `Content-Range` if given): through the uploader, which hands the file to the kernel, or
+/// through reqwest when a proxy is configured.
+#[allow(clippy::too_many_arguments)]
+fn send_blob_attempt(
+    client: &Client,
+    target: &ImageRef,
+    scope: &Scope,
+    doing: &str,
+    method: &'static str,
+    url: &dyn Fn(&str) -> String,
+    content_range: Option<String>,
+    (path, offset, len): (&std::path::Path, u64, u64),
+) -> Result<reqwest::blocking::Response> {
+    let repo = &target.repository;
+    let mut headers = vec![("Content-Type", "application/octet-stream".to_string())];
+    if let Some(r) = &content_range {
+        headers.push(("Content-Range", r.clone()));
+    }
+    if client.direct_uploads() {
+        return client.upload_attempt(
+            &target.registry,
+            repo,
+            scope,
+            doing,
+            method,
+            url,
+            &headers,
+            &|| {
+                let f = File::open(path).map_err(io_err("open blob", path))?;
+                let size = f.metadata().map_err(io_err("read blob", path))?.len();
+                if size < offset + len {
+                    return Err(Error::corrupt(format!(
+                        "blob {} is shorter than its descriptor says",
+                        path.display()
+                    )));
+                }
+                Ok(UploadBody::file(f, offset, len))
+            },
+        );
+    }
+    client.send_attempt(
+        &target.registry,
+        repo,
+        scope,
+        doing,
+        Transfer::Upload,
+        &|http, base| {
+            let mut rb = if method == "PUT" {
+                http.put(url(base))
+            } else {
+                http.patch(url(base))
+            };
+            for (k, v) in &headers {
+                rb = rb.header(*k, v.clone());
+            }
+            Ok(rb
+                .header(CONTENT_LENGTH, len)
+                .body(file_body(path, offset, len)?))
+        },
+    )
 }
 
 /// Finish an upload with one PUT carrying the bytes from `offset` to the end.
@@ -369,24 +446,21 @@ fn put_rest(
     offset: u64,
     progress: &Progress,
 ) -> Result<()> {
-    let repo = target.repository.clone();
     let digest = desc.digest().to_string();
     let len = desc.size() - offset;
     let doing = format!("uploading blob {digest} to {}", target.name());
-    let resp = client.send_body(
-        &target.registry,
-        &repo,
-        scope,
-        &doing,
-        &|http, base| {
-            let url = with_query(&absolute(base, location), "digest", &digest);
-            Ok(http
-                .put(url)
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_LENGTH, len))
-        },
-        &|| file_body(path, offset, len),
-    )?;
+    let resp = client.retrying(|| {
+        send_blob_attempt(
+            client,
+            target,
+            scope,
+            &doing,
+            "PUT",
+            &|base| with_query(&absolute(base, location), "digest", &digest),
+            None,
+            (path, offset, len),
+        )
+    })?;
     if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
         return Err(unexpected(&doing, resp));
     }
@@ -492,19 +566,15 @@ fn upload_chunks(
                 size - offset
             };
             let (loc, from) = (location.clone(), offset);
-            let result = client.send_body_attempt(
-                &target.registry,
-                &repo,
+            let result = send_blob_attempt(
+                client,
+                target,
                 scope,
                 &doing,
-                &|http, base| {
-                    Ok(http
-                        .patch(absolute(base, &loc))
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, len)
-                        .header(CONTENT_RANGE, format!("{from}-{}", from + len - 1)))
-                },
-                &|| file_body(path, from, len),
+                "PATCH",
+                &|base| absolute(base, &loc),
+                Some(format!("{from}-{}", from + len - 1)),
+                (path, from, len),
             );
             match result {
                 Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
@@ -630,15 +700,20 @@ pub struct RegistryUpload<'a> {
 pub struct UploadWriter {
     hasher: HashingWriter<std::io::Sink>,
     buf: Vec<u8>,
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: Option<SyncSender<Piece>>,
     request: Option<JoinHandle<Result<String>>>,
+    /// Whether the request is sent by the uploader, which takes file ranges (`sendfile`).
+    direct: bool,
+    /// Files whose ranges were queued, with what `stat` said before: checked again once the
+    /// request is done, so that the bytes sent are known to be the bytes hashed.
+    appended: Vec<(File, std::path::PathBuf, crate::digest::FileState)>,
     registry: String,
     what: String,
     timeouts: Timeouts,
 }
 
 struct ChannelReader {
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<Piece>,
     current: Vec<u8>,
     pos: usize,
 }
@@ -647,9 +722,13 @@ impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.current.len() {
             match self.rx.recv() {
-                Ok(next) => {
+                Ok(Piece::Bytes(next)) => {
                     self.current = next;
                     self.pos = 0;
+                }
+                // Only the uploader is sent file ranges (see `append_file`).
+                Ok(Piece::File { .. }) => {
+                    return Err(std::io::Error::other("a file range on a reqwest body"))
                 }
                 Err(_) => return Ok(0),
             }
@@ -685,7 +764,12 @@ impl UploadWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let mut piece = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_PIECE));
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_PIECE));
+        self.send_piece(Piece::Bytes(piece))
+    }
+
+    /// Hand a piece to the request thread, as [`UploadWriter::send_buffer`] does.
+    fn send_piece(&mut self, mut piece: Piece) -> Result<()> {
         let started = Instant::now();
         loop {
             let Some(tx) = self.tx.as_ref() else {
@@ -734,7 +818,66 @@ impl Write for UploadWriter {
     }
 }
 
-impl crate::layer::AppendFile for UploadWriter {}
+/// A model file's range goes to the request thread as a file range, which the uploader hands
+/// to the kernel (`sendfile`): no copy of the bytes in this process on their way out. The bytes
+/// are read here once, for the layer's digest and the file's own.
+impl crate::layer::AppendFile for UploadWriter {
+    fn append_file(
+        &mut self,
+        part: crate::layer::FilePart<'_>,
+        tick: &dyn Fn(u64),
+    ) -> std::io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        if !self.direct {
+            return Ok(false);
+        }
+        self.send_buffer().map_err(Error::into_io)?;
+        let before = crate::digest::FileState::of(part.file)?;
+        let offset = part.file.stream_position()?;
+        self.appended
+            .push((part.file.try_clone()?, part.path.to_path_buf(), before));
+        self.send_piece(Piece::File {
+            file: part.file.try_clone()?,
+            offset,
+            len: part.len,
+        })
+        .map_err(Error::into_io)?;
+        let mut own = Vec::new();
+        let mut done = 0u64;
+        while done < part.len {
+            let mut buf = match part.also {
+                Some((feed, _)) => feed.buffer(),
+                None => {
+                    own.resize(STREAM_PIECE, 0);
+                    std::mem::take(&mut own)
+                }
+            };
+            let want = (part.len - done).min(buf.len() as u64) as usize;
+            let n = part.file.read_at(&mut buf[..want], offset + done)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "model file {} shrank while it was being read (truncated during the build); do not change model files during a build, and run it again",
+                        part.path.display()
+                    ),
+                ));
+            }
+            self.hasher.write_all(&buf[..n])?;
+            done += n as u64;
+            tick(n as u64);
+            match part.also {
+                Some((feed, key)) => feed.data(key, buf, n)?,
+                None => own = buf,
+            }
+        }
+        if let Some((feed, key)) = part.also {
+            feed.end(key)?;
+        }
+        part.file.seek(SeekFrom::Start(offset + part.len))?;
+        Ok(true)
+    }
+}
 
 // Every request here is one attempt: the build retries a whole layer (which cannot be sent
 // again without being written again) with `Client::retrying`, the one retry loop.
@@ -779,31 +922,47 @@ impl LayerDestination for RegistryUpload<'_> {
         let location = location_of(&start, &what)?;
         let base = self.client.base_url(&registry)?;
         let url = absolute(&base, &location);
-        let (tx, rx) = sync_channel::<Vec<u8>>(4);
-        let reader = ChannelReader {
-            rx,
-            current: Vec::new(),
-            pos: 0,
-        };
-        let (_, request) = self.client.prepare(&registry, &repo, &scope, &|http, _| {
-            Ok(http
-                .patch(&url)
-                .header(CONTENT_TYPE, "application/octet-stream"))
-        })?;
-        let settings = self.client.watched_upload(&registry)?;
+        let (tx, rx) = sync_channel::<Piece>(4);
         let timeouts = self.client.timeouts();
         let (thread_registry, thread_what) = (registry.clone(), what.clone());
-        // The request ends when the registry takes no bytes, or sends no answer after the last
-        // one, for the read timeout.
+        let direct = self.client.prepare_upload(
+            &registry,
+            &repo,
+            &scope,
+            "PATCH",
+            &url,
+            &[("Content-Type", "application/octet-stream".to_string())],
+        )?;
+        let is_direct = direct.is_some();
+        let send: Box<dyn FnOnce() -> Result<reqwest::blocking::Response> + Send> = match direct {
+            // The pieces go to the socket as they are: 1 MiB writes, no copy on the way.
+            Some(prepared) => {
+                let w = thread_what.clone();
+                Box::new(move || prepared.send(&w, UploadBody::pieces(rx)))
+            }
+            None => {
+                let reader = ChannelReader {
+                    rx,
+                    current: Vec::new(),
+                    pos: 0,
+                };
+                let (http, request) =
+                    self.client.prepare(&registry, &repo, &scope, &|http, _| {
+                        Ok(http
+                            .patch(&url)
+                            .header(CONTENT_TYPE, "application/octet-stream"))
+                    })?;
+                let mut request = request;
+                *request.body_mut() = Some(Body::new(reader));
+                let (r, w) = (thread_registry.clone(), thread_what.clone());
+                Box::new(move || {
+                    http.execute(request)
+                        .map_err(|e| network_error(&r, &w, timeouts, e))
+                })
+            }
+        };
         let request = std::thread::spawn(move || -> Result<String> {
-            let resp = watchdog::send(
-                &settings,
-                request,
-                UploadBody::stream(reader),
-                &thread_registry,
-                &thread_what,
-                &|e| network_error(&thread_registry, &thread_what, timeouts, e),
-            )?;
+            let resp = send()?;
             if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
                 return Err(unexpected(&thread_what, resp));
             }
@@ -819,6 +978,8 @@ impl LayerDestination for RegistryUpload<'_> {
             buf: Vec::with_capacity(STREAM_PIECE),
             tx: Some(tx),
             request: Some(request),
+            direct: is_direct,
+            appended: Vec::new(),
             registry,
             what,
             timeouts,
@@ -854,6 +1015,15 @@ impl LayerDestination for RegistryUpload<'_> {
             Some(Ok(r)) => r?,
             _ => return Err(w.failed()),
         };
+        for (file, path, before) in &w.appended {
+            if crate::digest::FileState::of(file).map_err(io_err("read", path))? != *before {
+                return Err(Error::invalid(format!(
+                    "model file {} changed while it was being sent",
+                    path.display()
+                ))
+                .with_hint("do not change model files during a build; run the build again"));
+            }
+        }
         let (_, digest, size) = w.hasher.finish();
         let repo = self.target.repository.clone();
         let d = digest.to_string();
