@@ -939,21 +939,12 @@ impl Client {
                 .execute(request)
                 .map_err(|e| network_error(registry, what, self.timeouts(), e))?;
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !authenticated {
-                let challenge = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(auth::parse_challenge);
-                if let Some(c) = challenge {
-                    self.challenges
-                        .lock()
-                        .expect("lock")
-                        .insert(registry.to_string(), c.clone());
-                    self.authenticate(registry, scope, &c, Some(repository))?;
-                    authenticated = true;
-                    continue;
-                }
+            if status == StatusCode::UNAUTHORIZED
+                && !authenticated
+                && self.answer_challenge(registry, scope, repository, &resp)?
+            {
+                authenticated = true;
+                continue;
             }
             if status == StatusCode::UNAUTHORIZED {
                 if repository.is_empty() {
@@ -1046,6 +1037,31 @@ impl Client {
         Ok((http, request))
     }
 
+    /// Authenticate for `scope` as a 401 answer's `WWW-Authenticate` challenge asks (kept for
+    /// the registry's later requests): false when the answer has no challenge to answer.
+    fn answer_challenge(
+        &self,
+        registry: &str,
+        scope: &Scope,
+        repository: &str,
+        resp: &Response,
+    ) -> Result<bool> {
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::parse_challenge);
+        let Some(c) = challenge else {
+            return Ok(false);
+        };
+        self.challenges
+            .lock()
+            .expect("lock")
+            .insert(registry.to_string(), c.clone());
+        self.authenticate(registry, scope, &c, Some(repository))?;
+        Ok(true)
+    }
+
     /// Whether requests carrying blobs go through the uploader ([`Client::upload_attempt`]);
     /// not when a proxy is configured, which only reqwest reaches.
     pub fn direct_uploads(&self) -> bool {
@@ -1119,21 +1135,12 @@ impl Client {
             let answer = uploader.send(endpoint.verify, &request, body()?.0);
             let resp = answered(registry, what, self.timeouts(), &parsed, answer)?;
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !authenticated {
-                let challenge = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(auth::parse_challenge);
-                if let Some(c) = challenge {
-                    self.challenges
-                        .lock()
-                        .expect("lock")
-                        .insert(registry.to_string(), c.clone());
-                    self.authenticate(registry, scope, &c, Some(repository))?;
-                    authenticated = true;
-                    continue;
-                }
+            if status == StatusCode::UNAUTHORIZED
+                && !authenticated
+                && self.answer_challenge(registry, scope, repository, &resp)?
+            {
+                authenticated = true;
+                continue;
             }
             if status == StatusCode::UNAUTHORIZED {
                 let hint = format!(
