@@ -1102,31 +1102,13 @@ impl Client {
                     authenticated = true;
                 }
             }
-            let target = url(&endpoint.base);
-            let parsed = Url::parse(&target).map_err(|e| {
-                Error::from(
-                    RegistryError::new(
-                        registry,
-                        Kind::Protocol,
-                        format!("registry {registry} named a location that is not a usable URL"),
-                    )
-                    .with_source(e),
-                )
-            })?;
-            let mut all: Vec<(String, String)> = headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect();
-            if same_origin(&parsed, &endpoint.base) {
-                if let Some(h) = self.cached_auth(registry, scope) {
-                    all.push(("Authorization".to_string(), header_value(registry, h)?));
-                }
-            } else {
-                tracing::debug!(
-                    "{registry}: no credentials sent to {}, another host",
-                    authority(&parsed)
-                );
-            }
+            let (parsed, all) = self.upload_target(
+                registry,
+                scope,
+                &endpoint.base,
+                &url(&endpoint.base),
+                headers,
+            )?;
             let request = upload::Request {
                 method,
                 url: &parsed,
@@ -1155,6 +1137,43 @@ impl Client {
         }
     }
 
+    /// The URL of an upload request and its headers: `headers`, and the registry's
+    /// credentials for `scope` only when `url` is on the registry's own origin (`base`).
+    fn upload_target(
+        &self,
+        registry: &str,
+        scope: &Scope,
+        base: &str,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<(Url, Vec<(String, String)>)> {
+        let parsed = Url::parse(url).map_err(|e| {
+            Error::from(
+                RegistryError::new(
+                    registry,
+                    Kind::Protocol,
+                    format!("registry {registry} named a location that is not a usable URL"),
+                )
+                .with_source(e),
+            )
+        })?;
+        let mut all: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        if same_origin(&parsed, base) {
+            if let Some(h) = self.cached_auth(registry, scope) {
+                all.push(("Authorization".to_string(), header_value(registry, h)?));
+            }
+        } else {
+            tracing::debug!(
+                "{registry}: no credentials sent to {}, another host",
+                authority(&parsed)
+            );
+        }
+        Ok((parsed, all))
+    }
+
     /// A request carrying a blob, made ready to be sent by [`PreparedUpload::send`] on
     /// another thread (a streamed body, which cannot be sent twice): authenticated for `scope`
     /// when `url` is on the registry's own origin. `None` when a proxy is configured.
@@ -1177,25 +1196,7 @@ impl Client {
                 self.authenticate(registry, scope, &c, Some(repository))?;
             }
         }
-        let parsed = Url::parse(url).map_err(|e| {
-            Error::from(
-                RegistryError::new(
-                    registry,
-                    Kind::Protocol,
-                    format!("registry {registry} named a location that is not a usable URL"),
-                )
-                .with_source(e),
-            )
-        })?;
-        let mut all: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        if same_origin(&parsed, &endpoint.base) {
-            if let Some(h) = self.cached_auth(registry, scope) {
-                all.push(("Authorization".to_string(), header_value(registry, h)?));
-            }
-        }
+        let (parsed, all) = self.upload_target(registry, scope, &endpoint.base, url, headers)?;
         Ok(Some(PreparedUpload {
             uploader,
             verify: endpoint.verify,
