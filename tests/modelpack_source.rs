@@ -244,6 +244,16 @@ fn modelpack(dir: &Path, tag: &str) -> String {
 }
 
 /// Build `models` (a `modelpack:` source or a directory) into `env`'s store; the outcome JSON.
+/// `build --models modelpack:oci:DIR:v1 --tag TAG` on the busybox base with `extra` flags,
+/// expected to fail: what it printed.
+fn build_refused(env: &Env, dir: &Path, tag: &str, extra: &[&str]) -> support::cmd::Outcome {
+    let source = modelpack(dir, "v1");
+    let base = bases().busybox();
+    let mut args = vec!["build", "--models", &source, "--tag", tag, "--base", &base];
+    args.extend_from_slice(extra);
+    env.modelcar(&args).failure()
+}
+
 fn build_json(env: &Env, models: &str, tag: &str, extra: &[&str]) -> Value {
     let mut args = vec![
         "build",
@@ -582,17 +592,7 @@ fn refused(layers: &[Layer]) -> String {
     let env = Env::new();
     let dir = env.path("artifact");
     write_artifact(&dir, "v1", layers);
-    let out = env
-        .modelcar(&[
-            "build",
-            "--models",
-            &modelpack(&dir, "v1"),
-            "--tag",
-            "localhost/evil:v1",
-            "--base",
-            &bases().busybox(),
-        ])
-        .failure();
+    let out = build_refused(&env, &dir, "localhost/evil:v1", &[]);
     let images = env.modelcar(&["images", "--json"]).success();
     assert_eq!(images.json(), json!([]), "a refused build tagged nothing");
     assert!(out.stderr.contains("hint:"), "{}", out.stderr);
@@ -773,19 +773,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
         let at = if packing == "tar" { 600 } else { n - 2 };
         bytes[at] ^= 0x20;
         fs::write(&blob, bytes).unwrap();
-        let out = env
-            .modelcar(&[
-                "build",
-                "--models",
-                &modelpack(&dir, "v1"),
-                "--tag",
-                "localhost/x:v1",
-                "--base",
-                &bases().busybox(),
-                "--format",
-                "sklearn",
-            ])
-            .failure();
+        let out = build_refused(&env, &dir, "localhost/x:v1", &["--format", "sklearn"]);
         assert!(
             out.stderr.contains("does not match its digest")
                 || out.stderr.contains("cannot read layer"),
@@ -810,17 +798,7 @@ fn images_and_other_artifacts_are_not_taken_for_modelpacks() {
         None,
         &[layer("weight", "raw", &[("model.joblib", &joblib())])],
     );
-    let out = env
-        .modelcar(&[
-            "build",
-            "--models",
-            &modelpack(&dir, "v1"),
-            "--tag",
-            "localhost/x:v1",
-            "--base",
-            &bases().busybox(),
-        ])
-        .failure();
+    let out = build_refused(&env, &dir, "localhost/x:v1", &[]);
     assert!(
         out.stderr.contains("is not a ModelPack artifact"),
         "{}",
@@ -853,19 +831,7 @@ fn a_failing_format_check_names_the_artifact_and_the_file() {
             &[("model.joblib", b"not a pickle at all")],
         )],
     );
-    let out = env
-        .modelcar(&[
-            "build",
-            "--models",
-            &modelpack(&dir, "v1"),
-            "--tag",
-            "localhost/x:v1",
-            "--base",
-            &bases().busybox(),
-            "--format",
-            "sklearn",
-        ])
-        .failure();
+    let out = build_refused(&env, &dir, "localhost/x:v1", &["--format", "sklearn"]);
     assert!(
         out.stderr.contains("modelpack:oci:") && out.stderr.contains("model.joblib"),
         "{}",
@@ -878,19 +844,7 @@ fn publishing_a_modelpack_of_a_modelpack_source_is_refused_before_anything_is_wr
     let env = Env::new();
     let dir = env.path("artifact");
     sklearn_artifact(&dir, "raw");
-    let source = modelpack(&dir, "v1");
-    let out = env
-        .modelcar(&[
-            "build",
-            "--models",
-            &source,
-            "--tag",
-            "localhost/x:v1",
-            "--base",
-            &bases().busybox(),
-            "--modelpack",
-        ])
-        .failure();
+    let out = build_refused(&env, &dir, "localhost/x:v1", &["--modelpack"]);
     assert!(
         out.stderr.contains("--modelpack") && out.stderr.contains("modelpack:oci:"),
         "{}",
