@@ -9,6 +9,7 @@ use oci_spec::image::Digest;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::readbuf::ReadBuf;
 
 /// `sha256:<hex>` of a byte slice.
 pub fn sha256_of(bytes: &[u8]) -> Digest {
@@ -179,7 +180,7 @@ impl<W: Write> ThreadedHashingWriter<W> {
         let (give_back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
         let hasher = std::thread::spawn(move || {
             let mut h = Sha256::new();
-            let mut buf = Vec::new();
+            let mut own: Option<ReadBuf> = None;
             for piece in from_writer {
                 match piece {
                     Piece::Bytes(bytes) => {
@@ -196,10 +197,10 @@ impl<W: Write> ThreadedHashingWriter<W> {
                         use std::os::unix::fs::FileExt;
                         let mut done = 0u64;
                         while done < len {
-                            if let Some((feed, _)) = &also {
-                                buf = feed.buffer();
-                            }
-                            buf.resize(PIECE, 0);
+                            let mut buf = match &also {
+                                Some((feed, _)) => feed.buffer(),
+                                None => own.take().unwrap_or_else(|| ReadBuf::new(PIECE)),
+                            };
                             let want = (len - done).min(PIECE as u64) as usize;
                             let n = file.read_at(&mut buf[..want], offset + done)?;
                             if n == 0 {
@@ -207,9 +208,10 @@ impl<W: Write> ThreadedHashingWriter<W> {
                             }
                             h.update(&buf[..n]);
                             done += n as u64;
-                            if let Some((feed, key)) = &also {
+                            match &also {
                                 // The file's own digest, on the file hashing thread.
-                                feed.data(*key, std::mem::take(&mut buf), n)?;
+                                Some((feed, key)) => feed.data(*key, buf, n)?,
+                                None => own = Some(buf),
                             }
                         }
                         if let Some((feed, key)) = &also {
@@ -356,9 +358,9 @@ enum FileMsg {
     /// The next `n` bytes of file `key`, in `buf`, which goes back through `back`.
     Data {
         key: usize,
-        buf: Vec<u8>,
+        buf: ReadBuf,
         n: usize,
-        back: std::sync::mpsc::SyncSender<Vec<u8>>,
+        back: std::sync::mpsc::SyncSender<ReadBuf>,
     },
     /// File `key` is complete.
     End { key: usize },
@@ -367,8 +369,8 @@ enum FileMsg {
 /// A handle for handing file pieces to [`FileHashes`], with buffers of its own to hand out.
 pub struct FileFeed {
     tx: std::sync::mpsc::SyncSender<FileMsg>,
-    back_tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-    back: std::sync::mpsc::Receiver<Vec<u8>>,
+    back_tx: std::sync::mpsc::SyncSender<ReadBuf>,
+    back: std::sync::mpsc::Receiver<ReadBuf>,
 }
 
 impl FileHashes {
@@ -421,12 +423,12 @@ impl Default for FileHashes {
 
 impl FileFeed {
     /// A buffer of [`PIECE`] bytes to read into (one given back, or a new one).
-    pub fn buffer(&self) -> Vec<u8> {
-        self.back.try_recv().unwrap_or_else(|_| vec![0u8; PIECE])
+    pub fn buffer(&self) -> ReadBuf {
+        self.back.try_recv().unwrap_or_else(|_| ReadBuf::new(PIECE))
     }
 
     /// Hand over the next `n` bytes of file `key`, held in `buf`.
-    pub fn data(&self, key: usize, buf: Vec<u8>, n: usize) -> io::Result<()> {
+    pub fn data(&self, key: usize, buf: ReadBuf, n: usize) -> io::Result<()> {
         self.tx
             .send(FileMsg::Data {
                 key,

@@ -32,6 +32,7 @@ use crate::digest::{FileFeed, FileHashes, HashingWriter};
 use crate::error::{io_err, Error, Result};
 use crate::image::Compression;
 use crate::model::{EntryKind, ModelEntry, ModelTree};
+use crate::readbuf::ReadBuf;
 use crate::store::{read_cache, write_cache, BlobWriter, Store};
 
 /// Directory of the model inside the image (and inside each layer tar, without the slash).
@@ -316,7 +317,7 @@ pub fn copy_blob<'r, D: LayerDestination + ?Sized>(
 ) -> Result<()> {
     let mut w = dest.begin()?;
     let mut r = open()?.take(desc.size() + 1);
-    let mut buf = vec![0u8; IO_BUFFER];
+    let mut buf = ReadBuf::new(IO_BUFFER);
     loop {
         let n = r.read(&mut buf).map_err(|e| {
             Error::from_io(e).unwrap_or_else(|e| Error::corrupt(format!("cannot read {what}: {e}")))
@@ -489,7 +490,7 @@ fn write_tar<W: AppendFile>(
     progress: &(dyn Fn(u64) + Sync),
     sink_err: &dyn Fn(io::Error) -> Error,
 ) -> Result<Written> {
-    let mut buf = vec![0u8; IO_BUFFER];
+    let mut buf = ReadBuf::new(IO_BUFFER);
     let mut out = Written::default();
     let put = |sink: &mut W, h: Vec<u8>, out: &mut Written| -> Result<()> {
         sink.write_all(&h).map_err(sink_err)?;
@@ -579,17 +580,19 @@ pub(crate) fn listed(h: &[u8]) -> Result<(String, crate::rootfs::Node)> {
     }
 }
 
-/// Whether every file of `plan` has the SHA-256 `kept` says: each file read once, hashed on
-/// another thread while the next piece is read.
+/// Whether every file of `plan` still has the SHA-256 kept with its layer (`kept`, by path).
+///
+/// Each file is read and hashed on this thread: one SHA-256 is all there is to do, and handing
+/// buffers to another thread would only add a copy between cores. Layers are checked by as many
+/// workers as the build has threads, which keeps every core busy on models of several files.
 fn same_files(
     tree: &ModelTree,
     plan: &LayerPlan,
     kept: &BTreeMap<String, String>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<bool> {
-    let files = FileHashes::new();
-    let feed = files.feed();
-    let mut wanted = Vec::new();
+    let mut buf = ReadBuf::new(IO_BUFFER);
+    let mut checked = 0usize;
     for &i in &plan.items {
         let entry = &tree.entries[i];
         let EntryKind::File { size } = entry.kind else {
@@ -598,40 +601,28 @@ fn same_files(
         let Some(expected) = kept.get(&entry.rel) else {
             return Ok(false);
         };
-        wanted.push((i, expected));
+        checked += 1;
         let mut file =
             File::open(&entry.source).map_err(io_err("open model file", &entry.source))?;
+        let mut hash = Sha256::new();
         let mut total = 0u64;
         loop {
-            let mut buf = feed.buffer();
             let n = file
                 .read(&mut buf)
                 .map_err(io_err("read model file", &entry.source))?;
             if n == 0 {
                 break;
             }
+            hash.update(&buf[..n]);
             total += n as u64;
             progress(n as u64);
-            feed.data(i, buf, n)
-                .map_err(io_err("hash model file", &entry.source))?;
         }
-        if total != size {
-            // Changed since the directory was read: not the layer kept.
+        if total != size || hex::encode(hash.finalize()) != *expected {
+            // Changed since the directory was read, or since the layer was written.
             return Ok(false);
         }
-        feed.end(i)
-            .map_err(io_err("hash model file", &entry.source))?;
     }
-    if wanted.len() != kept.len() {
-        return Ok(false);
-    }
-    drop(feed);
-    let got = files
-        .finish()
-        .map_err(io_err("hash model files in", &tree.root))?;
-    Ok(wanted
-        .iter()
-        .all(|(i, expected)| got.get(i) == Some(*expected)))
+    Ok(checked == kept.len())
 }
 
 /// Copy one file into the layer, handing its bytes to `files` under its key as well: by an

@@ -58,6 +58,7 @@ pub mod modelpack;
 pub mod progress;
 pub mod project;
 pub mod provenance;
+pub mod readbuf;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;

@@ -480,7 +480,7 @@ fn import_docker_archive(
         let mut contents = archive.contents();
         let mut r = HashingReader::new(&mut contents);
         let mut first = true;
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = crate::readbuf::ReadBuf::new(1 << 20);
         loop {
             let n = r.read(&mut buf).map_err(|e| bad_archive(path, e))?;
             if n == 0 {

@@ -1180,7 +1180,7 @@ impl<'a> Artifact<'a> {
         };
         w.put(&canonical_header(MODEL_ROOT, &EntryKind::Dir, settings)?)
             .map_err(sink_err)?;
-        let mut buf = vec![0u8; layer::IO_BUFFER];
+        let mut buf = crate::readbuf::ReadBuf::new(layer::IO_BUFFER);
         for &u in &group.units {
             self.stream_unit(&mut w, u, &mut buf, progress, &sink_err)?;
         }

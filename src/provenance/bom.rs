@@ -101,7 +101,7 @@ pub fn file_digests(
 fn hash_file(path: &std::path::Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(io_err("open model file", path))?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = crate::readbuf::ReadBuf::new(1 << 20);
     loop {
         let n = file
             .read(&mut buf)

@@ -221,7 +221,7 @@ fn download_blob(
     }
     let mut w = store.blob_writer()?;
     let mut reader = resp;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = crate::readbuf::ReadBuf::new(1 << 20);
     loop {
         let n = reader.read(&mut buf).map_err(|e| {
             network_error(

@@ -842,15 +842,14 @@ impl crate::layer::AppendFile for UploadWriter {
             len: part.len,
         })
         .map_err(Error::into_io)?;
-        let mut own = Vec::new();
+        let mut own = None;
         let mut done = 0u64;
         while done < part.len {
             let mut buf = match part.also {
                 Some((feed, _)) => feed.buffer(),
-                None => {
-                    own.resize(STREAM_PIECE, 0);
-                    std::mem::take(&mut own)
-                }
+                None => own
+                    .take()
+                    .unwrap_or_else(|| crate::readbuf::ReadBuf::new(STREAM_PIECE)),
             };
             let want = (part.len - done).min(buf.len() as u64) as usize;
             let n = part.file.read_at(&mut buf[..want], offset + done)?;
@@ -868,7 +867,7 @@ impl crate::layer::AppendFile for UploadWriter {
             tick(n as u64);
             match part.also {
                 Some((feed, key)) => feed.data(key, buf, n)?,
-                None => own = buf,
+                None => own = Some(buf),
             }
         }
         if let Some((feed, key)) = part.also {

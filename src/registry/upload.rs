@@ -408,7 +408,7 @@ fn send_plain_body(sock: &mut Tracked, head: &[u8], body: Body) -> io::Result<()
 /// `len` bytes of `file` from `offset` into a TLS stream, in 1 MiB reads.
 fn file_into<W: Write>(out: &mut W, file: &File, offset: u64, len: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; TLS_PIECE.min(len as usize)];
+    let mut buf = crate::readbuf::ReadBuf::new(TLS_PIECE.min(len as usize));
     let mut done = 0u64;
     while done < len {
         let want = (len - done).min(buf.len() as u64) as usize;
