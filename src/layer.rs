@@ -275,8 +275,19 @@ pub trait LayerDestination: Sync {
     fn has(&self, digest: &Digest, size: u64) -> bool;
     /// Start a blob.
     fn begin(&self) -> Result<Self::Writer>;
-    /// Finish a blob: its digest and size, computed from the bytes written.
-    fn finish(&self, writer: Self::Writer) -> Result<(Digest, u64)>;
+    /// A blob whose bytes are all written and hashed, not yet in place.
+    type Sealed;
+    /// Finish writing a blob: its digest and size, computed from the bytes written. Every
+    /// reader of the blob's sources is done when this returns; the blob is not yet in place.
+    fn seal(&self, writer: Self::Writer) -> Result<(Self::Sealed, Digest, u64)>;
+    /// Put a sealed blob in place (a registry's closing PUT; the store's rename).
+    fn commit(&self, sealed: Self::Sealed) -> Result<()>;
+    /// Finish a blob and put it in place: its digest and size.
+    fn finish(&self, writer: Self::Writer) -> Result<(Digest, u64)> {
+        let (sealed, digest, size) = self.seal(writer)?;
+        self.commit(sealed)?;
+        Ok((digest, size))
+    }
     /// Put a blob that exists elsewhere, as it is: nothing when the destination holds it, else
     /// its bytes from `open` (`what` names it in messages), checked against `desc`. A registry
     /// destination mounts it from `from`, a repository of the same registry that holds it.
@@ -349,8 +360,14 @@ impl LayerDestination for Store {
     fn begin(&self) -> Result<BlobWriter> {
         self.blob_writer()
     }
-    fn finish(&self, writer: BlobWriter) -> Result<(Digest, u64)> {
-        writer.commit(self, None)
+    type Sealed = crate::store::SealedBlob;
+    fn seal(&self, writer: BlobWriter) -> Result<(Self::Sealed, Digest, u64)> {
+        let sealed = writer.seal(self)?;
+        let (digest, size) = (sealed.digest().clone(), sealed.size());
+        Ok((sealed, digest, size))
+    }
+    fn commit(&self, sealed: Self::Sealed) -> Result<()> {
+        sealed.commit(self).map(|_| ())
     }
 }
 
@@ -443,9 +460,9 @@ pub fn write_layer<D: LayerDestination>(
     )?;
     drop(feed);
     let (blob, diff) = sink.finish().map_err(store_err)?;
-    let (digest, size) = dest.finish(blob)?;
+    let (sealed, digest, size) = dest.seal(blob)?;
     // Every reader of the files is done: the kernel-copy path's hashing thread ended with the
-    // blob.
+    // sealed blob.
     let file_digests: BTreeMap<String, String> = files
         .finish()
         .map_err(store_err)?
@@ -472,9 +489,14 @@ pub fn write_layer<D: LayerDestination>(
         cached: false,
         reused: None,
     };
+    // The caches are written before the blob is put in place: a hit counts only once the
+    // destination holds the blob, and a build killed just after a registry took the closing PUT
+    // (before its answer came back) then finds the layer on its next run instead of sending it
+    // again.
     crate::rootfs::remember_listing(store, &digest, &written.listing);
     write_cache(&stat_file, &layer);
     write_cache(&contents_file, &layer);
+    dest.commit(sealed)?;
     Ok(layer)
 }
 

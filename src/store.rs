@@ -590,17 +590,61 @@ impl BlobWriter {
     /// Finish the blob: check it against `expected` when given, sync it and move it into
     /// place. Returns its digest and size. On any error the temporary file is removed.
     pub fn commit(self, store: &Store, expected: Option<(&Digest, u64)>) -> Result<(Digest, u64)> {
+        let sealed = self.seal(store)?;
+        if let Some((want, want_size)) = expected {
+            if want != &sealed.digest || want_size != sealed.size {
+                return Err(Error::corrupt(format!(
+                    "content does not match its descriptor: expected {want} ({want_size} bytes), got {} ({} bytes)",
+                    sealed.digest, sealed.size
+                )));
+            }
+        }
+        sealed.commit(store)
+    }
+
+    /// Finish writing and hashing, and check that every file appended by range kept still
+    /// meanwhile; the blob is not in the store until [`SealedBlob::commit`].
+    pub fn seal(self, store: &Store) -> Result<SealedBlob> {
         let (tmp, digest, size) = self
             .inner
             .finish()
             .map_err(io_err("write a blob in", store.tmp_dir()))?;
-        if let Some((want, want_size)) = expected {
-            if want != &digest || want_size != size {
-                return Err(Error::corrupt(format!(
-                    "content does not match its descriptor: expected {want} ({want_size} bytes), got {digest} ({size} bytes)"
-                )));
-            }
-        }
+        Ok(SealedBlob { tmp, digest, size })
+    }
+
+    /// Append the next `len` bytes of `src` by an in-kernel copy; see
+    /// [`ThreadedHashingWriter::append_file`].
+    pub fn append_file(
+        &mut self,
+        src: &mut File,
+        path: &Path,
+        len: u64,
+        tick: &dyn Fn(u64),
+        also: Option<(&crate::digest::FileFeed, usize)>,
+    ) -> io::Result<()> {
+        self.inner.append_file(src, path, len, tick, also)
+    }
+}
+
+/// A blob whose bytes are all written and hashed, not yet in the store (dropped, it is removed).
+pub struct SealedBlob {
+    tmp: tempfile::NamedTempFile,
+    digest: Digest,
+    size: u64,
+}
+
+impl SealedBlob {
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Sync the blob and move it into place; its digest and size.
+    pub fn commit(self, store: &Store) -> Result<(Digest, u64)> {
+        let SealedBlob { tmp, digest, size } = self;
         let target = store.blob_path(&digest);
         if store.has_blob(&digest, size) {
             return Ok((digest, size));
@@ -616,19 +660,6 @@ impl BlobWriter {
         tmp.persist(&target)
             .map_err(|e| io_err("move a blob into", &target)(e.error))?;
         Ok((digest, size))
-    }
-
-    /// Append the next `len` bytes of `src` by an in-kernel copy; see
-    /// [`ThreadedHashingWriter::append_file`].
-    pub fn append_file(
-        &mut self,
-        src: &mut File,
-        path: &Path,
-        len: u64,
-        tick: &dyn Fn(u64),
-        also: Option<(&crate::digest::FileFeed, usize)>,
-    ) -> io::Result<()> {
-        self.inner.append_file(src, path, len, tick, also)
     }
 }
 

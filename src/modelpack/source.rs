@@ -1187,7 +1187,7 @@ impl<'a> Artifact<'a> {
         w.dirs_before(None).map_err(sink_err)?;
         w.sink.write_all(&[0u8; 1024]).map_err(sink_err)?;
         let (blob, diff) = w.sink.finish().map_err(sink_err)?;
-        let (digest, size) = dest.finish(blob)?;
+        let (sealed, digest, size) = dest.seal(blob)?;
         let diff_id = diff.map(|(d, _)| d).unwrap_or_else(|| digest.clone());
         crate::rootfs::remember_listing(store, &digest, &w.listing);
         let built = BuiltLayer {
@@ -1202,7 +1202,10 @@ impl<'a> Artifact<'a> {
             cached: false,
             reused: None,
         };
+        // Noted before the blob is put in place, as a directory build's layers are: a hit
+        // counts only once the destination holds it.
         write_cache(&cache_file, &built);
+        dest.commit(sealed)?;
         Ok(built)
     }
 

@@ -1007,7 +1007,9 @@ impl LayerDestination for RegistryUpload<'_> {
         Ok(Adopted::Copied)
     }
 
-    fn finish(&self, mut w: UploadWriter) -> Result<(Digest, u64)> {
+    type Sealed = (String, Digest);
+
+    fn seal(&self, mut w: UploadWriter) -> Result<(Self::Sealed, Digest, u64)> {
         w.send_buffer()?;
         w.tx = None;
         let location = match w.request.take().map(|h| h.join()) {
@@ -1024,6 +1026,11 @@ impl LayerDestination for RegistryUpload<'_> {
             }
         }
         let (_, digest, size) = w.hasher.finish();
+        Ok(((location, digest.clone()), digest, size))
+    }
+
+    /// The closing PUT, naming the digest: the registry checks it and completes the blob.
+    fn commit(&self, (location, digest): Self::Sealed) -> Result<()> {
         let repo = self.target.repository.clone();
         let d = digest.to_string();
         let doing = format!("finishing the upload of {d} to {}", self.target.name());
@@ -1042,7 +1049,7 @@ impl LayerDestination for RegistryUpload<'_> {
         if !resp.status().is_success() {
             return Err(unexpected(&doing, resp));
         }
-        Ok((digest, size))
+        Ok(())
     }
 }
 
