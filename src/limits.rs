@@ -193,6 +193,16 @@ pub const MAX_BACKOFF_SECS: u64 = 30;
 /// bodies are a few hundred bytes; the rest of a longer one is not read.
 pub const MAX_ERROR_BODY: u64 = 64 << 10;
 
+/// Longest wait for a `docker-credential-*` helper's answer. Helpers that read a keychain
+/// answer in milliseconds; one that asks the user (a desktop unlock prompt) gets this long before
+/// it is stopped and the command fails, naming it, instead of hanging unseen in a pipeline.
+/// `MODELCAR_CREDENTIAL_HELPER_TIMEOUT` (seconds) changes it.
+pub const CREDENTIAL_HELPER_TIMEOUT_SECS: u64 = 60;
+
+/// Largest answer read from a credential helper. Real ones are a JSON object of a few hundred
+/// bytes (a few KB with a long identity token).
+pub const MAX_CREDENTIAL_HELPER_ANSWER: u64 = 64 << 10;
+
 /// Longest `WWW-Authenticate` header parsed. Real challenges are a few hundred bytes.
 pub const MAX_CHALLENGE: usize = 8 << 10;
 

@@ -567,6 +567,118 @@ fn a_push_to_a_basic_auth_registry_without_credentials_fails_naming_it_and_lands
     assert_no_secret(&[&out, &login, &untrusted]);
 }
 
+/// A directory of `docker-credential-*` helpers (shell scripts) for `registry`: `good` answers
+/// with the credentials, `hang` never answers, `flood` answers a megabyte, `none` says it has
+/// nothing.
+fn credential_helpers(env: &Env, registry: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = env.path("helpers");
+    std::fs::create_dir_all(&bin).unwrap();
+    let answer = serde_json::json!({"ServerURL": registry, "Username": USER, "Secret": PASSWORD});
+    let scripts = [
+        (
+            "good",
+            format!("read server; [ \"$server\" = '{registry}' ] || exit 1; echo '{answer}'"),
+        ),
+        ("hang", "echo $$ > \"$0.pid\"; exec sleep 600".to_string()),
+        (
+            "flood",
+            "head -c 1048576 /dev/zero | tr '\\0' x".to_string(),
+        ),
+        (
+            "none",
+            "echo 'credentials not found in native keychain'; exit 1".to_string(),
+        ),
+    ];
+    for (name, body) in scripts {
+        let path = bin.join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+#[test]
+fn credential_helpers_are_asked_and_one_that_hangs_floods_or_is_misnamed_fails_clearly() {
+    let env = Env::new();
+    let (tls, reg) = basic_tls_registry(&env);
+    let cert_dir = tls.cert_dir.to_str().unwrap();
+    let host = reg.host();
+    let dest = format!("{host}/models/helped:v1");
+    build_sklearn(&env, &dest, &bases().busybox());
+    let bin = credential_helpers(&env, &host);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let with_helper = |helper: &str, timeout: &str| {
+        std::fs::write(
+            &env.auth_file,
+            serde_json::json!({"credHelpers": {&host: helper}}).to_string(),
+        )
+        .unwrap();
+        env.cmd()
+            .env("PATH", &path)
+            .env("MODELCAR_CREDENTIAL_HELPER_TIMEOUT", timeout)
+            .args(["--cert-dir", cert_dir, "push", "-q", &dest])
+            .run()
+    };
+
+    // The helper's answer is the credential.
+    with_helper("good", "60").success();
+    env.skopeo(&[
+        "inspect",
+        "--cert-dir",
+        cert_dir,
+        "--creds",
+        &format!("{USER}:{PASSWORD}"),
+        &format!("docker://{dest}"),
+    ])
+    .success();
+
+    // A helper with nothing for this registry is no credential: the registry's refusal.
+    with_helper("none", "60")
+        .failure()
+        .stderr_has(&[&host, "login"]);
+
+    // One that never answers is stopped after the limit, and the command says so.
+    let started = Instant::now();
+    let hung = with_helper("hang", "2").failure().stderr_has(&[
+        "docker-credential-hang",
+        "no answer",
+        "2 s",
+        "MODELCAR_CREDENTIAL_HELPER_TIMEOUT",
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}: {}",
+        started.elapsed(),
+        hung.stderr
+    );
+    let pid = std::fs::read_to_string(bin.join("docker-credential-hang.pid")).unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the hung helper ({}) was left running",
+        pid.trim()
+    );
+
+    // One that answers without end is cut off.
+    with_helper("flood", "60")
+        .failure()
+        .stderr_has(&["docker-credential-flood", "more than"]);
+
+    // A helper name is a name, not a path to run.
+    with_helper("../../bin/sh", "60")
+        .failure()
+        .stderr_has(&["\"../../bin/sh\"", "not a helper name"]);
+
+    // A timeout that is not a number is named.
+    with_helper("good", "soon")
+        .failure()
+        .stderr_has(&["MODELCAR_CREDENTIAL_HELPER_TIMEOUT", "\"soon\""]);
+}
+
 #[test]
 fn login_checks_the_password_and_writes_podmans_auth_json_that_push_skopeo_and_logout_use() {
     let env = Env::new();

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -186,7 +186,22 @@ fn decode_entry(entry: &Value, file: &Path, key: &str) -> Result<Option<Credenti
 }
 
 /// Ask a `docker-credential-NAME` helper for the registry's credential.
+///
+/// The helper is a program named by the user's Docker config, run with the registry on its
+/// stdin: its answer is read up to [`limits::MAX_CREDENTIAL_HELPER_ANSWER`] bytes, and a helper that
+/// has not answered in [`helper_timeout`] is stopped.
 fn helper_get(helper: &str, registry: &str) -> Result<Option<Credential>> {
+    if helper.is_empty()
+        || !helper
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(Error::invalid(format!(
+            "credential helper name \"{}\" in your Docker config is not a helper name",
+            crate::text::escape(helper)
+        ))
+        .with_hint("helper names are like \"pass\" or \"ecr-login\" (docker-credential-NAME on the PATH); fix credHelpers/credsStore"));
+    }
     let program = format!("docker-credential-{helper}");
     let server = if registry == "docker.io" {
         "https://index.docker.io/v1/"
@@ -197,25 +212,69 @@ fn helper_get(helper: &str, registry: &str) -> Result<Option<Credential>> {
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| {
             Error::invalid(format!("credential helper {program} cannot be run: {e}")).with_hint(
                 "install it, or remove it from credHelpers/credsStore in your Docker config",
             )
         })?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(server.as_bytes())
-        .map_err(io_err("write to", &program))?;
-    let out = child.wait_with_output().map_err(io_err("run", &program))?;
-    if !out.status.success() {
+    // The registry goes in and the answer comes out on threads of their own, so that neither
+    // a helper that never reads nor one that never ends its answer can hold this one.
+    let mut stdin = child.stdin.take().expect("piped");
+    let question = server.to_string();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(question.as_bytes());
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        let read = stdout
+            .take(limits::MAX_CREDENTIAL_HELPER_ANSWER + 1)
+            .read_to_end(&mut answer);
+        let _ = tx.send(read.map(|_| answer));
+    });
+    let limit = helper_timeout()?;
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait().map_err(io_err("run", &program))? {
+            Some(status) => break status,
+            None if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::invalid(format!(
+                    "credential helper {program} gave no answer for {registry} in {} s; it was stopped",
+                    limit.as_secs()
+                ))
+                .with_hint("it may be waiting for you to unlock a keychain: unlock it and run the command again, set MODELCAR_CREDENTIAL_HELPER_TIMEOUT (seconds) to wait longer, or log in with `modelcar login`"));
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
+    // The helper has ended: its stdout closes unless it left a child holding it.
+    let stdout = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .map_err(|_| {
+            Error::invalid(format!(
+                "credential helper {program} ended, but its output stayed open"
+            ))
+        })?
+        .map_err(io_err("read the answer of", &program))?;
+    if stdout.len() as u64 > limits::MAX_CREDENTIAL_HELPER_ANSWER {
+        return Err(Error::invalid(format!(
+            "credential helper {program} answered more than {} bytes",
+            limits::MAX_CREDENTIAL_HELPER_ANSWER
+        ))
+        .with_hint(
+            "a credential is a few hundred bytes of JSON; check what the helper prints for `get`",
+        ));
+    }
+    if !status.success() {
         // Helpers answer "credentials not found" with a failure: no credential, not an error.
         return Ok(None);
     }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+    let v: Value = serde_json::from_slice(&stdout).map_err(|_| {
         Error::invalid(format!(
             "credential helper {program} answered something that is not JSON"
         ))
@@ -236,6 +295,26 @@ fn helper_get(helper: &str, registry: &str) -> Result<Option<Credential>> {
             password: secret.to_string(),
         }
     }))
+}
+
+/// How long a credential helper may take: [`limits::CREDENTIAL_HELPER_TIMEOUT_SECS`], or
+/// `MODELCAR_CREDENTIAL_HELPER_TIMEOUT` seconds.
+fn helper_timeout() -> Result<std::time::Duration> {
+    let Ok(v) = std::env::var("MODELCAR_CREDENTIAL_HELPER_TIMEOUT") else {
+        return Ok(std::time::Duration::from_secs(
+            limits::CREDENTIAL_HELPER_TIMEOUT_SECS,
+        ));
+    };
+    match v.trim().parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(std::time::Duration::from_secs(secs)),
+        _ => Err(Error::invalid(format!(
+            "MODELCAR_CREDENTIAL_HELPER_TIMEOUT is \"{}\", not a number of seconds",
+            crate::text::escape(&v)
+        ))
+        .with_hint(
+            "set it to a whole number of seconds above 0, or unset it for the default of 60",
+        )),
+    }
 }
 
 /// Record a credential in `file` (podman's format), keeping everything else in it.
