@@ -926,12 +926,8 @@ impl Client {
         let http = self.http(endpoint.verify, transfer);
         let mut authenticated = false;
         loop {
-            if !authenticated && self.cached_auth(registry, scope).is_none() {
-                let known = self.challenges.lock().expect("lock").get(registry).cloned();
-                if let Some(c) = known {
-                    self.authenticate(registry, scope, &c, Some(repository))?;
-                    authenticated = true;
-                }
+            if !authenticated {
+                authenticated = self.authenticate_ahead(registry, scope, repository)?;
             }
             let request =
                 self.authorized(registry, scope, &endpoint.base, make(http, &endpoint.base)?)?;
@@ -946,27 +942,24 @@ impl Client {
                 authenticated = true;
                 continue;
             }
-            if status == StatusCode::UNAUTHORIZED {
-                if repository.is_empty() {
-                    // A request to /v2/ itself (`login`), which only the credentials can fail.
-                    return Err(RegistryError::new(
-                        registry,
-                        Kind::Denied,
-                        format!("registry {registry} refused the credentials"),
-                    )
-                    .with_status(status.as_u16())
-                    .with_hint("check the user name and the password (or token)")
-                    .into());
-                }
-                let hint = format!(
-                    "log in with `modelcar login {registry}` and check your access to {repository}"
-                );
-                return Err(unexpected(what, resp).with_hint(hint));
+            return judged(registry, repository, what, resp);
+        }
+    }
+
+    /// Authenticate for `scope` before the first request, when no credential for it is kept
+    /// and the registry's challenge is already known (saving the round trip of a 401): whether
+    /// it did.
+    fn authenticate_ahead(&self, registry: &str, scope: &Scope, repository: &str) -> Result<bool> {
+        if self.cached_auth(registry, scope).is_some() {
+            return Ok(false);
+        }
+        let known = self.challenges.lock().expect("lock").get(registry).cloned();
+        match known {
+            Some(c) => {
+                self.authenticate(registry, scope, &c, Some(repository))?;
+                Ok(true)
             }
-            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                return Err(unexpected(what, resp));
-            }
-            return Ok(resp);
+            None => Ok(false),
         }
     }
 
@@ -1021,12 +1014,7 @@ impl Client {
         make: &dyn Fn(&Http, &str) -> Result<RequestBuilder>,
     ) -> Result<(Http, reqwest::blocking::Request)> {
         let endpoint = self.endpoint(registry)?;
-        if self.cached_auth(registry, scope).is_none() {
-            let known = self.challenges.lock().expect("lock").get(registry).cloned();
-            if let Some(c) = known {
-                self.authenticate(registry, scope, &c, Some(repository))?;
-            }
-        }
+        self.authenticate_ahead(registry, scope, repository)?;
         let http = self.http(endpoint.verify, Transfer::Upload).clone();
         let request = self.authorized(
             registry,
@@ -1095,12 +1083,8 @@ impl Client {
         let endpoint = self.endpoint(registry)?;
         let mut authenticated = false;
         loop {
-            if !authenticated && self.cached_auth(registry, scope).is_none() {
-                let known = self.challenges.lock().expect("lock").get(registry).cloned();
-                if let Some(c) = known {
-                    self.authenticate(registry, scope, &c, Some(repository))?;
-                    authenticated = true;
-                }
+            if !authenticated {
+                authenticated = self.authenticate_ahead(registry, scope, repository)?;
             }
             let (parsed, all) = self.upload_target(
                 registry,
@@ -1124,16 +1108,7 @@ impl Client {
                 authenticated = true;
                 continue;
             }
-            if status == StatusCode::UNAUTHORIZED {
-                let hint = format!(
-                    "log in with `modelcar login {registry}` and check your access to {repository}"
-                );
-                return Err(unexpected(what, resp).with_hint(hint));
-            }
-            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                return Err(unexpected(what, resp));
-            }
-            return Ok(resp);
+            return judged(registry, repository, what, resp);
         }
     }
 
@@ -1190,12 +1165,7 @@ impl Client {
             return Ok(None);
         };
         let endpoint = self.endpoint(registry)?;
-        if self.cached_auth(registry, scope).is_none() {
-            let known = self.challenges.lock().expect("lock").get(registry).cloned();
-            if let Some(c) = known {
-                self.authenticate(registry, scope, &c, Some(repository))?;
-            }
-        }
+        self.authenticate_ahead(registry, scope, repository)?;
         let (parsed, all) = self.upload_target(registry, scope, &endpoint.base, url, headers)?;
         Ok(Some(PreparedUpload {
             uploader,
@@ -1234,6 +1204,33 @@ impl Client {
             )
         }
     }
+}
+
+/// A registry's answer once authentication is settled: a 401 (refused credentials, or no
+/// access to `repository`), 429 and 5xx are errors; anything else is the caller's to read.
+fn judged(registry: &str, repository: &str, what: &str, resp: Response) -> Result<Response> {
+    let status = resp.status();
+    if status == StatusCode::UNAUTHORIZED {
+        if repository.is_empty() {
+            // A request to /v2/ itself (`login`), which only the credentials can fail.
+            return Err(RegistryError::new(
+                registry,
+                Kind::Denied,
+                format!("registry {registry} refused the credentials"),
+            )
+            .with_status(status.as_u16())
+            .with_hint("check the user name and the password (or token)")
+            .into());
+        }
+        let hint = format!(
+            "log in with `modelcar login {registry}` and check your access to {repository}"
+        );
+        return Err(unexpected(what, resp).with_hint(hint));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Err(unexpected(what, resp));
+    }
+    Ok(resp)
 }
 
 /// A request carrying a streamed blob, ready to send ([`Client::prepare_upload`]).
