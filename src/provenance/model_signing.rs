@@ -758,18 +758,17 @@ fn layer_file_digests(
             return Ok(known);
         }
     }
-    let bad = |e: io::Error| rootfs::layer_read_error(desc.digest(), e);
-    let mut archive = tar::Archive::new(rootfs::open_layer(store, desc)?);
+    let what = format!("layer {}", desc.digest());
+    let bad = |e: io::Error| rootfs::ListingError::from(e).about(&what);
+    let mut tar = rootfs::TarReader::new(rootfs::open_layer(store, desc)?);
     let mut found = BTreeMap::new();
     let prefix = format!("{MODEL_ROOT}/");
-    for entry in archive.entries_with_seek().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let path = clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
-        if !path.starts_with(&prefix) || !entry.header().entry_type().is_file() {
+    while let Some((path, node)) = tar.next_entry().map_err(|e| e.about(&what))? {
+        if !path.starts_with(&prefix) || !matches!(node, Node::File { .. }) {
             continue;
         }
         let mut h = Sha256::new();
-        io::copy(&mut entry, &mut h).map_err(bad)?;
+        io::copy(&mut tar.contents(), &mut h).map_err(bad)?;
         found.insert(path, hex::encode(h.finalize()));
     }
     write_cache(&cache, &found);
@@ -789,22 +788,31 @@ fn read_image_file(
         .get(path)
         .and_then(|&i| layers.get(i))
         .ok_or_else(|| Error::corrupt(format!("/{path} has no layer")))?;
-    let bad = |e: io::Error| rootfs::layer_read_error(layer.digest(), e);
-    let mut archive = tar::Archive::new(rootfs::open_layer(store, layer)?);
+    let what = format!("layer {}", layer.digest());
+    let bad = |e: io::Error| rootfs::ListingError::from(e).about(&what);
+    let mut tar = rootfs::TarReader::new(rootfs::open_layer(store, layer)?);
     let mut bytes = None;
-    for entry in archive.entries_with_seek().map_err(bad)? {
-        let entry = entry.map_err(bad)?;
-        if clean_path(&String::from_utf8_lossy(&entry.path_bytes())) == path {
-            if entry.size() > max {
-                return Err(Error::invalid(format!(
-                    "/{path} is {} bytes, more than a model signature may be ({max})",
-                    entry.size()
-                )));
-            }
-            let mut buf = Vec::new();
-            entry.take(max).read_to_end(&mut buf).map_err(bad)?;
-            bytes = Some(buf);
+    while let Some((p, node)) = tar.next_entry().map_err(|e| e.about(&what))? {
+        if p != path {
+            continue;
         }
+        // The last entry of a path is the one the filesystem shows.
+        bytes = match node {
+            Node::File { size, .. } if size > max => {
+                return Err(Error::invalid(format!(
+                    "/{path} is {size} bytes, more than a model signature may be ({max})"
+                )))
+            }
+            Node::File { .. } => {
+                let mut buf = Vec::new();
+                tar.contents()
+                    .take(max)
+                    .read_to_end(&mut buf)
+                    .map_err(bad)?;
+                Some(buf)
+            }
+            _ => None,
+        };
     }
     bytes.ok_or_else(|| Error::corrupt(format!("/{path} is not in layer {}", layer.digest())))
 }
