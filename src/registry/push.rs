@@ -702,7 +702,7 @@ pub struct UploadWriter {
     buf: Vec<u8>,
     tx: Option<SyncSender<Piece>>,
     request: Option<JoinHandle<Result<String>>>,
-    /// Whether the request is sent by the uploader, which takes file ranges (`sendfile`).
+    /// Whether the request is sent by the uploader, which takes file ranges.
     direct: bool,
     /// Files whose ranges were queued, with what `stat` said before: checked again once the
     /// request is done, so that the bytes sent are known to be the bytes hashed.
@@ -818,9 +818,10 @@ impl Write for UploadWriter {
     }
 }
 
-/// A model file's range goes to the request thread as a file range, which the uploader hands
-/// to the kernel (`sendfile`): no copy of the bytes in this process on their way out. The bytes
-/// are read here once, for the layer's digest and the file's own.
+/// A model file's range goes to the request thread as a file range, which the uploader reads
+/// again from the page cache as it sends it (a read costs less than handing each buffer to
+/// another thread as well). The bytes are read here once, for the layer's digest and the
+/// file's own.
 impl crate::layer::AppendFile for UploadWriter {
     fn append_file(
         &mut self,
