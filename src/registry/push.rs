@@ -818,10 +818,9 @@ impl Write for UploadWriter {
     }
 }
 
-/// A model file's range goes to the request thread as a file range, which the uploader reads
-/// again from the page cache as it sends it (a read costs less than handing each buffer to
-/// another thread as well). The bytes are read here once, for the layer's digest and the
-/// file's own.
+/// A model file's range goes to the request thread as a file range, which the uploader hands
+/// to the kernel (`sendfile`) over plain HTTP and reads again from the page cache over HTTPS.
+/// The bytes are read here once, for the layer's digest and the file's own.
 impl crate::layer::AppendFile for UploadWriter {
     fn append_file(
         &mut self,
