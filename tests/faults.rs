@@ -548,12 +548,19 @@ fn kill_then_complete_push(
         "the rerun sends more than the image and its BOM: {others:?}\n{}",
         proxy.summary()
     );
+    assert_registry_digest(&reg, "faults/pushed:v1", &digest);
+    killed
+}
+
+/// skopeo finds `reference` (a repository and tag) in `reg` with this digest.
+#[track_caller]
+fn assert_registry_digest(reg: &Registry, reference: &str, digest: &str) {
     let got = tool(
         "skopeo",
         [
             "inspect",
             "--tls-verify=false",
-            &format!("docker://{}/faults/pushed:v1", reg.host()),
+            &format!("docker://{}/{reference}", reg.host()),
         ],
     );
     assert!(
@@ -562,8 +569,7 @@ fn kill_then_complete_push(
         String::from_utf8_lossy(&got.stderr)
     );
     let got: Value = serde_json::from_slice(&got.stdout).unwrap();
-    assert_eq!(got["Digest"], digest.as_str());
-    killed
+    assert_eq!(got["Digest"], digest);
 }
 
 /// Kill `push` (whose image is `expected`) at seeded random moments within `window`, then in the
@@ -706,21 +712,7 @@ fn a_build_with_push_that_loses_the_answer_to_a_layers_closing_put_does_not_send
         "{sent} bytes sent for an image of {image}: the weights layer went twice\n{}",
         proxy.summary()
     );
-    let got = tool(
-        "skopeo",
-        [
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{}/faults/lost:v1", reg.host()),
-        ],
-    );
-    assert!(
-        got.status.success(),
-        "{}",
-        String::from_utf8_lossy(&got.stderr)
-    );
-    let got: Value = serde_json::from_slice(&got.stdout).unwrap();
-    assert_eq!(got["Digest"], digest.as_str());
+    assert_registry_digest(&reg, "faults/lost:v1", &digest);
 }
 
 #[test]
