@@ -55,6 +55,9 @@ enum Misbehaviour {
     StallLargeUploads,
     /// Start uploads on this host, read their bytes, and never answer.
     SilentAfterUploads,
+    /// Start uploads on this host, take those of at most 4 MiB, and answer larger ones 413 at
+    /// once, before reading any of their bytes, then read nothing more and keep the connection.
+    RefuseLargeUploadsEarly,
     /// List a bill of materials among the image's referrers, and answer the request for its
     /// manifest, by digest, with another one (naming another BOM).
     SwappedReferrer,
@@ -226,6 +229,18 @@ fn serve(
             return;
         }
         let large = head.content_length().is_some_and(|n| n > 4 << 20);
+        if matches!(how, Misbehaviour::RefuseLargeUploadsEarly)
+            && large
+            && target.contains("/upload/")
+        {
+            let body = error_body(
+                "SIZE_INVALID",
+                "the upload is larger than this registry takes",
+            );
+            let _ = respond(&mut w, 413, &[], &body);
+            std::thread::sleep(Duration::from_secs(3600));
+            return;
+        }
         if (matches!(how, Misbehaviour::StallUploads)
             || matches!(how, Misbehaviour::StallLargeUploads) && large)
             && target.contains("/upload/")
@@ -712,6 +727,36 @@ fn a_push_whose_registry_stops_reading_a_patch_body_fails_within_the_read_timeou
         .iter()
         .any(|s| s.method == "PATCH" && s.target.contains("/upload/")));
     assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn a_push_whose_registry_answers_before_the_body_and_stops_reading_gets_the_answer_at_once() {
+    let env = Env::new();
+    let reg = FakeRegistry::start(Misbehaviour::RefuseLargeUploadsEarly, false, None);
+    let models = sklearn_models(&env.path("models"));
+    // 15 MiB: one PUT, more than the socket buffers on both sides hold.
+    write_random(&models.join("weights.bin"), 15 << 20, 6);
+    let dest = format!("{}/hostile/refused:v1", reg.host());
+    env.build(
+        &models,
+        &dest,
+        &bases().busybox(),
+        &["--layers", "single", "--compression", "none"],
+    );
+    let started = Instant::now();
+    // A read timeout far above what the answer takes: waiting for it would show.
+    let out = env
+        .cmd()
+        .args(["--read-timeout", "60", "--retries", "0", "push", &dest])
+        .run()
+        .failure();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "took {took:?}: {}",
+        out.stderr
+    );
+    out.stderr_has(&[&reg.host(), "413", "SIZE_INVALID"]);
 }
 
 #[test]

@@ -212,7 +212,7 @@ impl Connector {
                     .map_err(|e| Failure::Connect(io::Error::other(e)))?;
                 let conn = rustls::ClientConnection::new(config, name)
                     .map_err(|e| Failure::Connect(io::Error::other(e)))?;
-                let mut tls = rustls::StreamOwned::new(conn, Tracked::new(sock));
+                let mut tls = rustls::StreamOwned::new(conn, Tracked::new(sock, None));
                 // The handshake, within the connect timeout.
                 tls.sock
                     .sock
@@ -230,7 +230,7 @@ impl Connector {
                 })
             }
             _ => {
-                let mut sock = Tracked::new(sock);
+                let mut sock = Tracked::new(sock, Some(self.read_timeout));
                 let sent = send_plain_body(&mut sock, &head, body);
                 let stalled = sock.idle() >= self.read_timeout;
                 finish(sent, stalled, self.read_timeout, &mut sock, |s, d| {
@@ -275,22 +275,68 @@ fn finish<S: Read>(
 }
 
 /// A connection that remembers when it last took bytes.
+///
+/// Over plain HTTP (`watch` is the idle limit) it also listens while it sends: an answer that
+/// arrives before the whole body (a registry refusing the upload, then reading no more of it)
+/// ends the body at once, and the answer is read, instead of a send blocking until the idle
+/// limit. Over TLS the socket's readability cannot tell an answer from other records (a session
+/// ticket), so sends block as the socket's send timeout allows.
 struct Tracked {
     sock: TcpStream,
     progress: std::time::Instant,
+    watch: Option<Duration>,
 }
 
 impl Tracked {
-    fn new(sock: TcpStream) -> Tracked {
+    fn new(sock: TcpStream, watch: Option<Duration>) -> Tracked {
         Tracked {
             sock,
             progress: std::time::Instant::now(),
+            watch,
         }
     }
     /// How long since bytes were last taken.
     fn idle(&self) -> Duration {
         self.progress.elapsed()
     }
+
+    /// Wait until the socket takes bytes, within the idle limit: an error if the registry
+    /// answered (or closed the connection) first, or took nothing for the limit.
+    fn writable(&self, idle: Duration) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut fd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLOUT,
+            revents: 0,
+        };
+        let limit = idle.as_millis().clamp(1, i32::MAX as u128) as i32;
+        loop {
+            // SAFETY: one pollfd for a socket this value owns, for the call's duration.
+            let n = unsafe { libc::poll(&mut fd, 1, limit) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::TimedOut));
+            }
+            if fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                return Err(answered_early());
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// The registry answered, or closed the connection, before taking the whole body.
+fn answered_early() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the registry stopped the upload before taking the whole body",
+    )
 }
 
 impl Read for Tracked {
@@ -301,7 +347,33 @@ impl Read for Tracked {
 
 impl Write for Tracked {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.sock.write(buf)?;
+        let n = match self.watch {
+            None => self.sock.write(buf)?,
+            Some(idle) => loop {
+                use std::os::fd::AsRawFd;
+                self.writable(idle)?;
+                // SAFETY: a send from a live buffer of `buf.len()` bytes on a socket this value
+                // owns; MSG_DONTWAIT takes what fits now instead of blocking for the rest.
+                let n = unsafe {
+                    libc::send(
+                        self.sock.as_raw_fd(),
+                        buf.as_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                if n >= 0 {
+                    break n as usize;
+                }
+                let e = io::Error::last_os_error();
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) {
+                    return Err(e);
+                }
+            },
+        };
         if n > 0 {
             self.progress = std::time::Instant::now();
         }
@@ -364,17 +436,31 @@ fn shrank() -> io::Error {
 
 /// `len` bytes of `file` from `offset` into the socket, by the kernel (`sendfile`).
 fn sendfile(sock: &mut Tracked, file: &File, offset: u64, len: u64) -> io::Result<()> {
+    // Watching for an early answer, the socket does not block: each call takes what fits.
+    sock.sock.set_nonblocking(sock.watch.is_some())?;
+    let sent = sendfile_range(sock, file, offset, len);
+    sock.sock.set_nonblocking(false)?;
+    sent
+}
+
+fn sendfile_range(sock: &mut Tracked, file: &File, offset: u64, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let mut off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
     let mut left = len;
     while left > 0 {
+        if let Some(idle) = sock.watch {
+            sock.writable(idle)?;
+        }
         let count = left.min(1 << 30) as usize;
         // SAFETY: both descriptors are open for the duration of the call; `off` is a live
         // offset the kernel advances.
         let n = unsafe { libc::sendfile(sock.sock.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+            ) {
                 continue;
             }
             return Err(e);
