@@ -824,17 +824,30 @@ fn clean_reports_the_temporary_files_of_killed_commands_it_freed() {
     let dir = temp();
     let models = big_model(dir.path());
     let store = dir.path().join("store");
-    let tmp = store.join(".modelcar/tmp");
-    let killed = run_killed(
-        build_cmd(&store, &models, "localhost/faults/clean:v1"),
-        Kill::When(&|| has_partial_file(&tmp)),
-    );
-    assert!(killed, "the build ended before it could be killed");
+    // Kill a build while it writes a temporary file. A small one (a document, a layer of the
+    // small files) may be renamed into place between the check and the kill: try again then.
+    let kill_a_build = || {
+        let tmp = store.join(".modelcar/tmp");
+        for attempt in 0..10 {
+            if attempt > 0 {
+                // New weights, so that no layer of an earlier try is found in the store.
+                write_random(&models.join("weights.bin"), WEIGHTS, 0xc1ea + attempt);
+            }
+            let killed = run_killed(
+                build_cmd(&store, &models, "localhost/faults/clean:v1"),
+                Kill::When(&|| has_partial_file(&tmp)),
+            );
+            if killed && !store_temporaries(&store).is_empty() {
+                return;
+            }
+        }
+        panic!("no killed build left a temporary file in 10 tries");
+    };
+    kill_a_build();
     let left: u64 = store_temporaries(&store)
         .iter()
         .map(|p| fs::metadata(p).unwrap().len())
         .sum();
-    assert!(left > 0, "the killed build left nothing to clean");
 
     let out = modelcar(&store)
         .args(["clean", "--all", "--json"])
@@ -854,11 +867,7 @@ fn clean_reports_the_temporary_files_of_killed_commands_it_freed() {
     assert_no_temporaries(&store);
 
     // Said in words too.
-    let killed = run_killed(
-        build_cmd(&store, &models, "localhost/faults/clean:v1"),
-        Kill::When(&|| has_partial_file(&tmp)),
-    );
-    assert!(killed, "the build ended before it could be killed");
+    kill_a_build();
     modelcar(&store)
         .args(["clean", "--all"])
         .run()

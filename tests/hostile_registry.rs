@@ -677,6 +677,16 @@ fn push_to_stalling(
     how: Misbehaviour,
     size: u64,
 ) -> (support::cmd::Outcome, FakeRegistry, Duration) {
+    push_to_misbehaving(how, size, "1")
+}
+
+/// A push of an image with a `size`-byte weights layer to a fake registry that misbehaves as
+/// `how`, with `--read-timeout` `read_timeout`: its failure, the registry and how long it took.
+fn push_to_misbehaving(
+    how: Misbehaviour,
+    size: u64,
+    read_timeout: &str,
+) -> (support::cmd::Outcome, FakeRegistry, Duration) {
     let env = Env::new();
     let reg = FakeRegistry::start(how, false, None);
     let models = sklearn_models(&env.path("models"));
@@ -691,7 +701,14 @@ fn push_to_stalling(
     let started = Instant::now();
     let out = env
         .cmd()
-        .args(["--read-timeout", "1", "--retries", "0", "push", &dest])
+        .args([
+            "--read-timeout",
+            read_timeout,
+            "--retries",
+            "0",
+            "push",
+            &dest,
+        ])
         .run()
         .failure();
     (out, reg, started.elapsed())
@@ -731,26 +748,10 @@ fn a_push_whose_registry_stops_reading_a_patch_body_fails_within_the_read_timeou
 
 #[test]
 fn a_push_whose_registry_answers_before_the_body_and_stops_reading_gets_the_answer_at_once() {
-    let env = Env::new();
-    let reg = FakeRegistry::start(Misbehaviour::RefuseLargeUploadsEarly, false, None);
-    let models = sklearn_models(&env.path("models"));
-    // 15 MiB: one PUT, more than the socket buffers on both sides hold.
-    write_random(&models.join("weights.bin"), 15 << 20, 6);
-    let dest = format!("{}/hostile/refused:v1", reg.host());
-    env.build(
-        &models,
-        &dest,
-        &bases().busybox(),
-        &["--layers", "single", "--compression", "none"],
-    );
-    let started = Instant::now();
-    // A read timeout far above what the answer takes: waiting for it would show.
-    let out = env
-        .cmd()
-        .args(["--read-timeout", "60", "--retries", "0", "push", &dest])
-        .run()
-        .failure();
-    let took = started.elapsed();
+    // 15 MiB: one PUT, more than the socket buffers on both sides hold; a read timeout far above
+    // what the answer takes, so that waiting for it would show.
+    let (out, reg, took) =
+        push_to_misbehaving(Misbehaviour::RefuseLargeUploadsEarly, 15 << 20, "60");
     assert!(
         took < Duration::from_secs(20),
         "took {took:?}: {}",
