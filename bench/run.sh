@@ -173,32 +173,35 @@ if [ ! -d "$work/bases/layout" ]; then
 fi
 base_oci="oci:$work/bases/layout:busybox"
 
+# Start a registry keeping its data in DIR, listening on ADDR, holding only the base; sets
+# started_pid.
+start_registry() {
+  local dir=$1 addr=$2
+  mkdir -p "$dir"
+  printf '%s\n' "version: 0.1" "storage:" "  filesystem:" "    rootdirectory: $dir/data" \
+    "http:" "  addr: $addr" "log:" "  level: error" > "$dir/config.yml"
+  docker-registry serve "$dir/config.yml" > "$dir/log" 2>&1 &
+  started_pid=$!
+  for _ in $(seq 50); do curl -fs "http://$addr/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+  skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$addr/base/busybox:latest"
+}
+
 # A fresh, empty registry holding only the base: each run of each workload starts with one, so
 # that pushes meet an empty registry and its storage does not fill the disk.
 fresh_registry() {
   cleanup
   [ -z "$reg_pid" ] || wait "$reg_pid" 2>/dev/null || true
   rm -rf "$work/registry" "$shm_reg_dir"
-  mkdir -p "$reg_dir"
-  printf '%s\n' "version: 0.1" "storage:" "  filesystem:" "    rootdirectory: $reg_dir/data" \
-    "http:" "  addr: $reg" "log:" "  level: error" > "$reg_dir/config.yml"
-  docker-registry serve "$reg_dir/config.yml" > "$reg_dir/log" 2>&1 &
-  reg_pid=$!
-  for _ in $(seq 50); do curl -fs "http://$reg/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-  skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$reg/base/busybox:latest"
+  start_registry "$reg_dir" "$reg"
+  reg_pid=$started_pid
 }
 
 # A fresh, empty in-memory registry holding only the base (one image in it at a time, so that
 # memory holds at most one copy of a workload).
 fresh_fast_registry() {
   stop_fast
-  mkdir -p "$fast_dir"
-  printf '%s\n' "version: 0.1" "storage:" "  filesystem:" "    rootdirectory: $fast_dir/data" \
-    "http:" "  addr: $fast" "log:" "  level: error" > "$fast_dir/config.yml"
-  docker-registry serve "$fast_dir/config.yml" > "$fast_dir/log" 2>&1 &
-  fast_pid=$!
-  for _ in $(seq 50); do curl -fs "http://$fast/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-  skopeo copy --quiet --dest-tls-verify=false "$base_oci" "docker://$fast/base/busybox:latest"
+  start_registry "$fast_dir" "$fast"
+  fast_pid=$started_pid
 }
 
 # --- workloads -------------------------------------------------------------------------------

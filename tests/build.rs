@@ -588,20 +588,17 @@ fn compression_choices_set_the_layer_media_type_and_the_bytes() {
     }
 }
 
-/// Model-file reads of a modelcar run, seen by strace (`-y` names the file behind each
-/// descriptor): the lines of data-reading system calls on `file`.
-fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
+/// A modelcar run under `strace -f -qq -y` with `filter` (its `-e` options), from the
+/// repository's root with the command's own environment: its outcome and the trace.
+fn straced(build: Modelcar, filter: &[&str]) -> (Outcome, String) {
     let cmd = build.command();
     let trace = tempfile::NamedTempFile::new().unwrap();
     let mut traced = std::process::Command::new("strace");
     traced
         .args(["-f", "-qq", "-y", "-o"])
         .arg(trace.path())
-        .args([
-            "-e",
-            "trace=read,pread64,readv,preadv,preadv2,copy_file_range,sendfile,splice,mmap",
-            "--",
-        ])
+        .args(filter)
+        .arg("--")
         .arg(cmd.get_program())
         .args(cmd.get_args())
         .current_dir(repo_root());
@@ -612,12 +609,21 @@ fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
         };
     }
     let outcome = run(traced, None);
+    (outcome, fs::read_to_string(trace.path()).unwrap())
+}
+
+/// Model-file reads of a modelcar run, seen by strace (`-y` names the file behind each
+/// descriptor): the lines of data-reading system calls on `file`.
+fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
+    let (outcome, trace) = straced(
+        build,
+        &[
+            "-e",
+            "trace=read,pread64,readv,preadv,preadv2,copy_file_range,sendfile,splice,mmap",
+        ],
+    );
     let needle = format!("<{}>", file.display());
-    let reads = fs::read_to_string(trace.path())
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .count();
+    let reads = trace.lines().filter(|l| l.contains(&needle)).count();
     (outcome, reads)
 }
 
@@ -625,30 +631,15 @@ fn reads_of(file: &Path, build: Modelcar) -> (Outcome, usize) {
 /// seen by strace, summed by their results). In-kernel copies (`copy_file_range`, which writes a
 /// large file into its store blob) bring no byte into the process and are not counted.
 fn bytes_read_of(files: &[&Path], build: Modelcar) -> (Outcome, Vec<u64>) {
-    let cmd = build.command();
-    let trace = tempfile::NamedTempFile::new().unwrap();
-    let mut traced = std::process::Command::new("strace");
-    traced
-        .args(["-f", "-qq", "-y", "-o"])
-        .arg(trace.path())
-        .args([
+    let (outcome, text) = straced(
+        build,
+        &[
             "-e",
             "trace=read,pread64,readv,preadv,preadv2",
             "-e",
             "signal=none",
-            "--",
-        ])
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .current_dir(repo_root());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => traced.env(k, v),
-            None => traced.env_remove(k),
-        };
-    }
-    let outcome = run(traced, None);
-    let text = fs::read_to_string(trace.path()).unwrap();
+        ],
+    );
     let counts = files
         .iter()
         .map(|f| {

@@ -1267,24 +1267,21 @@ impl<'a> Artifact<'a> {
             let EntryKind::File { size } = e.kind else {
                 unreachable!("a raw layer is one file")
             };
-            w.file_header(&e.rel, &e.kind).map_err(sink_err)?;
-            let mut hasher = Sha256::new();
-            let copied = copy_contents(
+            let copied = copy_file(
                 &mut blob,
                 w,
+                (&e.rel, &e.kind),
                 size,
                 buf,
-                &mut hasher,
                 progress,
                 &what,
                 sink_err,
             )?;
-            if copied != size {
+            if copied.is_none() {
                 return Err(Error::corrupt(format!(
                     "{what} ends before its {size} bytes"
                 )));
             }
-            w.file_end(&e.rel, size, hasher).map_err(sink_err)?;
             return blob.check(&unit.desc, &what);
         }
         {
@@ -1318,26 +1315,19 @@ impl<'a> Artifact<'a> {
                         w.file_header(&e.rel, &e.kind).map_err(sink_err)?;
                     }
                     (EntryKind::File { size }, Node::File { size: s, .. }) if *size == s => {
-                        w.file_header(&e.rel, &e.kind).map_err(sink_err)?;
-                        let mut hasher = Sha256::new();
-                        let mut contents = tar.contents();
-                        let copied = copy_contents(
-                            &mut contents,
+                        let hex = copy_file(
+                            &mut tar.contents(),
                             w,
+                            (&e.rel, &e.kind),
                             s,
                             buf,
-                            &mut hasher,
                             progress,
                             &what,
                             sink_err,
-                        )?;
-                        if copied != s {
-                            return Err(Error::corrupt(format!(
-                                "{what} ends inside {}",
-                                escape(&e.rel)
-                            )));
-                        }
-                        let hex = w.file_end(&e.rel, s, hasher).map_err(sink_err)?;
+                        )?
+                        .ok_or_else(|| {
+                            Error::corrupt(format!("{what} ends inside {}", escape(&e.rel)))
+                        })?;
                         if e.sha256.as_deref() != Some(hex.as_str()) {
                             return Err(changed());
                         }
@@ -1475,18 +1465,21 @@ impl<W: Write> GroupWriter<'_, W> {
     }
 }
 
-/// Copy up to `size` bytes of contents into the layer, hashing them; returns how many there were.
+/// One file (`rel`, `kind`) into the layer: its header, `size` bytes of contents from `from`
+/// (hashed on the way) and its end. Its hex SHA-256, or `None` if `from` ended first.
 #[allow(clippy::too_many_arguments)]
-fn copy_contents<W: Write>(
+fn copy_file<W: Write>(
     from: &mut impl Read,
     w: &mut GroupWriter<'_, W>,
+    (rel, kind): (&str, &EntryKind),
     size: u64,
     buf: &mut [u8],
-    hasher: &mut Sha256,
     progress: &(dyn Fn(u64) + Sync),
     what: &str,
     sink_err: &dyn Fn(io::Error) -> Error,
-) -> Result<u64> {
+) -> Result<Option<String>> {
+    w.file_header(rel, kind).map_err(sink_err)?;
+    let mut hasher = Sha256::new();
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -1494,14 +1487,14 @@ fn copy_contents<W: Write>(
             .read(&mut buf[..want])
             .map_err(|e| read_error(e, what))?;
         if n == 0 {
-            break;
+            return Ok(None);
         }
         w.sink.write_all(&buf[..n]).map_err(sink_err)?;
         hasher.update(&buf[..n]);
         progress(n as u64);
         left -= n as u64;
     }
-    Ok(size - left)
+    w.file_end(rel, size, hasher).map(Some).map_err(sink_err)
 }
 
 /// The first bytes of files, by path.

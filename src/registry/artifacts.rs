@@ -8,12 +8,12 @@
 use std::io::Read;
 
 use oci_spec::image::{Descriptor, Digest};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use super::client::{unexpected, Transfer};
 use super::pull::fetch_manifest;
-use super::push::{absolute, with_query};
+use super::push::{start_upload, with_query};
 use super::{Client, Scope};
 use crate::digest;
 use crate::error::{Error, Result};
@@ -88,36 +88,16 @@ pub fn put_blob(client: &Client, r: &ImageRef, bytes: &[u8]) -> Result<Digest> {
         return Ok(digest);
     }
     let what = format!("uploading blob {d} to {}", r.name());
-    let start = client.send(
-        &r.registry,
-        &repo,
-        &scope,
-        &what,
-        Transfer::Small,
-        &|http, base| {
-            Ok(http
-                .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-                .header(CONTENT_LENGTH, 0))
-        },
-    )?;
-    if start.status() != StatusCode::ACCEPTED {
-        return Err(unexpected(&what, start));
-    }
-    let location = start
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .ok_or_else(|| Error::corrupt(format!("{what}: the registry gave no upload location")))?;
+    let url = client.retrying(|| start_upload(client, r, &what))?;
     let resp = client.send(
         &r.registry,
         &repo,
         &scope,
         &what,
         Transfer::Small,
-        &|http, base| {
+        &|http, _| {
             Ok(http
-                .put(with_query(&absolute(base, &location), "digest", &d))
+                .put(with_query(&url, "digest", &d))
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .body(bytes.to_vec()))
         },

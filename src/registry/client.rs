@@ -973,26 +973,12 @@ impl Client {
         base: &str,
         rb: RequestBuilder,
     ) -> Result<reqwest::blocking::Request> {
-        let mut request = rb.build().map_err(|e| {
-            Error::from(
-                RegistryError::new(
-                    registry,
-                    Kind::Protocol,
-                    format!("registry {registry} named a location that is not a usable URL"),
-                )
-                .with_source(e),
-            )
-        })?;
+        let mut request = rb.build().map_err(|e| unusable_location(registry, e))?;
         if same_origin(request.url(), base) {
             if let Some(h) = self.cached_auth(registry, scope) {
-                let value = reqwest::header::HeaderValue::from_str(&h).map_err(|_| {
-                    Error::from(RegistryError::new(
-                        registry,
-                        Kind::Protocol,
-                        format!("the token for registry {registry} is not a valid header value"),
-                    ))
-                })?;
-                request.headers_mut().insert(AUTHORIZATION, value);
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, header_value(registry, h)?);
             }
         } else {
             tracing::debug!(
@@ -1122,23 +1108,16 @@ impl Client {
         url: &str,
         headers: &[(&str, String)],
     ) -> Result<(Url, Vec<(String, String)>)> {
-        let parsed = Url::parse(url).map_err(|e| {
-            Error::from(
-                RegistryError::new(
-                    registry,
-                    Kind::Protocol,
-                    format!("registry {registry} named a location that is not a usable URL"),
-                )
-                .with_source(e),
-            )
-        })?;
+        let parsed = Url::parse(url).map_err(|e| unusable_location(registry, e))?;
         let mut all: Vec<(String, String)> = headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         if same_origin(&parsed, base) {
             if let Some(h) = self.cached_auth(registry, scope) {
-                all.push(("Authorization".to_string(), header_value(registry, h)?));
+                let value = header_value(registry, h)?;
+                let value = value.to_str().expect("a header value of visible ASCII");
+                all.push(("Authorization".to_string(), value.to_string()));
             }
         } else {
             tracing::debug!(
@@ -1257,17 +1236,27 @@ impl PreparedUpload {
     }
 }
 
-/// A header value that cannot end the header it is in.
-fn header_value(registry: &str, value: String) -> Result<String> {
-    if value.contains(['\r', '\n']) {
-        return Err(RegistryError::new(
+/// A credential as a header value: visible ASCII only, so it cannot end the header it is in.
+fn header_value(registry: &str, value: String) -> Result<reqwest::header::HeaderValue> {
+    reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+        RegistryError::new(
             registry,
             Kind::Protocol,
             format!("the token for registry {registry} is not a valid header value"),
         )
-        .into());
-    }
-    Ok(value)
+        .into()
+    })
+}
+
+/// A location (of an upload, a redirect) the registry named that is not a usable URL.
+fn unusable_location(registry: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    RegistryError::new(
+        registry,
+        Kind::Protocol,
+        format!("registry {registry} named a location that is not a usable URL"),
+    )
+    .with_source(e)
+    .into()
 }
 
 /// The uploader's answer as a reqwest answer (what the rest of the client reads), or its

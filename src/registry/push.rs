@@ -246,6 +246,29 @@ pub(super) fn with_query(url: &str, key: &str, value: &str) -> String {
     )
 }
 
+/// One attempt at opening an upload in `target`'s repository (`what` names it in messages):
+/// the absolute URL the registry named for the bytes.
+pub(super) fn start_upload(client: &Client, target: &ImageRef, what: &str) -> Result<String> {
+    let repo = target.repository.clone();
+    let start = client.send_attempt(
+        &target.registry,
+        &repo,
+        &Scope::push(&repo),
+        what,
+        Transfer::Small,
+        &|http, base| {
+            Ok(http
+                .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+                .header(CONTENT_LENGTH, 0))
+        },
+    )?;
+    if start.status() != StatusCode::ACCEPTED {
+        return Err(unexpected(what, start));
+    }
+    let location = location_of(&start, what)?;
+    Ok(absolute(&client.base_url(&target.registry)?, &location))
+}
+
 fn location_of(resp: &reqwest::blocking::Response, what: &str) -> Result<String> {
     resp.headers()
         .get(LOCATION)
@@ -903,24 +926,8 @@ impl LayerDestination for RegistryUpload<'_> {
         let scope = Scope::push(&repo);
         let registry = self.target.registry.clone();
         let what = format!("uploading a layer to {}", self.target.name());
-        let start = self.client.send_attempt(
-            &registry,
-            &repo,
-            &scope,
-            &what,
-            Transfer::Small,
-            &|http, base| {
-                Ok(http
-                    .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-                    .header(CONTENT_LENGTH, 0))
-            },
-        )?;
-        if start.status() != StatusCode::ACCEPTED {
-            return Err(unexpected(&what, start));
-        }
-        let location = location_of(&start, &what)?;
+        let url = start_upload(self.client, self.target, &what)?;
         let base = self.client.base_url(&registry)?;
-        let url = absolute(&base, &location);
         let (tx, rx) = sync_channel::<Piece>(4);
         let timeouts = self.client.timeouts();
         let (thread_registry, thread_what) = (registry.clone(), what.clone());
